@@ -1,0 +1,3 @@
+from bellman.cli import main
+
+main()

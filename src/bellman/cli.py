@@ -1,0 +1,25 @@
+"""The `bellman` command. Each part of the library adds its own sub-commands here."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="bellman: reinforcement learning from the Bellman equation to LLM post-training.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+err = Console(stderr=True)
+
+
+def main() -> None:
+    """Entry point: bad input ends in a one-line error, not a traceback."""
+    try:
+        app()
+    except (ValueError, TypeError, FileNotFoundError, KeyError) as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
