@@ -1,0 +1,43 @@
+"""Value iteration: v_{k+1}(s) = max_a [R(s,a) + gamma sum_s' P(s'|s,a) v_k(s')] (ALGORITHMS.md section 3).
+
+Bellman (1957); Zhao, "Mathematical Foundations of Reinforcement Learning", chapter 4.1. The map is a
+gamma-contraction in the sup norm, so the iterates converge to the unique v* from any start.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bellman.mdp import TabularMDP
+from bellman.planning.evaluation import _check_tolerances, greedy_policy
+from bellman.planning.result import PlanningResult
+
+
+def value_iteration(
+    mdp: TabularMDP,
+    tol: float = 1e-10,
+    max_iterations: int = 100_000,
+    v0: np.ndarray | None = None,
+    keep_history: bool = True,
+) -> PlanningResult:
+    """Iterate the Bellman optimality operator until the sup-norm change is below `tol`.
+
+    Returns v, q = R + gamma P v, the greedy policy (ties to the lowest action), the number of
+    iterations, the residual ||v_{k+1} - v_k||_inf of each and, with keep_history, every v_k.
+    """
+    _check_tolerances(tol, max_iterations)
+    v = np.zeros(mdp.n_states) if v0 is None else np.asarray(v0, dtype=np.float64).copy()
+    if v.shape != (mdp.n_states,):
+        raise ValueError(f"v0 must have shape ({mdp.n_states},), got {v.shape}")
+    history, residuals = ([v.copy()] if keep_history else []), []
+    for k in range(1, int(max_iterations) + 1):
+        q = mdp.q_from_v(v)
+        v_next = q.max(axis=1)
+        residuals.append(float(np.max(np.abs(v_next - v))))
+        v = v_next
+        if keep_history:
+            history.append(v.copy())
+        if residuals[-1] < tol:
+            q = mdp.q_from_v(v)
+            return PlanningResult(v, q, greedy_policy(q), k, history, residuals)
+    raise RuntimeError(f"value iteration did not reach tol={tol} in {max_iterations} iterations")
