@@ -1,0 +1,128 @@
+"""Rollout engine: batched sampling with a KV cache, returning ids, per-token log-probs and masks.
+
+Usage::
+
+    from bellman.llm.rollout import SamplingConfig, generate
+    ro = generate(model, tok, ["1+2=", "10+20="], SamplingConfig(temperature=1.0, max_new_tokens=16), seed=0)
+    ro.completion_ids, ro.completion_mask, ro.logprobs     # (B, C) each, right padded
+    ro.completions(tok)                                    # decoded text, cut at EOS
+    generate(model, tok, prompts, SamplingConfig(temperature=0.0))   # greedy
+
+``logprobs`` are log pi(token) under the temperature-scaled distribution before top-k / top-p
+filtering (the same numbers ``completion_logprobs(..., temperature=T)`` computes), so they serve as the
+"old" policy log-probs of PPO/GRPO. The completion mask is 1 up to and including the first EOS.
+
+vLLM backend (GPU machines, optional, not a dependency): generate with ``vllm.LLM(model=DIR)`` and
+``SamplingParams(n=G, temperature=T, top_p=p, top_k=k, max_tokens=N, logprobs=0)`` from the directory
+the trainer writes with ``save_pretrained``, then re-encode prompts/completions with
+``encode_prompts`` / ``encode_completions`` and recompute log-probs with ``completion_logprobs``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from bellman.llm.model import encode_prompts
+
+
+@dataclass
+class SamplingConfig:
+    """Sampling settings; temperature 0 means greedy. top_k 0 and top_p 1.0 switch those filters off."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 64
+    use_cache: bool = True
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+
+@dataclass
+class Rollout:
+    """A batch of sampled completions; prompts left padded, completions right padded."""
+
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+    completion_ids: torch.Tensor
+    completion_mask: torch.Tensor
+    logprobs: torch.Tensor
+    truncated: torch.Tensor  # (B,) bool: hit max_new_tokens without EOS
+
+    def completions(self, tok: PreTrainedTokenizerBase) -> list[str]:
+        """Decoded completion text of every row, EOS and padding removed."""
+        return [tok.decode(ids[m.bool()], skip_special_tokens=True)
+                for ids, m in zip(self.completion_ids, self.completion_mask)]
+
+
+def _filter(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Top-k then nucleus (top-p, Holtzman et al. 2020) filtering: masked logits set to -inf."""
+    if top_k > 0 and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, idx = torch.sort(logits, descending=True, dim=-1)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        remove = cum - sorted_logits.softmax(-1) >= top_p   # keep the smallest prefix with mass >= top_p
+        logits = logits.masked_fill(remove.scatter(-1, idx, remove), float("-inf"))
+    return logits
+
+
+@torch.no_grad()
+def generate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[str],
+             sampling: SamplingConfig | None = None, seed: int | None = None) -> Rollout:
+    """Sample one completion per prompt (repeat prompts for groups); stops a row at EOS."""
+    s = sampling or SamplingConfig()
+    prompt_ids, prompt_mask = encode_prompts(tok, prompts)
+    device = next(model.parameters()).device
+    prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
+    g = torch.Generator(device=device)
+    g.manual_seed(seed if seed is not None else int(torch.randint(2**31, ())))
+    eos, pad = tok.eos_token_id, tok.pad_token_id
+    b = prompt_ids.shape[0]
+    ids, mask = prompt_ids, prompt_mask
+    pos = (mask.cumsum(1) - 1).clamp(min=0)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=s.use_cache, logits_to_keep=1)
+    tokens, logps = [], []
+    done = torch.zeros(b, dtype=torch.bool, device=device)
+    for _ in range(s.max_new_tokens):
+        logits = out.logits[:, -1].float()
+        logp_all = torch.log_softmax(logits / (s.temperature or 1.0), dim=-1)
+        if s.temperature == 0:
+            nxt = logits.argmax(-1)
+        else:
+            probs = _filter(logits / s.temperature, s.top_k, s.top_p).softmax(-1)
+            nxt = torch.multinomial(probs, 1, generator=g).squeeze(-1)
+        nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
+        tokens.append(nxt)
+        logps.append(logp_all.gather(-1, nxt[:, None]).squeeze(-1))
+        done = done | (nxt == eos)
+        if bool(done.all()):
+            break
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        if s.use_cache:
+            pos = pos[:, -1:] + 1
+            out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos,
+                        past_key_values=out.past_key_values, use_cache=True)
+        else:
+            ids = torch.cat([ids, nxt[:, None]], dim=1)
+            out = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0),
+                        use_cache=False, logits_to_keep=1)
+    completion_ids = torch.stack(tokens, dim=1)
+    is_eos = (completion_ids == eos).long()
+    # 1 up to and including the first EOS: positions where no EOS came strictly before
+    completion_mask = ((is_eos.cumsum(1) - is_eos) == 0).long()
+    logprobs = torch.stack(logps, dim=1) * completion_mask
+    return Rollout(prompt_ids, prompt_mask, completion_ids, completion_mask, logprobs,
+                   truncated=is_eos.sum(1) == 0)
