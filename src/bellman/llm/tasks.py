@@ -1,0 +1,328 @@
+"""Tasks with verifiable rewards: prompts plus reward functions of the TRL shape.
+
+A reward function is ``reward(prompts, completions, **columns) -> list[float]``: one float per completion;
+``columns`` are the task's extra columns (``answer``, ``numbers``, ``target``), one entry per completion.
+Users can pass their own (TRL's reward functions plug in unchanged).
+
+Usage::
+
+    from bellman.llm.tasks import arithmetic, countdown, from_jsonl, arithmetic_reward, countdown_reward
+    task = arithmetic(digits=(2, 3), op="+", n_train=2000, n_test=200, seed=0)
+    task.train[0]          # {"prompt": "12+345=", "question": "12+345", "answer": "357"}
+    arithmetic_reward(["12+345="], ["357"], answer=["357"])                      # [1.0]
+    countdown_reward(["..."], ["(3+5)*7"], numbers=[[3, 5, 7]], target=[56])      # [1.0]
+
+Answers are read from ``<answer>...</answer>`` when the completion has that tag (the R1-Zero template),
+otherwise from the completion's first line. The countdown checker never calls eval: a small
+recursive-descent parser accepts integers, + - * / and parentheses only, with bounds on length, depth
+and magnitude, and computes with exact fractions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+RewardFn = Callable[..., list[float]]
+
+MAX_EXPR_CHARS = 64
+MAX_DEPTH = 8
+MAX_LITERAL = 10**6
+MAX_VALUE = 10**12
+MAX_ANSWER_DIGITS = 30
+_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
+_FORMAT = re.compile(r"^(?:<think>)?(?P<think>.*?)</think>\s*<answer>(?P<answer>.*?)</answer>\s*$", re.S)
+_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
+
+
+@dataclass
+class Task:
+    """Rows of ``{"prompt": str, "question": str, <columns>}`` split into train / test, and the rewards.
+
+    ``accuracy`` is the reward whose value 1.0 means "correct"; ``rewards`` are what a trainer optimises.
+    """
+
+    name: str
+    train: list[dict]
+    test: list[dict]
+    accuracy: RewardFn
+    rewards: list[RewardFn] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.train:
+            raise ValueError(f"task {self.name!r} has an empty training set")
+        if not self.test:
+            raise ValueError(f"task {self.name!r} has an empty test set")
+        if not self.rewards:
+            self.rewards = [self.accuracy]
+
+
+def columns(rows: Sequence[dict]) -> dict[str, list]:
+    """The extra columns of ``rows`` (everything but prompt / question) as lists, ready for ``**columns``."""
+    keys = [k for k in rows[0] if k not in ("prompt", "question")]
+    return {k: [r[k] for r in rows] for k in keys}
+
+
+def call_reward(fn: RewardFn, prompts: list[str], completions: list[str], cols: dict[str, list]) -> list[float]:
+    """Call a reward function and check it returned one finite float per completion."""
+    out = fn(prompts, completions, **cols)
+    name = getattr(fn, "__name__", repr(fn))
+    if not isinstance(out, (list, tuple)) or len(out) != len(completions):
+        n = len(out) if isinstance(out, (list, tuple)) else type(out).__name__
+        raise ValueError(f"reward function {name} returned {n} values for {len(completions)} completions; "
+                         "it must return a list with one float per completion")
+    vals = [float(v) for v in out]
+    if any(math.isnan(v) or math.isinf(v) for v in vals):
+        raise ValueError(f"reward function {name} returned NaN or inf; rewards must be finite floats")
+    return vals
+
+
+# ---- answers and rewards -------------------------------------------------------------------------------
+
+def extract_answer(completion: str) -> str | None:
+    """Text of the first ``<answer>...</answer>`` if the completion has an answer tag, else its first line."""
+    if "<answer>" in completion:
+        m = _ANSWER.search(completion)
+        return m.group(1).strip() if m else None
+    line = completion.strip().split("\n", 1)[0].strip()
+    return line or None
+
+
+def _as_int(s: str | None) -> int | None:
+    if s is None or not re.fullmatch(r"-?\d{1,%d}" % MAX_ANSWER_DIGITS, s.strip()):
+        return None
+    return int(s)
+
+
+def arithmetic_reward(prompts: list[str], completions: list[str], answer: list[str], **_) -> list[float]:
+    """1.0 if the answer equals ``answer`` (integers compared as numbers, else exact text), else 0.0."""
+    out = []
+    for c, a in zip(completions, answer, strict=True):
+        got = extract_answer(c)
+        gi, ai = _as_int(got), _as_int(str(a))
+        out.append(float(got is not None and (gi == ai if ai is not None else got == str(a).strip())))
+    return out
+
+
+def format_reward(prompts: list[str], completions: list[str], **_) -> list[float]:
+    """R1-Zero format reward (DeepSeek-AI 2025): 1.0 for ``[<think>]...</think><answer>...</answer>``.
+
+    The opening <think> may end the prompt; each tag must appear exactly once (no nesting), answer non-empty.
+    """
+    out = []
+    for c in completions:
+        m = _FORMAT.match(c)
+        ok = m is not None and m.group("answer").strip() != "" and \
+            all(c.count(t) == (c.startswith("<think>") if t == "<think>" else 1) for t in _TAGS)
+        out.append(float(ok))
+    return out
+
+
+class _Parser:
+    """expr := term (('+'|'-') term)* ; term := factor (('*'|'/') factor)* ; factor := INT | '(' expr ')'."""
+
+    def __init__(self, text: str) -> None:
+        self.toks = re.findall(r"\d+|[-+*/()]|\S", text)
+        self.i, self.depth, self.literals = 0, 0, []
+
+    def parse(self) -> Fraction:
+        v = self.expr()
+        if self.i != len(self.toks):
+            raise ValueError(f"unexpected {self.toks[self.i]!r}")
+        return v
+
+    def _peek(self) -> str | None:
+        return self.toks[self.i] if self.i < len(self.toks) else None
+
+    def _check(self, v: Fraction) -> Fraction:
+        if abs(v) > MAX_VALUE:
+            raise ValueError("value too large")
+        return v
+
+    def expr(self) -> Fraction:
+        v = self.term()
+        while self._peek() in ("+", "-"):
+            op = self.toks[self.i]
+            self.i += 1
+            v = self._check(v + self.term() if op == "+" else v - self.term())
+        return v
+
+    def term(self) -> Fraction:
+        v = self.factor()
+        while self._peek() in ("*", "/"):
+            op = self.toks[self.i]
+            self.i += 1
+            r = self.factor()
+            if op == "/" and r == 0:
+                raise ZeroDivisionError("division by zero")
+            v = self._check(v * r if op == "*" else v / r)
+        return v
+
+    def factor(self) -> Fraction:
+        t = self._peek()
+        if t is None:
+            raise ValueError("expression ended early")
+        self.i += 1
+        if t == "(":
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise ValueError("parentheses nested too deep")
+            v = self.expr()
+            if self._peek() != ")":
+                raise ValueError("missing ')'")
+            self.i += 1
+            self.depth -= 1
+            return v
+        if t.isdigit() and t.isascii():
+            if len(t) > 7 or int(t) > MAX_LITERAL:
+                raise ValueError("number too large")
+            self.literals.append(int(t))
+            return Fraction(int(t))
+        raise ValueError(f"unexpected {t!r}")
+
+
+def parse_expression(text: str) -> tuple[Fraction, list[int]]:
+    """Value and integer literals of an arithmetic expression (integers, + - * / and parentheses only).
+
+    Raises ValueError on anything else, on more than MAX_EXPR_CHARS characters, on nesting deeper than
+    MAX_DEPTH, on literals above MAX_LITERAL or values above MAX_VALUE; ZeroDivisionError on x/0.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"expression must be a str, got {type(text).__name__}")
+    if len(text) > MAX_EXPR_CHARS:
+        raise ValueError(f"expression longer than {MAX_EXPR_CHARS} characters")
+    if not re.fullmatch(r"[\d+\-*/() ]+", text):
+        raise ValueError("only integers, + - * / and parentheses are allowed")
+    p = _Parser(text)
+    return p.parse(), p.literals
+
+
+def countdown_reward(prompts: list[str], completions: list[str], numbers: list[list[int]], target: list[int],
+                     **_) -> list[float]:
+    """Countdown (TinyZero, Pan et al. 2025): 0.0 no parseable answer, 0.1 well formed but wrong, 1.0 correct.
+
+    Correct: the expression uses each of ``numbers`` exactly once and evaluates exactly to ``target``.
+    """
+    out = []
+    for c, nums, t in zip(completions, numbers, target, strict=True):
+        expr = extract_answer(c)
+        try:
+            value, used = parse_expression(expr) if expr else (None, None)
+        except (ValueError, ZeroDivisionError):
+            value = None
+        if value is None:
+            out.append(0.0)
+        else:
+            out.append(1.0 if sorted(used) == sorted(int(n) for n in nums) and value == int(t) else 0.1)
+    return out
+
+
+def countdown_accuracy(prompts: list[str], completions: list[str], numbers: list[list[int]], target: list[int],
+                       **_) -> list[float]:
+    """1.0 where ``countdown_reward`` says correct, else 0.0."""
+    return [float(r == 1.0) for r in countdown_reward(prompts, completions, numbers, target)]
+
+
+# ---- built-in tasks ------------------------------------------------------------------------------------
+
+def _split(rows: list[dict], n_train: int, n_test: int, name: str) -> tuple[list[dict], list[dict]]:
+    if n_train < 1 or n_test < 1:
+        raise ValueError(f"n_train and n_test must be >= 1, got {n_train}, {n_test}")
+    if len(rows) < n_train + n_test:
+        raise ValueError(f"{name}: only {len(rows)} distinct problems for n_train + n_test = {n_train + n_test}")
+    return rows[n_test:n_test + n_train], rows[:n_test]
+
+
+def arithmetic(digits: tuple[int, int] = (2, 3), op: str = "+", n_train: int = 2000, n_test: int = 200,
+               seed: int = 0) -> Task:
+    """a op b with a, b of ``digits[0]``..``digits[1]`` digits; op "+" or "*". Test problems are held out."""
+    if op not in ("+", "*"):
+        raise ValueError(f"op must be '+' or '*', got {op!r}")
+    lo, hi = digits
+    if not 1 <= lo <= hi <= 9:
+        raise ValueError(f"digits must be (lo, hi) with 1 <= lo <= hi <= 9, got {digits}")
+    rng = random.Random(seed)
+    seen, rows = set(), []
+    space = sum(9 * 10 ** (d - 1) for d in range(lo, hi + 1)) ** 2
+    while len(rows) < min(n_train + n_test, space):
+        a, b = (rng.randint(10 ** (d - 1), 10 ** d - 1) for d in (rng.randint(lo, hi), rng.randint(lo, hi)))
+        if (a, b) in seen:
+            continue
+        seen.add((a, b))
+        q = f"{a}{op}{b}"
+        rows.append({"prompt": q + "=", "question": q, "answer": str(a + b if op == "+" else a * b)})
+    train, test = _split(rows, n_train, n_test, "arithmetic")
+    return Task(f"arithmetic{op}", train, test, accuracy=arithmetic_reward)
+
+
+def countdown(n_numbers: int = 3, max_number: int = 20, n_train: int = 2000, n_test: int = 200,
+              seed: int = 0) -> Task:
+    """Countdown: reach ``target`` with ``numbers`` (each once) using + - * /; targets built to be reachable."""
+    if not 2 <= n_numbers <= 6:
+        raise ValueError(f"n_numbers must be in 2..6, got {n_numbers}")
+    if max_number < 2:
+        raise ValueError(f"max_number must be >= 2, got {max_number}")
+    rng = random.Random(seed)
+    seen, rows = set(), []
+    for _ in range(50 * (n_train + n_test)):
+        if len(rows) == n_train + n_test:
+            break
+        nums = [rng.randint(1, max_number) for _ in range(n_numbers)]
+        expr = str(nums[0])
+        for n in nums[1:]:
+            expr = f"({expr}{rng.choice('+-*')}{n})"
+        target = int(parse_expression(expr)[0])
+        if target <= 0 or (tuple(nums), target) in seen:
+            continue
+        seen.add((tuple(nums), target))
+        q = f"numbers {' '.join(map(str, nums))} target {target}"
+        rows.append({"prompt": q + ":", "question": q, "numbers": nums, "target": target})
+    train, test = _split(rows, n_train, n_test, "countdown")
+    return Task("countdown", train, test, accuracy=countdown_accuracy, rewards=[countdown_reward])
+
+
+def from_jsonl(path: str | Path, test_fraction: float = 0.1, seed: int = 0) -> Task:
+    """Rows from a JSONL file with a ``prompt`` column and either ``answer`` or ``numbers`` + ``target``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"task file {str(path)!r} does not exist")
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    rows = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        if not isinstance(r, dict) or not isinstance(r.get("prompt"), str):
+            raise ValueError(f"{path}:{i}: each line must be a JSON object with a string 'prompt'")
+        if "answer" not in r and not ("numbers" in r and "target" in r):
+            raise ValueError(f"{path}:{i}: needs an 'answer' column or 'numbers' and 'target' columns")
+        rows.append({"question": r["prompt"], **r})
+    if len(rows) < 2:
+        raise ValueError(f"{path}: need at least 2 rows (train and test), got {len(rows)}")
+    random.Random(seed).shuffle(rows)
+    n_test = max(1, round(test_fraction * len(rows)))
+    if "answer" in rows[0]:
+        for r in rows:
+            r["answer"] = str(r["answer"])
+        return Task(path.stem, rows[n_test:], rows[:n_test], accuracy=arithmetic_reward)
+    return Task(path.stem, rows[n_test:], rows[:n_test], accuracy=countdown_accuracy, rewards=[countdown_reward])
+
+
+def get_task(name: str, seed: int = 0, n_train: int = 2000, n_test: int = 200) -> Task:
+    """``arithmetic`` (2-3 digit addition), ``arithmetic*`` (multiplication), ``countdown`` or a JSONL path."""
+    if name == "arithmetic":
+        return arithmetic(seed=seed, n_train=n_train, n_test=n_test)
+    if name == "arithmetic*":
+        return arithmetic(digits=(1, 2), op="*", seed=seed, n_train=n_train, n_test=n_test)
+    if name == "countdown":
+        return countdown(seed=seed, n_train=n_train, n_test=n_test)
+    if name.endswith(".jsonl"):
+        return from_jsonl(name, seed=seed)
+    raise ValueError(f"unknown task {name!r}; use arithmetic, arithmetic*, countdown or a FILE.jsonl")
