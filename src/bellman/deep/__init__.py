@@ -1,0 +1,5 @@
+"""Deep RL on Gymnasium tasks: one file per algorithm plus a small shared core (agent, nets, buffers,
+returns, logger, checkpoint). Needs the `[deep]` extra (torch)."""
+
+from bellman.deep.agent import Agent, AgentConfig, NonFiniteError, make_vec_env
+from bellman.deep.buffers import ReplayBuffer, RolloutBuffer

@@ -1,0 +1,485 @@
+"""The common core of every deep RL algorithm: environments, config validation, the training loop,
+evaluation, prediction, checkpoints and resumption (the Stable-Baselines3 `BaseAlgorithm` idea, kept flat).
+
+How an algorithm uses it
+------------------------
+An algorithm is one file with a config dataclass and an `Agent` subclass::
+
+    @dataclass
+    class MyConfig(AgentConfig):              # published defaults; say where they come from
+        n_steps: int = 128
+        def check(self) -> None:              # range checks; types are checked by AgentConfig
+            super().check()
+            self.require(self.n_steps >= 1, "n_steps", "an int >= 1")
+
+    class My(Agent):
+        config_class = MyConfig
+        action_spaces = (spaces.Discrete,)    # others raise a TypeError naming the space
+
+        def setup(self) -> None:              # build networks, optimisers, buffers
+            self.pi = Policy(self.observation_space, self.action_space, self.config.hidden)
+            self.optimizer = torch.optim.Adam(self.pi.parameters(), lr=self.config.learning_rate)
+
+        def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+            ...                               # actions for a batch of encoded observations
+
+        def train_iteration(self) -> dict[str, float]:
+            ...                               # interact with `self.env_step(action)`, update,
+            return {"loss": ...}              # return the scalars to log (NaN/inf stop training)
+
+What the core provides to `setup` / `train_iteration`:
+    self.config, self.seed, self.rng (numpy Generator; checkpointed), self.envs (a Gymnasium VectorEnv
+    with `config.n_envs` copies), self.observation_space / self.action_space (single-env spaces),
+    self.obs (current observations, numpy, one row per env), self.encode(obs) -> float tensor,
+    self.env_step(action, active=None) -> Transition, self.reset_envs(), self.step (real environment
+    transitions so far), self.total_steps (the target of the running `learn`) and
+    self.progress_remaining (1 -> 0 over `learn`, for annealing).
+
+Vector environments use Gymnasium's default NEXT_STEP autoreset: the step after an episode ends only
+resets that copy. `env_step` marks such rows `valid=False` (not a transition: zero reward, action
+ignored); store or skip them accordingly. For a valid row, `next_obs` is the true next observation, also
+at the end of an episode, so a truncated episode can bootstrap from v(next_obs).
+
+Checkpoints hold every attribute that has `state_dict` / `load_state_dict` (networks, optimisers,
+buffers, schedulers), the RNG states (python, numpy, torch), the environments (pickled with their RNGs,
+so training continues exactly as if never interrupted), the loop state and the step counter.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import importlib
+import math
+import random
+import time
+import typing
+import warnings
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable, ClassVar, NamedTuple
+
+import cloudpickle
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from bellman.deep import checkpoint
+from bellman.deep.logger import Logger
+from bellman.deep.nets import ACTIVATIONS, obs_to_tensor
+
+EnvSource = str | gym.Env | Callable[[], gym.Env]
+
+
+class NonFiniteError(ValueError, FloatingPointError):
+    """A loss or another training quantity became NaN or infinite."""
+
+
+@dataclasses.dataclass
+class AgentConfig:
+    """Settings shared by all algorithms.
+
+    n_envs: environment copies stepped together. gamma: discount. learning_rate: optimiser step size.
+    hidden / activation: the MLP bodies. vectorized: use Gymnasium's numpy-vectorised implementation of
+    the env when it has one (CartPole), else copies in one process. torch_threads: torch intra-op threads.
+    """
+
+    n_envs: int = 1
+    gamma: float = 0.99
+    learning_rate: float = 3e-4
+    hidden: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    vectorized: bool = True
+    torch_threads: int = 1
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _coerce(type(self).__name__, f.name, getattr(self, f.name), hints[f.name]))
+        self.check()
+
+    def require(self, ok: bool, name: str, allowed: str) -> None:
+        """Raise a ValueError naming the field, its value and what is allowed, unless `ok`."""
+        if not ok:
+            raise ValueError(f"{type(self).__name__}.{name} = {getattr(self, name)!r} is invalid; allowed: {allowed}")
+
+    def check(self) -> None:
+        """Value checks; subclasses extend it (call super().check())."""
+        self.require(self.n_envs >= 1, "n_envs", "an int >= 1")
+        self.require(0.0 <= self.gamma <= 1.0, "gamma", "a float in [0, 1]")
+        self.require(self.learning_rate > 0, "learning_rate", "a float > 0")
+        self.require(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), "hidden",
+                     "a non-empty tuple of ints >= 1")
+        self.require(self.activation in ACTIVATIONS, "activation", f"one of {sorted(ACTIVATIONS)}")
+        self.require(self.torch_threads >= 1, "torch_threads", "an int >= 1")
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> AgentConfig:
+        """Build from a dict, with a clear error for unknown keys."""
+        unknown = sorted(set(values) - set(cls.keys()))
+        if unknown:
+            hints = {k: difflib.get_close_matches(k, cls.keys(), n=1) for k in unknown}
+            said = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items())
+            raise ValueError(f"unknown {cls.__name__} key(s): {said}; allowed: {', '.join(cls.keys())}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> AgentConfig:
+        """A copy with some fields changed (validated like the constructor)."""
+        return self.from_dict({**dataclasses.asdict(self), **changes})
+
+    @classmethod
+    def parse(cls, assignments: list[str]) -> dict[str, Any]:
+        """Parse ["key=value", ...] (the CLI's --set) into typed values: 64,64 for tuples, none, true/false."""
+        hints = typing.get_type_hints(cls)
+        out: dict[str, Any] = {}
+        for item in assignments:
+            key, sep, text = item.partition("=")
+            key = key.strip()
+            if not sep:
+                raise ValueError(f"--set expects key=value, got {item!r}")
+            if key not in hints:
+                cls.from_dict({key: None})  # raises the unknown-key error
+            out[key] = _parse_text(key, text.strip(), hints[key])
+        return out
+
+
+def _coerce(owner: str, name: str, value: Any, tp: Any) -> Any:
+    """Check `value` against the annotation `tp` (int, float, bool, str, tuple[int, ...], X | None)."""
+    args = typing.get_args(tp)
+    if type(None) in args:
+        if value is None:
+            return None
+        tp = next(a for a in args if a is not type(None))
+    bad = TypeError(f"{owner}.{name} must be {getattr(tp, '__name__', tp)}, got {value!r} "
+                    f"({type(value).__name__})")
+    if tp is bool:
+        if not isinstance(value, (bool, np.bool_)):
+            raise bad
+        return bool(value)
+    if tp is int:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise bad
+        return int(value)
+    if tp is float:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise bad
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    if typing.get_origin(tp) is tuple:
+        if not isinstance(value, (tuple, list)) or not all(
+                isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
+            raise TypeError(f"{owner}.{name} must be a tuple of ints, got {value!r}")
+        return tuple(int(v) for v in value)
+    return value
+
+
+def _parse_text(key: str, text: str, tp: Any) -> Any:
+    args = typing.get_args(tp)
+    if type(None) in args:
+        if text.lower() in ("none", "null", ""):
+            return None
+        tp = next(a for a in args if a is not type(None))
+    try:
+        if tp is bool:
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return text.lower() in ("true", "1", "yes")
+        if tp is int:
+            return int(float(text)) if float(text).is_integer() else int(text)
+        if tp is float:
+            return float(text)
+        if typing.get_origin(tp) is tuple:
+            return tuple(int(v) for v in text.replace("(", "").replace(")", "").split(",") if v.strip())
+        return text
+    except ValueError:
+        raise ValueError(f"--set {key}={text!r}: cannot read it as {getattr(tp, '__name__', tp)}") from None
+
+
+class Transition(NamedTuple):
+    """One vector step: rows are env copies; `valid` is False on a copy's reset step (not a transition)."""
+
+    obs: np.ndarray
+    action: np.ndarray
+    reward: np.ndarray
+    next_obs: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    valid: np.ndarray
+
+
+def make_vec_env(env: EnvSource, n_envs: int, vectorized: bool = True) -> gym.vector.VectorEnv:
+    """`n_envs` copies of `env` (an env id, a Gymnasium env or a factory) as one VectorEnv (NEXT_STEP autoreset)."""
+    if isinstance(env, str):
+        if env not in gym.registry:
+            close = difflib.get_close_matches(env, list(gym.registry), n=3)
+            raise ValueError(f"unknown env id {env!r}" + (f"; did you mean {', '.join(close)}?" if close else "")
+                             + " (registered ids are in gymnasium.registry, e.g. CartPole-v1, Pendulum-v1)")
+        mode = "vector_entry_point" if vectorized and gym.spec(env).vector_entry_point else "sync"
+        return gym.make_vec(env, num_envs=n_envs, vectorization_mode=mode)
+    if isinstance(env, gym.Env):
+        copies = [env] + [copy.deepcopy(env) for _ in range(n_envs - 1)]
+        return gym.vector.SyncVectorEnv([lambda e=e: e for e in copies])
+    if isinstance(env, gym.vector.VectorEnv):
+        raise TypeError("pass an env id, a gymnasium.Env or a factory; the agent builds its own vector env")
+    if callable(env):
+        def checked() -> gym.Env:
+            made = env()
+            if not isinstance(made, gym.Env):
+                raise TypeError(f"the env factory must return a gymnasium.Env, got {type(made).__name__}")
+            return made
+        return gym.vector.SyncVectorEnv([checked] * n_envs)
+    raise TypeError(f"env must be an env id (str), a gymnasium.Env or a factory, got {type(env).__name__}")
+
+
+class Agent:
+    """Base class: owns the environments, the loop, evaluation and checkpoints (see the module docstring)."""
+
+    config_class: ClassVar[type[AgentConfig]] = AgentConfig
+    action_spaces: ClassVar[tuple[type[spaces.Space], ...]] = (spaces.Discrete, spaces.Box)
+
+    def __init__(self, env: EnvSource, config: AgentConfig | dict[str, Any] | None = None, seed: int = 0):
+        if config is None:
+            config = self.config_class()
+        elif isinstance(config, dict):
+            config = self.config_class.from_dict(config)
+        if type(config) is not self.config_class:
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+        self.config, self.seed = config, int(seed)
+        torch.set_num_threads(config.torch_threads)
+        random.seed(self.seed)
+        torch.manual_seed(self.seed)
+        self.rng = np.random.default_rng(self.seed)
+        self.env_source = env
+        self.envs = make_vec_env(env, config.n_envs, config.vectorized)
+        self.observation_space = self.envs.single_observation_space
+        self.action_space = self.envs.single_action_space
+        if not isinstance(self.action_space, self.action_spaces):
+            allowed = " or ".join(s.__name__ for s in self.action_spaces)
+            raise TypeError(f"{type(self).__name__} needs a {allowed} action space; {env!r} has {self.action_space}")
+        self.step = 0
+        self.total_steps = 0
+        self.recent_returns: deque[float] = deque(maxlen=100)
+        self._new_episodes: list[tuple[float, int]] = []
+        self._eval_envs: dict[int, gym.vector.VectorEnv] = {}
+        self.obs, _ = self.envs.reset(seed=self.seed)
+        self._reset_loop_state()
+        self.setup()
+
+    # ---- what an algorithm implements ------------------------------------------------------------
+    def setup(self) -> None:
+        """Build networks, optimisers and buffers."""
+        raise NotImplementedError
+
+    def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        """Actions for a batch of encoded observations."""
+        raise NotImplementedError
+
+    def train_iteration(self) -> dict[str, float]:
+        """Collect experience with `env_step`, update, return the scalars to log."""
+        raise NotImplementedError
+
+    # ---- environment interaction -----------------------------------------------------------------
+    def _reset_loop_state(self) -> None:
+        n = self.envs.num_envs
+        self._prev_done = np.zeros(n, dtype=bool)
+        self._ep_return = np.zeros(n)
+        self._ep_length = np.zeros(n, dtype=np.int64)
+
+    def reset_envs(self) -> np.ndarray:
+        """Start fresh episodes in every copy (continuing the envs' own RNG streams)."""
+        self.obs, _ = self.envs.reset()
+        self._reset_loop_state()
+        return self.obs
+
+    def encode(self, obs: np.ndarray) -> torch.Tensor:
+        """A batch of raw observations as the float tensor the networks read."""
+        return obs_to_tensor(obs, self.observation_space)
+
+    def env_step(self, action: np.ndarray, active: np.ndarray | None = None) -> Transition:
+        """Step every copy with `action` (Box actions are clipped to the bounds for the env only).
+
+        Rows of inactive copies (`active` False) are stepped but not counted, like reset steps.
+        """
+        obs = self.obs
+        env_action = action
+        if isinstance(self.action_space, spaces.Box):
+            env_action = np.clip(action, self.action_space.low, self.action_space.high)
+        next_obs, reward, terminated, truncated, _ = self.envs.step(env_action)
+        valid = ~self._prev_done if active is None else ~self._prev_done & active
+        done = terminated | truncated
+        self._ep_return += np.where(valid, reward, 0.0)
+        self._ep_length += valid
+        for i in np.flatnonzero(done & valid):
+            self.recent_returns.append(float(self._ep_return[i]))
+            self._new_episodes.append((float(self._ep_return[i]), int(self._ep_length[i])))
+            self._ep_return[i], self._ep_length[i] = 0.0, 0
+        self._prev_done = done
+        self.step += int(valid.sum())
+        self.obs = next_obs
+        return Transition(obs, action, reward, next_obs, terminated, truncated, valid)
+
+    @property
+    def progress_remaining(self) -> float:
+        """1 at the start of `learn`, 0 at `total_steps` (for learning-rate and clip annealing)."""
+        return 1.0 if self.total_steps <= 0 else max(0.0, 1.0 - self.step / self.total_steps)
+
+    # ---- training loop ---------------------------------------------------------------------------
+    def learn(self, total_steps: int, out: str | Path | None = None, checkpoint_every: int | None = None,
+              log_every: int = 1000, progress: bool = True) -> Agent:
+        """Train until `self.step >= total_steps` (a total, so a resumed agent continues to the same end).
+
+        With `out`, metrics go to out/metrics.csv and TensorBoard, and a checkpoint to out/checkpoint.pt
+        every `checkpoint_every` steps (default: every 10% of the run) and at the end.
+        """
+        if isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer)) or total_steps < 0:
+            raise ValueError(f"total_steps must be an int >= 0, got {total_steps!r}")
+        if not isinstance(log_every, int) or log_every < 1:
+            raise ValueError(f"log_every must be an int >= 1, got {log_every!r}")
+        if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
+            raise ValueError(f"checkpoint_every must be an int >= 1 or None, got {checkpoint_every!r}")
+        from tqdm.auto import tqdm
+
+        self.total_steps = int(total_steps)
+        logger = Logger(out, truncate_after=self.step)
+        ckpt = Path(out) / "checkpoint.pt" if out is not None else None
+        every = checkpoint_every or max(1, total_steps // 10)
+        next_ckpt = self.step + every
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not progress, unit="step",
+                   dynamic_ncols=True, leave=False)
+        start, t_last, step_last = time.perf_counter(), time.perf_counter(), self.step
+        self._new_episodes.clear()
+        sums: dict[str, float] = {}
+        n_iter = 0
+        try:
+            while self.step < self.total_steps:
+                before = self.step
+                metrics = self.train_iteration()
+                for k, v in metrics.items():
+                    if not math.isfinite(v):
+                        raise NonFiniteError(f"{type(self).__name__}: {k} became {v} at step {self.step}; "
+                                             f"lower the learning rate or check the environment's rewards")
+                    sums[k] = sums.get(k, 0.0) + float(v)
+                n_iter += 1
+                bar.update(self.step - before)
+                if self.recent_returns:
+                    bar.set_postfix(ret=f"{np.mean(list(self.recent_returns)[-20:]):.1f}", refresh=False)
+                if self.step - step_last >= log_every or self.step >= self.total_steps:
+                    now = time.perf_counter()
+                    episodes = self._new_episodes
+                    logger.log({"step": self.step,
+                                "episodic_return": float(np.mean([r for r, _ in episodes])) if episodes else math.nan,
+                                "episode_length": float(np.mean([n for _, n in episodes])) if episodes else math.nan,
+                                **{k: v / n_iter for k, v in sums.items()},
+                                "steps_per_second": (self.step - step_last) / max(now - t_last, 1e-9),
+                                "time": now - start})
+                    self._new_episodes = []
+                    sums, n_iter, t_last, step_last = {}, 0, now, self.step
+                if ckpt is not None and (self.step >= next_ckpt or self.step >= self.total_steps):
+                    self.save(ckpt)
+                    next_ckpt = self.step + every
+        finally:
+            bar.close()
+            logger.close()
+        self.logger_rows = logger.rows
+        return self
+
+    # ---- using a trained agent -------------------------------------------------------------------
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Action(s) for one observation or a batch (Box actions clipped to the bounds)."""
+        obs = np.asarray(obs)
+        single_shape = self.observation_space.shape or ()
+        single = obs.shape == tuple(single_shape)
+        if not single and obs.shape[1:] != tuple(single_shape):
+            raise ValueError(f"obs must have shape {tuple(single_shape)} or (batch, *{tuple(single_shape)}), "
+                             f"got {obs.shape}")
+        with torch.inference_mode():
+            action = self.act(self.encode(obs[None] if single else obs), deterministic).cpu().numpy()
+        if isinstance(self.action_space, spaces.Box):
+            action = np.clip(action, self.action_space.low, self.action_space.high)
+        return action[0] if single else action
+
+    def evaluate(self, episodes: int = 20, deterministic: bool = True) -> tuple[float, float]:
+        """Mean and standard deviation of the return over `episodes` fresh episodes, one per env copy,
+        seeded from the agent's seed (the same agent gives the same numbers every call)."""
+        if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+            raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
+        if episodes not in self._eval_envs:
+            self._eval_envs[episodes] = make_vec_env(self.env_source, episodes, self.config.vectorized)
+        envs = self._eval_envs[episodes]
+        obs, _ = envs.reset(seed=self.seed + 1_000_003)
+        returns = np.zeros(episodes)
+        finished = np.zeros(episodes, dtype=bool)
+        while not finished.all():
+            obs, reward, terminated, truncated, _ = envs.step(self.predict(obs, deterministic))
+            returns += np.where(finished, 0.0, reward)
+            finished |= terminated | truncated
+        return float(returns.mean()), float(returns.std())
+
+    # ---- checkpoints -----------------------------------------------------------------------------
+    def _stateful(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items()
+                if hasattr(v, "state_dict") and hasattr(v, "load_state_dict") and not k.startswith("_")}
+
+    def save(self, path: str | Path) -> Path:
+        """Write everything needed to predict and to continue training, atomically."""
+        try:
+            envs = cloudpickle.dumps(self.envs)
+        except Exception:  # noqa: BLE001 - some simulators cannot be pickled; resume then restarts episodes
+            envs = None
+        try:
+            source = self.env_source if isinstance(self.env_source, str) else cloudpickle.dumps(self.env_source)
+        except Exception:  # noqa: BLE001
+            source = None
+        cls = type(self)
+        return checkpoint.save_atomic({
+            "format": 1, "class": f"{cls.__module__}:{cls.__qualname__}",
+            "config": dataclasses.asdict(self.config), "seed": self.seed, "step": self.step,
+            "total_steps": self.total_steps, "env_source": source, "envs": envs,
+            "state": {k: v.state_dict() for k, v in self._stateful().items()},
+            "rng": checkpoint.rng_state(self.rng),
+            "loop": {"obs": self.obs, "prev_done": self._prev_done, "ep_return": self._ep_return,
+                     "ep_length": self._ep_length, "recent_returns": list(self.recent_returns)},
+        }, path)
+
+    @classmethod
+    def load(cls, path: str | Path, env: EnvSource | None = None) -> Agent:
+        """Rebuild a saved agent (`Agent.load` works for any algorithm). Pass `env` if the saved one
+        could not be pickled."""
+        payload = checkpoint.load(path)
+        module, _, name = payload["class"].partition(":")
+        saved_cls = getattr(importlib.import_module(module), name)
+        if not issubclass(saved_cls, cls):
+            raise TypeError(f"{path} holds a {saved_cls.__name__}, not a {cls.__name__}")
+        source = env if env is not None else payload["env_source"]
+        if isinstance(source, bytes):
+            source = cloudpickle.loads(source)
+        if source is None:
+            raise ValueError(f"the environment of {path} could not be saved; pass it: {cls.__name__}.load(path, env=...)")
+        config = saved_cls.config_class.from_dict(payload["config"])
+        agent = saved_cls(source, config, seed=payload["seed"])
+        for k, state in payload["state"].items():
+            getattr(agent, k).load_state_dict(state)
+        agent.step, agent.total_steps = payload["step"], payload["total_steps"]
+        loop = payload["loop"]
+        if payload["envs"] is not None:
+            agent.envs.close()
+            agent.envs = cloudpickle.loads(payload["envs"])
+            agent.obs, agent._prev_done = loop["obs"], loop["prev_done"]
+            agent._ep_return, agent._ep_length = loop["ep_return"], loop["ep_length"]
+        else:
+            warnings.warn("the saved environments could not be pickled; resuming with fresh episodes", stacklevel=2)
+            agent.obs, _ = agent.envs.reset(seed=agent.seed + agent.step)
+        agent.recent_returns.extend(loop["recent_returns"])
+        checkpoint.set_rng_state(payload["rng"], agent.rng)
+        return agent

@@ -1,0 +1,272 @@
+"""Linear value function approximation (ALGORITHMS.md section 7; Sutton & Barto 2018, chapters 9-10).
+
+A value is a dot product of a weight vector with a feature vector, v^(s, w) = phi(s)^T w, and for
+actions q^(s, a, W) = phi(s)^T W[a] (one weight vector per action, i.e. phi(s, a) = e_a (x) phi(s)).
+
+Features (Sutton & Barto 9.5): `OneHot` (the tabular case), `Polynomial`, `Fourier` and `TileCoding`.
+Any callable obs -> 1-D array works as a feature map; the classes here are the usual ones.
+
+Algorithms:
+- `td_linear`: semi-gradient TD(0) for v_pi, w <- w + alpha [r + gamma phi(s')^T w - phi(s)^T w] phi(s)
+  (Sutton & Barto 9.3).
+- `td_fixed_point`: the point linear TD converges to, w_TD = A^{-1} b with
+  A = Phi^T D (I - gamma P_pi) Phi and b = Phi^T D r_pi, D the on-policy state distribution (S&B 9.4).
+- `LinearQ`: episodic semi-gradient Sarsa or Q-learning with linear features (S&B 10.1, 6.5).
+
+Everything here is NumPy: the updates are a handful of vector operations per step.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import pickle
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from bellman.mdp import TabularMDP
+
+Features = Callable[[Any], np.ndarray]
+
+
+# ------------------------------------------------------------------------------------- features
+def _bounds(low: Any, high: Any) -> tuple[np.ndarray, np.ndarray]:
+    low = np.atleast_1d(np.asarray(low, dtype=np.float64))
+    high = np.atleast_1d(np.asarray(high, dtype=np.float64))
+    if low.ndim != 1 or low.shape != high.shape:
+        raise ValueError(f"low and high must be 1-D of the same length, got shapes {low.shape} and {high.shape}")
+    if not (np.isfinite(low).all() and np.isfinite(high).all()):
+        raise ValueError(f"low and high must be finite (clip unbounded observations first), got {low} and {high}")
+    if not (high > low).all():
+        raise ValueError(f"every high must exceed its low, got low={low}, high={high}")
+    return low, high
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class OneHot:
+    """phi(s) = e_s for s in 0..n-1: linear methods become their tabular versions (S&B 9.5)."""
+
+    def __init__(self, n: int) -> None:
+        self.n_features = _check_int("n", n, 1)
+
+    def __call__(self, s: Any) -> np.ndarray:
+        s = int(s)
+        if not 0 <= s < self.n_features:
+            raise ValueError(f"OneHot({self.n_features}) got state {s}, allowed 0..{self.n_features - 1}")
+        phi = np.zeros(self.n_features)
+        phi[s] = 1.0
+        return phi
+
+
+class _Scaled:
+    """Base for features of a vector x scaled to [0, 1]^k from the box [low, high]."""
+
+    def __init__(self, low: Any, high: Any) -> None:
+        self.low, self.high = _bounds(low, high)
+
+    def _unit(self, obs: Any) -> np.ndarray:
+        x = np.asarray(obs, dtype=np.float64).reshape(-1)
+        if x.shape != self.low.shape:
+            raise ValueError(f"expected an observation of {self.low.size} numbers, got shape {np.shape(obs)}")
+        return np.clip((x - self.low) / (self.high - self.low), 0.0, 1.0)
+
+
+class Polynomial(_Scaled):
+    """All monomials prod_j x_j^{c_j} of total degree sum_j c_j <= degree of x scaled to [0, 1]^k.
+
+    For two inputs (x, y) and degree 2 this is [1, x, y, x^2, xy, y^2], the course's example
+    (S&B 9.5.1 describe the same construction).
+    """
+
+    def __init__(self, low: Any, high: Any, degree: int = 2) -> None:
+        super().__init__(low, high)
+        degree = _check_int("degree", degree, 0)
+        k = self.low.size
+        exps = [c for c in itertools.product(range(degree + 1), repeat=k) if sum(c) <= degree]
+        self.c = np.array(sorted(exps, key=lambda c: (sum(c), tuple(-e for e in c))), dtype=np.float64)
+        self.n_features = len(self.c)
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        return np.prod(self._unit(obs)[None, :] ** self.c, axis=1)
+
+
+class Fourier(_Scaled):
+    """Fourier cosine basis phi_c(x) = cos(pi c^T x), c in {0..order}^k, x scaled to [0, 1]^k (S&B 9.5.2)."""
+
+    def __init__(self, low: Any, high: Any, order: int = 3) -> None:
+        super().__init__(low, high)
+        order = _check_int("order", order, 0)
+        self.c = np.array(list(itertools.product(range(order + 1), repeat=self.low.size)), dtype=np.float64)
+        self.n_features = len(self.c)
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        return np.cos(np.pi * (self.c @ self._unit(obs)))
+
+
+class TileCoding(_Scaled):
+    """Binary features from `n_tilings` grids over the box, each offset by a fraction of a tile (S&B 9.5.4).
+
+    Each tiling has `tiles` tiles per dimension across [low, high] plus one for the offset; tiling i is
+    displaced by i * (1, 3, 5, ...) / n_tilings of a tile width (the asymmetric offsets S&B recommend).
+    Exactly one tile per tiling is active. With `hash_size` the tile index is hashed into that many
+    features (S&B's hashing, for large spaces). `indices(obs)` returns the active tiles.
+    """
+
+    def __init__(self, low: Any, high: Any, n_tilings: int = 8, tiles: int = 8, hash_size: int | None = None) -> None:
+        super().__init__(low, high)
+        self.n_tilings = _check_int("n_tilings", n_tilings, 1)
+        self.tiles = _check_int("tiles", tiles, 1)
+        k = self.low.size
+        self.dims = (self.tiles + 1,) * k
+        self.tiling_size = math.prod(self.dims)
+        i = np.arange(self.n_tilings)[:, None]
+        self.offsets = (i * (2 * np.arange(k)[None, :] + 1) / self.n_tilings) % 1.0
+        self.hash_size = None if hash_size is None else _check_int("hash_size", hash_size, 1)
+        self.n_features = self.hash_size or self.n_tilings * self.tiling_size
+        self._base = np.arange(self.n_tilings) * self.tiling_size
+
+    def indices(self, obs: Any) -> np.ndarray:
+        """The active feature of each tiling, shape (n_tilings,)."""
+        coords = np.floor(self._unit(obs)[None, :] * self.tiles + self.offsets).astype(np.int64)
+        idx = self._base + np.ravel_multi_index(tuple(coords.T), self.dims)
+        if self.hash_size is not None:  # Knuth's multiplicative hash, then modulo the table size
+            idx = (idx.astype(np.uint64) * np.uint64(2654435761) % np.uint64(self.hash_size)).astype(np.int64)
+        return idx
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        phi = np.zeros(self.n_features)
+        phi[self.indices(obs)] = 1.0
+        return phi
+
+
+def feature_matrix(features: Features, observations: Any) -> np.ndarray:
+    """Phi with row i = phi(observations[i]), shape (n, n_features)."""
+    return np.stack([np.asarray(features(o), dtype=np.float64) for o in observations])
+
+
+# ----------------------------------------------------------------------------- linear TD for v_pi
+def stationary_distribution(P_pi: Any) -> np.ndarray:
+    """d with d^T P_pi = d^T and sum(d) = 1 (unique when the chain under pi is irreducible)."""
+    S = P_pi.shape[0]
+    if sp.issparse(P_pi):
+        M = (sp.identity(S, format="lil") - P_pi.T).tolil()
+        M[S - 1, :] = np.ones(S)
+        e = np.zeros(S)
+        e[-1] = 1.0
+        d = spla.spsolve(M.tocsc(), e)
+    else:
+        M = np.eye(S) - np.asarray(P_pi).T
+        M[-1] = 1.0
+        e = np.zeros(S)
+        e[-1] = 1.0
+        d = np.linalg.solve(M, e)
+    if not np.isfinite(d).all() or d.min() < -1e-10:
+        raise ValueError("P_pi has no unique stationary distribution (the chain under pi is not irreducible)")
+    return np.clip(d, 0.0, None) / np.clip(d, 0.0, None).sum()
+
+
+def td_fixed_point(mdp: TabularMDP, policy: Any, Phi: np.ndarray, d: np.ndarray | None = None) -> np.ndarray:
+    """w_TD solving A w = b, A = Phi^T D (I - gamma P_pi) Phi, b = Phi^T D r_pi (S&B 9.4, eq. 9.12).
+
+    Args:
+        mdp: the exact model.
+        policy: (S, A) probabilities or (S,) actions.
+        Phi: feature matrix (S, n_features), row s = phi(s).
+        d: state weighting (S,); default the stationary distribution of P_pi (on-policy TD's limit).
+    """
+    pi = mdp.check_policy(policy)
+    Phi = np.asarray(Phi, dtype=np.float64)
+    if Phi.ndim != 2 or Phi.shape[0] != mdp.n_states:
+        raise ValueError(f"Phi must have shape ({mdp.n_states}, n_features), got {Phi.shape}")
+    P_pi = mdp.P_pi(pi)
+    d = stationary_distribution(P_pi) if d is None else np.asarray(d, dtype=np.float64)
+    if d.shape != (mdp.n_states,) or d.min() < 0:
+        raise ValueError(f"d must be a non-negative weighting of shape ({mdp.n_states},), got shape {d.shape}")
+    DPhi = d[:, None] * Phi
+    A = DPhi.T @ (Phi - mdp.gamma * (P_pi @ Phi))
+    b = DPhi.T @ mdp.r_pi(pi)
+    return np.linalg.lstsq(A, b, rcond=None)[0]  # the minimum-norm solution when features are redundant
+
+
+def _as_policy(policy: Any, env: gym.Env) -> Callable[[Any, np.random.Generator], Any]:
+    """A callable (obs, rng) -> action from a callable or an (S, A) table of probabilities."""
+    if callable(policy):
+        return policy
+    if not isinstance(env.observation_space, gym.spaces.Discrete) or not isinstance(env.action_space, gym.spaces.Discrete):
+        raise TypeError("a policy table needs Discrete observations and actions; pass a callable (obs, rng) -> action")
+    pi = np.asarray(policy, dtype=np.float64)
+    S, A = int(env.observation_space.n), int(env.action_space.n)
+    if pi.shape != (S, A) or pi.min() < 0 or not np.allclose(pi.sum(axis=1), 1.0):
+        raise ValueError(f"a policy table must be ({S}, {A}) with rows that are distributions, got shape {pi.shape}")
+    cdf = np.cumsum(pi, axis=1)
+    return lambda s, rng: min(int(np.searchsorted(cdf[int(s)], rng.random(), side="right")), A - 1)
+
+
+def td_linear(
+    env: gym.Env,
+    policy: Any,
+    features: Features,
+    *,
+    gamma: float,
+    alpha: float | Callable[[int], float],
+    steps: int,
+    seed: int = 0,
+    w0: np.ndarray | None = None,
+) -> np.ndarray:
+    """Semi-gradient TD(0) with linear features for v_pi (S&B 9.3; ALGORITHMS.md section 7).
+
+    Follows pi on `env` for `steps` transitions (resetting when an episode ends) and updates
+    w <- w + alpha_t [r + gamma phi(s')^T w - phi(s)^T w] phi(s), with phi(s')^T w = 0 after termination.
+
+    Args:
+        env: a Gymnasium env.
+        policy: (S, A) probabilities (Discrete spaces) or a callable (obs, rng) -> action.
+        features: obs -> feature vector phi(obs).
+        gamma: discount in [0, 1].
+        alpha: constant step size, or a schedule t -> alpha_t (t = 0, 1, ...).
+        steps: number of transitions.
+        seed: seeds the env reset and the policy's random numbers.
+        w0: initial weights (default zeros).
+    Returns:
+        the weights w.
+    """
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"gamma must be in [0, 1], got {gamma}")
+    steps = _check_int("steps", steps, 0)
+    step_size = alpha if callable(alpha) else (lambda t: alpha)
+    if not callable(alpha) and not alpha > 0:
+        raise ValueError(f"alpha must be a positive number or a schedule t -> alpha_t, got {alpha}")
+    pi = _as_policy(policy, env)
+    if isinstance(env.observation_space, gym.spaces.Discrete):  # look phi(s) up in Phi instead of recomputing
+        Phi = feature_matrix(features, range(int(env.observation_space.n)))
+        features = lambda s: Phi[int(s)]
+    rng = np.random.default_rng(seed)
+    s, _ = env.reset(seed=seed)
+    phi = np.asarray(features(s), dtype=np.float64)
+    w = np.zeros(phi.size) if w0 is None else np.array(w0, dtype=np.float64)
+    if w.shape != phi.shape:
+        raise ValueError(f"w0 must have shape {phi.shape} (the number of features), got {w.shape}")
+    for t in range(steps):
+        s_next, r, terminated, truncated, _ = env.step(pi(s, rng))
+        phi_next = np.asarray(features(s_next), dtype=np.float64)
+        td_target = r + (0.0 if terminated else gamma * phi_next @ w)
+        delta = td_target - phi @ w
+        w += step_size(t) * delta * phi
+        if terminated or truncated:
+            s_next, _ = env.reset()
+            phi_next = np.asarray(features(s_next), dtype=np.float64)
+        s, phi = s_next, phi_next
+    if not np.isfinite(w).all():
+        raise ValueError("td_linear diverged (non-finite weights): lower alpha or rescale the features")
+    return w

@@ -1,0 +1,97 @@
+"""Small networks shared by the deep RL algorithms.
+
+`mlp` builds the usual fully connected body with orthogonal initialisation (Engstrom et al. 2020,
+"Implementation Matters in Deep RL"; the CleanRL / Stable-Baselines3 convention: gain sqrt(2) for
+hidden layers, a small gain for the policy head, 1 for the value head). `Policy` maps observations to
+a torch distribution over actions: categorical logits for `Discrete`, a diagonal Gaussian with a
+state-independent log standard deviation for `Box` (Sutton & Barto 2018, section 13.7).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+from torch.distributions import Categorical, Distribution, Independent, Normal
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+
+
+def obs_dim(space: spaces.Space) -> int:
+    """Input size of a network reading observations from `space` (Box: flattened, Discrete: one-hot)."""
+    if isinstance(space, spaces.Box):
+        return int(np.prod(space.shape))
+    if isinstance(space, spaces.Discrete):
+        return int(space.n)
+    raise TypeError(f"observation space {space} is not supported; allowed: Box or Discrete")
+
+
+def obs_to_tensor(obs: np.ndarray, space: spaces.Space, device: str | torch.device = "cpu") -> torch.Tensor:
+    """A batch of observations as a float32 tensor (batch, obs_dim): Box flattened, Discrete one-hot."""
+    if isinstance(space, spaces.Discrete):
+        index = torch.as_tensor(np.asarray(obs, dtype=np.int64) - int(space.start), device=device)
+        return nn.functional.one_hot(index.reshape(-1), int(space.n)).float()
+    x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device)
+    return x.reshape(x.shape[0], -1) if x.dim() > 1 else x.reshape(1, -1)
+
+
+def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: str = "tanh",
+        out_gain: float = 1.0) -> nn.Sequential:
+    """in_dim -> hidden... -> out_dim, orthogonal weights (gain sqrt 2 inside, `out_gain` last), zero biases."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation {activation!r} is not supported; allowed: {sorted(ACTIVATIONS)}")
+    sizes = (in_dim, *hidden, out_dim)
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        last = i == len(sizes) - 2
+        linear = nn.Linear(n_in, n_out)
+        nn.init.orthogonal_(linear.weight, out_gain if last else math.sqrt(2))
+        nn.init.zeros_(linear.bias)
+        layers.append(linear)
+        if not last:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+class Policy(nn.Module):
+    """pi(a|s, theta): categorical for Discrete actions, diagonal Gaussian N(mu(s), diag sigma^2) for Box."""
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space,
+                 hidden: tuple[int, ...] = (64, 64), activation: str = "tanh", log_std_init: float = 0.0):
+        super().__init__()
+        self.continuous = isinstance(action_space, spaces.Box)
+        if self.continuous:
+            out = int(np.prod(action_space.shape))
+        elif isinstance(action_space, spaces.Discrete):
+            out = int(action_space.n)
+        else:
+            raise TypeError(f"action space {action_space} is not supported; allowed: Discrete or Box")
+        self.net = mlp(obs_dim(observation_space), hidden, out, activation, out_gain=0.01)
+        self.log_std = nn.Parameter(torch.full((out,), float(log_std_init))) if self.continuous else None
+
+    def forward(self, obs: torch.Tensor) -> Distribution:
+        """The action distribution pi(.|s) for a batch of encoded observations."""
+        out = self.net(obs)
+        if self.continuous:
+            return Independent(Normal(out, self.log_std.exp().expand_as(out), validate_args=False), 1)
+        return Categorical(logits=out, validate_args=False)
+
+    def mode(self, obs: torch.Tensor) -> torch.Tensor:
+        """The most likely action: argmax of the logits, or the Gaussian mean."""
+        out = self.net(obs)
+        return out if self.continuous else out.argmax(-1)
+
+
+class ValueNet(nn.Module):
+    """v(s, w): a state-value critic."""
+
+    def __init__(self, observation_space: spaces.Space, hidden: tuple[int, ...] = (64, 64),
+                 activation: str = "tanh"):
+        super().__init__()
+        self.net = mlp(obs_dim(observation_space), hidden, 1, activation, out_gain=1.0)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs).squeeze(-1)
