@@ -1,0 +1,185 @@
+"""Monte Carlo control: MC Basic, MC Exploring Starts, MC eps-greedy (ALGORITHMS.md section 4).
+
+Zhao, "Mathematical Foundations of Reinforcement Learning", chapter 5 (Algorithms 5.1-5.3);
+Sutton & Barto, "Reinforcement Learning: An Introduction" (2nd ed.), chapter 5.
+q(s,a) is the average of the discounted returns observed after (s,a); the policy is improved greedily
+(or eps-greedily) with respect to it. Episodes have `episode_length` steps unless the env terminates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.signal import lfilter
+
+from bellman.planning import greedy_policy
+from bellman.tabular.common import (
+    Env,
+    TabularResult,
+    check_policy,
+    check_positive_int,
+    check_return,
+    check_seed,
+    episodes_range,
+    epsilon_greedy,
+    epsilon_greedy_action,
+    generate_episode,
+    greedy_action,
+    linear_epsilons,
+    resolve_gamma,
+    sampler,
+    start_state,
+    values,
+)
+
+
+def discounted_returns(rewards: list[float], gamma: float) -> np.ndarray:
+    """G_t = r_{t+1} + gamma G_{t+1} for every t, computed backwards (g = gamma g + r) as a linear filter."""
+    return lfilter([1.0], [1.0, -gamma], np.asarray(rewards, dtype=np.float64)[::-1])[::-1]
+
+
+def mc_basic(
+    env: Any,
+    iterations: int = 20,
+    episodes: int = 1,
+    episode_length: int = 100,
+    gamma: float | None = None,
+    policy0: np.ndarray | None = None,
+    seed: int | None = None,
+    progress: bool = False,
+) -> TabularResult:
+    """MC Basic (Zhao, Algorithm 5.1): policy iteration with q_pi_k(s,a) estimated from returns.
+
+    Each iteration runs `episodes` episodes from every pair (s,a) following pi_k (which needs an env
+    whose reset accepts options={"state": s}), sets q(s,a) to the mean of their discounted returns and
+    improves pi_{k+1} = greedy(q) (ties to the lowest action). Stops early when the policy is stable.
+    policy0 (an (S, A) distribution or (S,) actions) defaults to the greedy policy of q = 0 (action 0).
+    """
+    iterations = check_positive_int("iterations", iterations)
+    episodes = check_positive_int("episodes", episodes)
+    seed = check_seed(seed)
+    env = Env(env, episode_length, seed)
+    gamma = resolve_gamma(env.env, gamma)
+    S, A = env.n_states, env.n_actions
+    rng = np.random.default_rng(seed)
+    q = np.zeros((S, A))
+    pi = greedy_policy(q) if policy0 is None else check_policy(policy0, S, A, "policy0")
+    returns, lengths = [], []
+    for _ in episodes_range(iterations, progress, "MC Basic"):
+        # policy evaluation: q(s,a) = mean return of episodes starting with (s,a) then following pi_k
+        sample = sampler(pi)
+        act = lambda s, u, u_a: sample(s, u)  # noqa: E731
+        for s in range(S):
+            for a in range(A):
+                g = 0.0
+                for _ in range(episodes):
+                    _, _, rewards = generate_episode(env, act, rng, state=s, action=a)
+                    g += discounted_returns(rewards, gamma)[0]
+                    returns.append(sum(rewards))
+                    lengths.append(len(rewards))
+                    check_return(returns[-1], len(returns) - 1)
+                q[s, a] = g / episodes
+        # policy improvement
+        pi_next = greedy_policy(q)
+        stable = np.array_equal(pi_next, pi)
+        pi = pi_next
+        if stable:
+            break
+    return TabularResult(q, values(q, pi), pi, np.array(returns), np.array(lengths, dtype=np.int64))
+
+
+def mc_exploring_starts(
+    env: Any,
+    episodes: int = 5000,
+    episode_length: int = 100,
+    gamma: float | None = None,
+    first_visit: bool = True,
+    seed: int | None = None,
+    progress: bool = False,
+) -> TabularResult:
+    """MC Exploring Starts (Zhao, Algorithm 5.2; Sutton & Barto, section 5.3).
+
+    Every episode starts from a uniformly drawn pair (s, a) (the env's reset must accept
+    options={"state": s}) and then follows the greedy policy of q; afterwards each visited (s,a) gets
+    the return that followed its first visit (or every visit) averaged into q, which improves the
+    policy of the visited states.
+    """
+    return _mc_control(env, episodes, episode_length, gamma, 0.0, None, True, first_visit, False, seed,
+                       progress, "MC Exploring Starts")
+
+
+def mc_epsilon_greedy(
+    env: Any,
+    episodes: int = 5000,
+    episode_length: int = 100,
+    epsilon: float = 0.1,
+    epsilon_end: float | None = None,
+    gamma: float | None = None,
+    first_visit: bool = False,
+    random_start: bool = False,
+    seed: int | None = None,
+    progress: bool = False,
+) -> TabularResult:
+    """MC eps-greedy (Zhao, Algorithm 5.3; Sutton & Barto, section 5.4): on-policy MC control with soft policies.
+
+    Episodes start at the env's start (or a uniformly drawn state with random_start) and follow the
+    eps-greedy policy of q, pi(a|s) = 1 - eps (|A|-1)/|A| for the greedy action and eps/|A| otherwise;
+    returns are averaged over every visit (Zhao) or the first visit. epsilon decays linearly to
+    epsilon_end over the episodes when epsilon_end is given. The result's policy is eps-greedy with
+    the final epsilon.
+    """
+    return _mc_control(env, episodes, episode_length, gamma, epsilon, epsilon_end, False, first_visit,
+                       random_start, seed, progress, "MC eps-greedy")
+
+
+def _mc_control(
+    env: Any,
+    episodes: int,
+    episode_length: int,
+    gamma: float | None,
+    epsilon: float,
+    epsilon_end: float | None,
+    exploring_starts: bool,
+    first_visit: bool,
+    random_start: bool,
+    seed: int | None,
+    progress: bool,
+    description: str,
+) -> TabularResult:
+    episodes = check_positive_int("episodes", episodes)
+    epsilons = linear_epsilons(epsilon, epsilon_end, episodes)
+    seed = check_seed(seed)
+    env = Env(env, episode_length, seed)
+    gamma = resolve_gamma(env.env, gamma)
+    S, A = env.n_states, env.n_actions
+    rng = np.random.default_rng(seed)
+    q = np.zeros((S, A))
+    g_sum, visits = np.zeros(S * A), np.zeros(S * A)
+    returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=np.int64)
+    for i in episodes_range(episodes, progress, description):
+        q_list, eps = q.tolist(), epsilons[i]
+        if exploring_starts:
+            s0, a0 = int(rng.integers(S)), int(rng.integers(A))
+            states, actions, rewards = generate_episode(
+                env, lambda s, u, u_a: greedy_action(q_list[s]), rng, state=s0, action=a0
+            )
+        else:
+            s0 = start_state(rng, S, random_start)
+            states, actions, rewards = generate_episode(
+                env, lambda s, u, u_a: epsilon_greedy_action(q_list[s], eps, u, u_a), rng, state=s0
+            )
+        # policy evaluation: average the returns that followed the (first) visits of each (s,a)
+        g = discounted_returns(rewards, gamma)
+        sa = np.asarray(states) * A + np.asarray(actions)
+        if first_visit:
+            sa, first = np.unique(sa, return_index=True)
+            g = g[first]
+        g_sum += np.bincount(sa, weights=g, minlength=S * A)
+        visits += np.bincount(sa, minlength=S * A)
+        # policy improvement is implicit: the next episode acts (eps-)greedily on the new q
+        q = (g_sum / np.maximum(visits, 1)).reshape(S, A)
+        returns[i], lengths[i] = sum(rewards), len(rewards)
+        check_return(returns[i], i)
+    pi = epsilon_greedy(q, epsilons[-1])
+    return TabularResult(q, values(q, pi), pi, returns, lengths)
