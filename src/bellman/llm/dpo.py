@@ -15,10 +15,19 @@ and wrong (rejected) completions.
 
 from __future__ import annotations
 
+import copy
 import itertools
+import random
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from bellman.llm.model import completion_logprobs, encode_completions, encode_prompts
+from bellman.llm.reward_model import check_pairs
+from bellman.llm.rollout import SamplingConfig, generate
+from bellman.llm.tasks import RewardFn, call_reward, columns
 
 LOSS_TYPES = ("sigmoid", "ipo", "hinge")
 
@@ -82,3 +91,100 @@ def build_preference_pairs(prompts: list[str], completions: list[str], rewards: 
         pairs.extend({"prompt": prompt, "chosen": chosen[i], "rejected": rejected[j]}
                      for i, j in ij[:max_pairs_per_prompt])
     return pairs
+
+
+def sample_preference_pairs(model: PreTrainedModel, tok: PreTrainedTokenizerBase, rows: list[dict],
+                            reward_fns: list[RewardFn], num_generations: int = 8,
+                            sampling: SamplingConfig | None = None, batch_size: int = 64, seed: int = 0,
+                            max_pairs_per_prompt: int = 4) -> list[dict[str, str]]:
+    """Pairs from the policy's own samples: num_generations completions per task row, scored by the summed
+    task rewards, correct (best) against wrong (lower) with ``build_preference_pairs``."""
+    if not rows:
+        raise ValueError("rows must be a non-empty list of task rows")
+    if num_generations < 2:
+        raise ValueError(f"num_generations must be >= 2 to compare samples, got {num_generations}")
+    expanded = [r for r in rows for _ in range(num_generations)]
+    prompts, completions, rewards = [], [], []
+    for k in range(0, len(expanded), batch_size):
+        chunk = expanded[k:k + batch_size]
+        p = [r["prompt"] for r in chunk]
+        c = generate(model, tok, p, sampling or SamplingConfig(), seed=seed + k).completions(tok)
+        scores = [call_reward(fn, p, c, columns(chunk)) for fn in reward_fns]
+        prompts += p
+        completions += c
+        rewards += [sum(s) for s in zip(*scores)]
+    return build_preference_pairs(prompts, completions, rewards, max_pairs_per_prompt)
+
+
+@dataclass
+class DPOConfig:
+    """DPO settings; defaults from Rafailov et al. 2023 (appendix B: beta 0.1, learning rate 1e-6, batch 64)
+    and TRL's DPOConfig (max_grad_norm 1.0). The built-in tiny model wants a larger learning rate (~1e-4)."""
+
+    beta: float = 0.1
+    loss_type: str = "sigmoid"
+    learning_rate: float = 1e-6
+    batch_size: int = 64
+    num_epochs: int = 1
+    max_grad_norm: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
+        if not self.beta > 0 or not self.learning_rate > 0 or not self.max_grad_norm > 0:
+            raise ValueError("beta, learning_rate and max_grad_norm must be > 0, got "
+                             f"{self.beta}, {self.learning_rate}, {self.max_grad_norm}")
+        if self.batch_size < 1 or self.num_epochs < 1:
+            raise ValueError(f"batch_size and num_epochs must be >= 1, got {self.batch_size}, {self.num_epochs}")
+
+
+class DPOTrainer:
+    """DPO on preference pairs against a frozen copy of the starting policy (the reference)."""
+
+    def __init__(self, config: DPOConfig, model: PreTrainedModel, tok: PreTrainedTokenizerBase,
+                 pairs: list[dict[str, str]], ref_model: PreTrainedModel | None = None) -> None:
+        if not isinstance(config, DPOConfig):
+            raise TypeError(f"config must be a DPOConfig, got {type(config).__name__}")
+        check_pairs(pairs)
+        self.config, self.model, self.tok, self.pairs = config, model, tok, pairs
+        self.ref_model = (ref_model or copy.deepcopy(model)).eval().requires_grad_(False)
+        self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                           lr=config.learning_rate, weight_decay=0.0)
+        self.step = 0
+
+    def sequence_logprobs(self, model: PreTrainedModel, batch: list[dict[str, str]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logp_chosen, logp_rejected): completion log-probs summed over tokens (averaged for ipo, as TRL),
+        chosen and rejected in one forward pass."""
+        p_ids, p_mask = encode_prompts(self.tok, [p["prompt"] for p in batch] * 2)
+        c_ids, c_mask = encode_completions(self.tok, [p["chosen"] for p in batch] + [p["rejected"] for p in batch])
+        device = next(model.parameters()).device
+        logp = completion_logprobs(model, p_ids.to(device), p_mask.to(device), c_ids.to(device), c_mask.to(device))
+        logp = logp.sum(1)
+        if self.config.loss_type == "ipo":
+            logp = logp / c_mask.sum(1).to(device)
+        return logp[:len(batch)], logp[len(batch):]
+
+    def train_step(self, batch: list[dict[str, str]]) -> dict[str, float]:
+        """One DPO update on a batch of pairs; returns loss, implicit rewards, margin and accuracy."""
+        self.model.train()
+        with torch.no_grad():
+            ref_w, ref_l = self.sequence_logprobs(self.ref_model, batch)
+        logp_w, logp_l = self.sequence_logprobs(self.model, batch)
+        losses, r_w, r_l = dpo_loss(logp_w, logp_l, ref_w, ref_l, self.config.beta, self.config.loss_type)
+        loss = losses.mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"DPO loss is {loss.item()} at step {self.step}")
+        self.optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+        self.step += 1
+        return {"loss": loss.item(), "rewards_chosen": r_w.mean().item(), "rewards_rejected": r_l.mean().item(),
+                "margin": (r_w - r_l).mean().item(), "accuracy": (r_w > r_l).float().mean().item()}
+
+    def batches(self, epoch: int) -> list[list[dict[str, str]]]:
+        order = list(range(len(self.pairs)))
+        random.Random(self.config.seed + epoch).shuffle(order)
+        b = self.config.batch_size
+        return [[self.pairs[i] for i in order[k:k + b]] for k in range(0, len(order), b)]

@@ -19,7 +19,17 @@ reward model, as in InstructGPT.
 
 from __future__ import annotations
 
+import copy
+import random
+from dataclasses import dataclass
+
 import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from bellman.llm.model import completion_logprobs, encode_completions, encode_prompts
+from bellman.llm.reward_model import RewardModel
+from bellman.llm.rollout import SamplingConfig, generate
+from bellman.llm.tasks import RewardFn, call_reward, columns
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -146,3 +156,153 @@ class RunningMoments:
 
     def load_state_dict(self, state: dict[str, float]) -> None:
         self.mean, self.var, self.count = float(state["mean"]), float(state["var"]), int(state["count"])
+
+
+@dataclass
+class PPOConfig:
+    """RLHF PPO settings. Defaults: TRL's PPOConfig (learning_rate 3e-6, num_ppo_epochs 4, kl_coef 0.05,
+    cliprange 0.2, cliprange_value 0.2, vf_coef 0.1, gamma 1.0, lam 0.95, temperature 0.7); reward clip 10
+    from MOSS-RLHF's PPO-max (Zheng et al. 2023); ptx_coef 0 (InstructGPT's PPO-ptx uses 27.8 on its own
+    pretraining mix); max_grad_norm 1.0. The tiny built-in model wants a larger learning rate (~1e-4)."""
+
+    learning_rate: float = 3e-6
+    critic_learning_rate: float | None = None      # None: the policy's learning rate
+    batch_size: int = 64                            # prompts (completions) per rollout
+    num_ppo_epochs: int = 4
+    num_mini_batches: int = 1
+    kl_coef: float = 0.05
+    clip_range: float = 0.2
+    clip_range_value: float | None = 0.2           # None switches value clipping off
+    vf_coef: float = 0.1
+    gamma: float = 1.0
+    lam: float = 0.95
+    normalise_rewards: bool = True
+    reward_clip: float | None = 10.0
+    normalise_advantages: bool = True
+    max_grad_norm: float = 1.0
+    ptx_coef: float = 0.0
+    temperature: float = 0.7
+    max_new_tokens: int = 53
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.learning_rate > 0 or (self.critic_learning_rate is not None and not self.critic_learning_rate > 0):
+            raise ValueError("learning rates must be > 0")
+        if self.batch_size < 1 or self.num_ppo_epochs < 1 or self.max_new_tokens < 1:
+            raise ValueError("batch_size, num_ppo_epochs and max_new_tokens must be >= 1")
+        if not 1 <= self.num_mini_batches <= self.batch_size or self.batch_size % self.num_mini_batches:
+            raise ValueError(f"num_mini_batches ({self.num_mini_batches}) must divide batch_size ({self.batch_size})")
+        if self.kl_coef < 0 or self.vf_coef < 0 or self.ptx_coef < 0:
+            raise ValueError("kl_coef, vf_coef and ptx_coef must be >= 0")
+        if not 0 < self.clip_range < 1 or (self.clip_range_value is not None and not self.clip_range_value > 0):
+            raise ValueError(f"clip_range must be in (0, 1) and clip_range_value > 0 or None, got "
+                             f"{self.clip_range}, {self.clip_range_value}")
+        if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
+            raise ValueError(f"gamma and lam must lie in [0, 1], got {self.gamma}, {self.lam}")
+        if not self.temperature > 0 or not self.max_grad_norm > 0:
+            raise ValueError("temperature and max_grad_norm must be > 0")
+        if self.reward_clip is not None and not self.reward_clip > 0:
+            raise ValueError(f"reward_clip must be > 0 or None, got {self.reward_clip}")
+
+
+class PPOTrainer:
+    """PPO-max RLHF: policy + critic trained against a frozen reward model and a frozen reference policy.
+
+    ``rows`` are task rows with a "prompt" (and the task's columns); ``accuracy`` (optional) is a task reward
+    logged on the sampled completions but never optimised: only the reward model's score is.
+    ``ptx_pairs`` ({"prompt", "completion"}) feed the pretraining-loss mix when ptx_coef > 0.
+    """
+
+    def __init__(self, config: PPOConfig, model: PreTrainedModel, tok: PreTrainedTokenizerBase,
+                 reward_model: RewardModel, rows: list[dict], accuracy: RewardFn | None = None,
+                 critic: RewardModel | None = None, ref_model: PreTrainedModel | None = None,
+                 ptx_pairs: list[dict[str, str]] | None = None) -> None:
+        if not isinstance(config, PPOConfig):
+            raise TypeError(f"config must be a PPOConfig, got {type(config).__name__}")
+        if not isinstance(reward_model, RewardModel):
+            raise TypeError(f"reward_model must be a RewardModel, got {type(reward_model).__name__}")
+        if not rows or not all(isinstance(r.get("prompt"), str) for r in rows):
+            raise ValueError("rows must be a non-empty list of dicts with a string 'prompt'")
+        if config.ptx_coef > 0 and not ptx_pairs:
+            raise ValueError("ptx_coef > 0 needs ptx_pairs ({'prompt', 'completion'} dicts)")
+        self.config, self.model, self.tok, self.rows, self.accuracy = config, model, tok, rows, accuracy
+        self.reward_model = reward_model.eval().requires_grad_(False)
+        self.critic = critic or copy.deepcopy(reward_model).requires_grad_(True)
+        self.ref_model = (ref_model or copy.deepcopy(model)).eval().requires_grad_(False)
+        self.ptx_pairs = ptx_pairs or []
+        self.optimizer = torch.optim.AdamW([
+            {"params": [p for p in model.parameters() if p.requires_grad], "lr": config.learning_rate},
+            {"params": [p for p in self.critic.parameters() if p.requires_grad],
+             "lr": config.critic_learning_rate or config.learning_rate}], weight_decay=0.0)
+        self.reward_moments = RunningMoments()
+        self.step = 0
+
+    def sample_rows(self, n: int, step: int) -> list[dict]:
+        """A seeded batch of rows for a step: without replacement within the step."""
+        rng = random.Random(self.config.seed * 1_000_003 + step)
+        return [self.rows[i] for i in rng.sample(range(len(self.rows)), n)] if n <= len(self.rows) \
+            else [rng.choice(self.rows) for _ in range(n)]
+
+    def train_step(self) -> dict[str, float]:
+        """One PPO iteration: rollout, score, KL-penalised rewards, GAE, then the clipped updates."""
+        c = self.config
+        rows = self.sample_rows(c.batch_size, self.step)
+        prompts = [r["prompt"] for r in rows]
+        self.model.eval()
+        ro = generate(self.model, self.tok, prompts, SamplingConfig(temperature=c.temperature,
+                      max_new_tokens=c.max_new_tokens), seed=c.seed * 1_000_003 + self.step)
+        p_ids, p_mask, c_ids, c_mask = ro.prompt_ids, ro.prompt_mask, ro.completion_ids, ro.completion_mask
+        ids, mask = torch.cat([p_ids, c_ids], 1), torch.cat([p_mask, c_mask], 1)
+        cm = c_mask.float()
+        n_prompt = p_ids.shape[1]
+        with torch.no_grad():
+            old_logp = ro.logprobs
+            ref_logp = completion_logprobs(self.ref_model, p_ids, p_mask, c_ids, c_mask, c.temperature)
+            old_values = self.critic.token_values(ids, mask)[:, n_prompt - 1:-1] * cm
+            score = self.reward_model(ids, mask)
+        s = score
+        if c.normalise_rewards:
+            self.reward_moments.update(score)
+            s = self.reward_moments.normalise(score, c.reward_clip)
+        rewards = kl_penalised_rewards(s, old_logp, ref_logp, cm, c.kl_coef)
+        advantages, returns = gae(rewards, old_values, cm, c.gamma, c.lam)
+        if c.normalise_advantages:
+            advantages = masked_whiten(advantages, cm)
+
+        self.model.train()
+        self.critic.train()
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        g = torch.Generator().manual_seed(c.seed * 1_000_003 + self.step)
+        stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clip_frac": [], "value_clip_frac": []}
+        for _ in range(c.num_ppo_epochs):
+            for mb in torch.randperm(c.batch_size, generator=g).chunk(c.num_mini_batches):
+                logp = completion_logprobs(self.model, p_ids[mb], p_mask[mb], c_ids[mb], c_mask[mb], c.temperature)
+                values = self.critic.token_values(ids[mb], mask[mb])[:, n_prompt - 1:-1]
+                pl, clip_frac = policy_loss(logp, old_logp[mb], advantages[mb], cm[mb], c.clip_range)
+                vl, v_clip_frac = value_loss(values, old_values[mb], returns[mb], cm[mb], c.clip_range_value)
+                loss = pl + c.vf_coef * vl
+                if c.ptx_coef > 0:
+                    loss = loss + c.ptx_coef * self.ptx_loss(len(mb))
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"PPO loss is {loss.item()} at step {self.step}")
+                self.optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
+                self.optimizer.step()
+                for k, v in zip(stats, (pl, vl, clip_frac, v_clip_frac)):
+                    stats[k].append(v.item())
+        self.step += 1
+        metrics = {k: sum(v) / len(v) for k, v in stats.items()}
+        metrics.update(score=score.mean().item(), kl=((old_logp - ref_logp) * cm).sum(1).mean().item(),
+                       completion_length=cm.sum(1).mean().item())
+        if self.accuracy is not None:
+            metrics["accuracy"] = sum(call_reward(self.accuracy, prompts, ro.completions(self.tok), columns(rows))) / len(rows)
+        return metrics
+
+    def ptx_loss(self, n: int) -> torch.Tensor:
+        """Pretraining-loss mix (InstructGPT's PPO-ptx): next-token cross-entropy on n seeded ptx pairs."""
+        rng = random.Random(self.config.seed * 7919 + self.step)
+        batch = [rng.choice(self.ptx_pairs) for _ in range(n)]
+        p_ids, p_mask = encode_prompts(self.tok, [b["prompt"] for b in batch])
+        c_ids, c_mask = encode_completions(self.tok, [b["completion"] for b in batch])
+        return -masked_mean(completion_logprobs(self.model, p_ids, p_mask, c_ids, c_mask), c_mask.float())
