@@ -270,3 +270,187 @@ def td_linear(
     if not np.isfinite(w).all():
         raise ValueError("td_linear diverged (non-finite weights): lower alpha or rescale the features")
     return w
+
+
+# ------------------------------------------------------------------ Sarsa / Q-learning with features
+@dataclass
+class LinearQConfig:
+    """Settings of `LinearQ`. Defaults follow Sutton & Barto 2018, section 10.1 (Mountain Car): 8 tilings
+    of 8 x 8 tiles, alpha = 0.5 / 8, eps = 0 (zero weights are optimistic when every reward is -1), gamma = 1.
+
+    Args:
+        method: "q_learning" (target max_a' q(s', a')) or "sarsa" (target q(s', a'), a' the next action).
+        alpha: step size of w <- w + alpha delta phi(s).
+        gamma: discount in [0, 1].
+        epsilon: exploration of the eps-greedy behaviour policy.
+        n_tilings, tiles, hash_size: the tile coding built when no features are given and observations
+            are a bounded Box (Discrete observations get one-hot features).
+    """
+
+    method: str = "q_learning"
+    alpha: float = 0.5 / 8
+    gamma: float = 1.0
+    epsilon: float = 0.0
+    n_tilings: int = 8
+    tiles: int = 8
+    hash_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in ("q_learning", "sarsa"):
+            raise ValueError(f"method must be 'q_learning' or 'sarsa', got {self.method!r}")
+        if not self.alpha > 0:
+            raise ValueError(f"alpha must be > 0, got {self.alpha}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
+        if not 0.0 <= self.epsilon <= 1.0:
+            raise ValueError(f"epsilon must be in [0, 1], got {self.epsilon}")
+        _check_int("n_tilings", self.n_tilings, 1)
+        _check_int("tiles", self.tiles, 1)
+        if self.hash_size is not None:
+            _check_int("hash_size", self.hash_size, 1)
+
+
+def _make_env(env: Any) -> gym.Env:
+    if isinstance(env, str):
+        try:
+            return gym.make(env)
+        except gym.error.Error as e:
+            raise ValueError(f"unknown environment id {env!r}: {e}") from None
+    if isinstance(env, gym.Env):
+        return env
+    if callable(env):
+        return _make_env(env())
+    raise TypeError(f"env must be a Gymnasium env id, a gymnasium.Env or a factory returning one, got {type(env).__name__}")
+
+
+class LinearQ:
+    """Episodic semi-gradient Sarsa / Q-learning with linear features (S&B 10.1 and 6.5).
+
+    q^(s, a) = phi(s)^T W[a]; after each transition
+    W[a] <- W[a] + alpha [r + gamma q^(s', a') - q^(s, a)] phi(s), with a' the next eps-greedy action
+    (Sarsa) or argmax_a' q^(s', a') (Q-learning), and no bootstrap after termination.
+
+    Args:
+        env: a Gymnasium env id, env or env factory with Discrete actions.
+        config: a `LinearQConfig`.
+        seed: seeds the env and exploration; the same seed gives the same weights.
+        features: obs -> phi(obs); default one-hot (Discrete observations) or tile coding over the Box.
+    """
+
+    def __init__(self, env: Any, config: LinearQConfig | None = None, seed: int = 0, features: Features | None = None) -> None:
+        self.env_spec = env if isinstance(env, str) else None
+        self.env = _make_env(env)
+        self.config = config or LinearQConfig()
+        if not isinstance(self.config, LinearQConfig):
+            raise TypeError(f"config must be a LinearQConfig, got {type(self.config).__name__}")
+        if not isinstance(self.env.action_space, gym.spaces.Discrete):
+            raise TypeError(
+                f"LinearQ needs a Discrete action space, got {self.env.action_space}; "
+                "use DDPG for continuous actions"
+            )
+        self.features = features or self._default_features(self.env.observation_space)
+        self.seed = int(seed)
+        self.rng = np.random.default_rng(self.seed)
+        n_features = np.asarray(self.features(self.env.observation_space.sample())).size
+        self.W = np.zeros((int(self.env.action_space.n), n_features))
+        self.num_steps = 0
+        self.episode_returns: list[float] = []
+        self._obs: Any = None
+
+    def _default_features(self, space: gym.Space) -> Features:
+        c = self.config
+        if isinstance(space, gym.spaces.Discrete):
+            return OneHot(int(space.n))
+        if isinstance(space, gym.spaces.Box) and np.isfinite(space.low).all() and np.isfinite(space.high).all():
+            return TileCoding(space.low.ravel(), space.high.ravel(), c.n_tilings, c.tiles, c.hash_size)
+        raise TypeError(f"no default features for observation space {space}; pass features=...")
+
+    def q(self, obs: Any) -> np.ndarray:
+        """q^(obs, a) for every action a."""
+        return self.W @ self.features(obs)
+
+    def predict(self, obs: Any, deterministic: bool = True) -> int:
+        """Greedy action (ties to the lowest index), or eps-greedy with `deterministic=False`."""
+        q = self.q(obs)
+        return int(np.argmax(q)) if deterministic else self._behave(q)
+
+    def _behave(self, q: np.ndarray) -> int:
+        """eps-greedy with random tie-breaking among the greedy actions."""
+        if self.rng.random() < self.config.epsilon:
+            return int(self.rng.integers(q.size))
+        return int(self.rng.choice(np.flatnonzero(q == q.max())))
+
+    def learn(self, total_steps: int) -> "LinearQ":
+        """Run `total_steps` more environment steps of Sarsa or Q-learning."""
+        total_steps = _check_int("total_steps", total_steps, 0)
+        c, W = self.config, self.W
+        if self._obs is None:
+            self._start_episode(seed=self.seed if self.num_steps == 0 else None)
+        for _ in range(total_steps):
+            phi, a = self._phi, self._a
+            s_next, r, terminated, truncated, _ = self.env.step(a)
+            phi_next = self.features(s_next)
+            q_next = W @ phi_next
+            a_next = self._behave(q_next)
+            bootstrap = q_next[a_next] if c.method == "sarsa" else q_next.max()
+            td_target = r + (0.0 if terminated else c.gamma * bootstrap)
+            delta = td_target - W[a] @ phi
+            W[a] += c.alpha * delta * phi
+            self.num_steps += 1
+            self._return += float(r)
+            if not np.isfinite(delta):
+                raise ValueError(f"LinearQ diverged at step {self.num_steps}: the TD error is {delta}; lower alpha")
+            if terminated or truncated:
+                self.episode_returns.append(self._return)
+                self._start_episode()
+            else:
+                self._phi, self._a = phi_next, a_next
+        return self
+
+    def _start_episode(self, seed: int | None = None) -> None:
+        self._obs, _ = self.env.reset(seed=seed)
+        self._phi = self.features(self._obs)
+        self._a = self._behave(self.W @ self._phi)
+        self._return = 0.0
+
+    def evaluate(self, episodes: int = 20, seed: int = 10_000) -> tuple[float, float]:
+        """Mean and standard deviation of the greedy policy's return over `episodes` episodes."""
+        episodes = _check_int("episodes", episodes, 1)
+        env = _make_env(self.env_spec) if self.env_spec else self.env
+        returns = []
+        for i in range(episodes):
+            obs, _ = env.reset(seed=seed + i)
+            done, g = False, 0.0
+            while not done:
+                obs, r, terminated, truncated, _ = env.step(self.predict(obs))
+                g += float(r)
+                done = terminated or truncated
+            returns.append(g)
+        if env is self.env:  # the training episode was interrupted; start a fresh one next time
+            self._obs = None
+        return float(np.mean(returns)), float(np.std(returns))
+
+    def save(self, path: str | Path) -> None:
+        """Write config, weights, step counter and random state to `path` (a pickle)."""
+        state = {"config": asdict(self.config), "W": self.W, "seed": self.seed, "num_steps": self.num_steps,
+                 "rng": self.rng.bit_generator.state, "episode_returns": self.episode_returns, "env": self.env_spec}
+        with open(path, "wb") as f:
+            pickle.dump(state, f)
+
+    @classmethod
+    def load(cls, path: str | Path, env: Any = None, features: Features | None = None) -> "LinearQ":
+        """Rebuild an agent saved with `save` (pass `env` when it was not created from an env id)."""
+        with open(path, "rb") as f:
+            state = pickle.load(f)
+        env = env if env is not None else state["env"]
+        if env is None:
+            raise ValueError(f"{path} was saved from an env object, not an id: pass env=... to load it")
+        config = LinearQConfig(**{k: v for k, v in state["config"].items() if k in {f.name for f in fields(LinearQConfig)}})
+        agent = cls(env, config, seed=state["seed"], features=features)
+        if agent.W.shape != state["W"].shape:
+            raise ValueError(f"saved weights have shape {state['W'].shape}, these features give {agent.W.shape}")
+        agent.W[:] = state["W"]
+        agent.num_steps = state["num_steps"]
+        agent.rng.bit_generator.state = state["rng"]
+        agent.episode_returns = list(state["episode_returns"])
+        return agent
