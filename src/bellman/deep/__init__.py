@@ -3,3 +3,4 @@ returns, logger, checkpoint). Needs the `[deep]` extra (torch)."""
 
 from bellman.deep.agent import Agent, AgentConfig, NonFiniteError, make_vec_env
 from bellman.deep.buffers import ReplayBuffer, RolloutBuffer
+from bellman.deep.ppo import PPO, PPOConfig

@@ -94,6 +94,8 @@ class AgentConfig:
     vectorized: bool = True
     torch_threads: int = 1
 
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}  # tuned settings per env id (rl-baselines3-zoo)
+
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
@@ -128,6 +130,11 @@ class AgentConfig:
             said = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items())
             raise ValueError(f"unknown {cls.__name__} key(s): {said}; allowed: {', '.join(cls.keys())}")
         return cls(**values)
+
+    @classmethod
+    def for_env(cls, env_id: str | None, **changes: Any) -> AgentConfig:
+        """The defaults, then the tuned preset for `env_id` if there is one, then `changes`."""
+        return cls.from_dict({**cls.presets.get(env_id or "", {}), **changes})
 
     def replace(self, **changes: Any) -> AgentConfig:
         """A copy with some fields changed (validated like the constructor)."""

@@ -17,6 +17,7 @@ from gymnasium import spaces
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 
 
@@ -83,6 +84,27 @@ class Policy(nn.Module):
         """The most likely action: argmax of the logits, or the Gaussian mean."""
         out = self.net(obs)
         return out if self.continuous else out.argmax(-1)
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """a ~ pi(.|s) and ln pi(a|s), without building a Distribution (the rollout's fast path)."""
+        out = self.net(obs)
+        if self.continuous:
+            std = self.log_std.exp()
+            noise = torch.randn_like(out)
+            return out + std * noise, (-0.5 * noise.pow(2) - self.log_std - _HALF_LOG_2PI).sum(-1)
+        log_p = out.log_softmax(-1)
+        action = torch.multinomial(log_p.exp(), 1).squeeze(-1)
+        return action, log_p.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+
+    def log_prob_entropy(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """ln pi(a|s) and the entropy H(pi(.|s)) for a batch (the update's fast path)."""
+        out = self.net(obs)
+        if self.continuous:
+            z = (action - out) / self.log_std.exp()
+            log_prob = (-0.5 * z.pow(2) - self.log_std - _HALF_LOG_2PI).sum(-1)
+            return log_prob, (0.5 + _HALF_LOG_2PI + self.log_std).sum().expand_as(log_prob)
+        log_p = out.log_softmax(-1)
+        return log_p.gather(-1, action.long().unsqueeze(-1)).squeeze(-1), -(log_p.exp() * log_p).sum(-1)
 
 
 class ValueNet(nn.Module):

@@ -1,0 +1,176 @@
+"""Proximal Policy Optimisation with the clipped surrogate (Schulman et al. 2017, arXiv:1707.06347),
+with the implementation details of Huang et al. (2022) "The 37 Implementation Details of PPO".
+
+Each iteration collects n_steps x n_envs transitions with pi_old, computes GAE(gamma, lambda) advantages
+(ALGORITHMS.md section 11) and runs n_epochs passes of minibatch gradient steps on
+
+    L = -E[min(ratio A, clip(ratio, 1 - eps, 1 + eps) A)] + c_v L_v - c_H H[pi],
+    ratio = pi(a|s) / pi_old(a|s),
+
+with optional value clipping, advantage normalisation per minibatch, global grad-norm clipping, linear
+annealing of the learning rate and of eps, and an optional early stop when the approximate KL exceeds
+1.5 target_kl. Discrete (categorical) and continuous (diagonal Gaussian) actions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from bellman.deep.agent import Agent, AgentConfig
+from bellman.deep.buffers import RolloutBuffer
+from bellman.deep.nets import Policy, ValueNet, obs_dim
+from bellman.deep.returns import gae
+
+
+@dataclasses.dataclass
+class PPOConfig(AgentConfig):
+    """Defaults of Stable-Baselines3 PPO (those of the paper's MuJoCo runs); `PPOConfig.for_env(id)` adds the
+    rl-baselines3-zoo tuned settings for CartPole-v1 and Pendulum-v1.
+
+    n_steps: rollout length per env. batch_size: minibatch size. n_epochs: passes over each rollout.
+    gae_lambda: lambda of GAE. clip_eps: epsilon of the clipped ratio. clip_value: clip v(s) to within this
+    distance of the rollout's value (None: no clipping). ent_coef, vf_coef: loss weights.
+    max_grad_norm: global gradient clipping (None: off). normalize_advantage: per minibatch.
+    anneal_lr / anneal_clip: decay the learning rate / clip_eps linearly to 0. target_kl: stop the epochs
+    of an iteration once the approximate KL exceeds 1.5 target_kl (None: never). log_std_init: initial
+    log sigma of Gaussian policies.
+    """
+
+    n_steps: int = 2048
+    batch_size: int = 64
+    n_epochs: int = 10
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+    clip_value: float | None = None
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float | None = 0.5
+    normalize_advantage: bool = True
+    anneal_lr: bool = False
+    anneal_clip: bool = False
+    target_kl: float | None = None
+    log_std_init: float = 0.0
+
+    presets = {
+        # rl-baselines3-zoo hyperparams/ppo.yml, CartPole-v1 (lin_1e-3 learning rate, lin_0.2 clip range)
+        "CartPole-v1": dict(n_envs=8, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20,
+                            ent_coef=0.0, learning_rate=1e-3, clip_eps=0.2, anneal_lr=True, anneal_clip=True),
+        # rl-baselines3-zoo hyperparams/ppo.yml, Pendulum-v1 (without its gSDE exploration)
+        "Pendulum-v1": dict(n_envs=4, n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10, ent_coef=0.0,
+                            learning_rate=1e-3, clip_eps=0.2),
+    }
+
+    def check(self) -> None:
+        super().check()
+        self.require(self.n_steps >= 1, "n_steps", "an int >= 1")
+        self.require(self.batch_size >= 1, "batch_size", "an int >= 1")
+        self.require(self.n_epochs >= 1, "n_epochs", "an int >= 1")
+        self.require(0.0 <= self.gae_lambda <= 1.0, "gae_lambda", "a float in [0, 1]")
+        self.require(self.clip_eps > 0, "clip_eps", "a float > 0")
+        self.require(self.clip_value is None or self.clip_value > 0, "clip_value", "None or a float > 0")
+        self.require(self.ent_coef >= 0, "ent_coef", "a float >= 0")
+        self.require(self.vf_coef >= 0, "vf_coef", "a float >= 0")
+        self.require(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm", "None or a float > 0")
+        self.require(self.target_kl is None or self.target_kl > 0, "target_kl", "None or a float > 0")
+
+
+def clipped_surrogate_loss(ratio: torch.Tensor, advantage: torch.Tensor, clip_eps: float) -> torch.Tensor:
+    """-E[min(ratio A, clip(ratio, 1 - eps, 1 + eps) A)] (the PPO-Clip objective, negated for descent)."""
+    return -torch.min(ratio * advantage, ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * advantage).mean()
+
+
+def value_loss(v: torch.Tensor, v_old: torch.Tensor, returns: torch.Tensor, clip: float | None) -> torch.Tensor:
+    """E[(v - G)^2], or with clipping E[max((v - G)^2, (v_old + clip(v - v_old, -c, c) - G)^2)]."""
+    loss = (v - returns).pow(2)
+    if clip is not None:
+        v_clipped = v_old + (v - v_old).clamp(-clip, clip)
+        loss = torch.max(loss, (v_clipped - returns).pow(2))
+    return loss.mean()
+
+
+class PPO(Agent):
+    """PPO-Clip for Discrete and Box action spaces."""
+
+    config_class = PPOConfig
+    action_spaces = (spaces.Discrete, spaces.Box)
+
+    def setup(self) -> None:
+        c = self.config
+        self.pi = Policy(self.observation_space, self.action_space, c.hidden, c.activation, c.log_std_init)
+        self.v = ValueNet(self.observation_space, c.hidden, c.activation)
+        self.optimizer = torch.optim.Adam([*self.pi.parameters(), *self.v.parameters()], lr=c.learning_rate,
+                                          eps=1e-5)
+        self.buffer = RolloutBuffer(c.n_steps, c.n_envs, obs_dim(self.observation_space),
+                                    self.action_space.shape, isinstance(self.action_space, spaces.Discrete))
+
+    def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        return self.pi.mode(obs) if deterministic else self.pi.sample(obs)[0]
+
+    def collect(self) -> None:
+        """Fill the rollout buffer with n_steps vector steps of pi_old."""
+        buf = self.buffer
+        with torch.inference_mode():
+            for t in range(self.config.n_steps):
+                s = self.encode(self.obs)
+                a, log_p = self.pi.sample(s)
+                buf.obs[t], buf.actions[t], buf.log_probs[t], buf.values[t] = s, a, log_p, self.v(s)
+                step = self.env_step(a.numpy())
+                buf.rewards[t] = torch.from_numpy(np.asarray(step.reward, dtype=np.float32))
+                buf.terminated[t] = torch.from_numpy(step.terminated)
+                buf.dones[t] = torch.from_numpy(step.terminated | step.truncated)
+                buf.valid[t] = torch.from_numpy(step.valid)
+            buf.values[-1] = self.v(self.encode(self.obs))
+
+    def train_iteration(self) -> dict[str, float]:
+        c, buf = self.config, self.buffer
+        self.collect()
+        advantages = gae(buf.rewards, buf.values, buf.terminated, buf.dones, c.gamma, c.gae_lambda)
+        returns = advantages + buf.values[:-1]
+        obs, actions, old_log_p = buf.flat(buf.obs), buf.flat(buf.actions), buf.flat(buf.log_probs)
+        old_v, advantages, returns = buf.flat(buf.values[:-1]), buf.flat(advantages), buf.flat(returns)
+
+        frac = self.progress_remaining
+        lr = c.learning_rate * (frac if c.anneal_lr else 1.0)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        clip_eps = c.clip_eps * (frac if c.anneal_clip else 1.0)
+        params = self.optimizer.param_groups[0]["params"]
+
+        n = len(obs)
+        stats = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_fraction": 0.0}
+        n_updates = 0
+        for _ in range(c.n_epochs):
+            approx_kl = 0.0
+            for idx in torch.randperm(n).split(c.batch_size):
+                log_p, entropy = self.pi.log_prob_entropy(obs[idx], actions[idx])
+                log_ratio = log_p - old_log_p[idx]
+                ratio = log_ratio.exp()
+                a = advantages[idx]
+                if c.normalize_advantage and len(idx) > 1:
+                    a = (a - a.mean()) / (a.std() + 1e-8)
+                policy_loss = clipped_surrogate_loss(ratio, a, clip_eps)
+                v_loss = value_loss(self.v(obs[idx]), old_v[idx], returns[idx], c.clip_value)
+                entropy = entropy.mean()
+                loss = policy_loss + c.vf_coef * v_loss - c.ent_coef * entropy
+                with torch.no_grad():
+                    approx_kl = float(((ratio - 1.0) - log_ratio).mean())  # k3 estimator of KL(pi_old || pi)
+                    clip_fraction = float(((ratio - 1.0).abs() > clip_eps).float().mean())
+                if c.target_kl is not None and approx_kl > 1.5 * c.target_kl:
+                    break
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if c.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
+                self.optimizer.step()
+                for k, x in zip(stats, (policy_loss.item(), v_loss.item(), entropy.item(), approx_kl, clip_fraction)):
+                    stats[k] += x
+                n_updates += 1
+            if c.target_kl is not None and approx_kl > 1.5 * c.target_kl:
+                break
+        stats = {k: x / max(n_updates, 1) for k, x in stats.items()}
+        stats["learning_rate"] = lr
+        return stats
