@@ -6,3 +6,6 @@ plumbing), sft, grpo, r1_zero, cli. One import line per export below.
 
 from bellman.llm.model import LoraSpec, completion_logprobs, load_model
 from bellman.llm.rollout import Rollout, SamplingConfig, generate
+from bellman.llm.trainer import Trainer, TrainerConfig, evaluate
+from bellman.llm.sft import SFTConfig, SFTTrainer
+from bellman.llm.grpo import GRPOConfig, GRPOTrainer

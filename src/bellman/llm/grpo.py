@@ -1,0 +1,271 @@
+"""GRPO: Group Relative Policy Optimization (Shao et al. 2024, "DeepSeekMath", section 4.1).
+
+For each prompt q sample G completions o_1..o_G from pi_old, score them with rule-based rewards r_i and
+give every token of o_i the group-normalised advantage
+
+    A_i = (r_i - mean(r_1..r_G)) / (std(r_1..r_G) + eps)                 (no critic)
+
+then minimise, per completion token t,
+
+    l_it = -min(rho_it A_i, clip(rho_it, 1 - eps_low, 1 + eps_high) A_i) + beta KL_k3,
+    rho_it = pi(o_it | q, o_<t) / pi_old(o_it | q, o_<t),
+    KL_k3  = exp(ref - logp) - (ref - logp) - 1      (Schulman 2020, "Approximating KL divergence"; >= 0).
+
+Loss aggregation ``loss_type``:
+  "grpo"     mean over completions of the per-completion token mean   (DeepSeekMath),
+  "dapo"     sum over all tokens / number of completion tokens in the batch   (Yu et al. 2025, "DAPO"),
+  "dr_grpo"  sum over all tokens / (completions x max_new_tokens), and no std division in A
+             (Liu et al. 2025, "Understanding R1-Zero-like training", Dr. GRPO).
+DAPO extras: clip-higher (eps_high > eps_low, DAPO uses 0.2 / 0.28), dynamic sampling (drop groups whose
+rewards are all equal and sample more), soft overlong punishment (linear penalty in the last
+``overlong_buffer`` tokens before ``max_new_tokens``, -overlong_penalty beyond). beta = 0 keeps no reference
+model (DAPO, Dr. GRPO and TRL >= 0.19 default to it).
+
+Usage::
+
+    from bellman.llm import GRPOConfig, GRPOTrainer, load_model
+    from bellman.llm.tasks import arithmetic
+    model, tok = load_model("tiny")
+    result = GRPOTrainer(model, tok, arithmetic(), GRPOConfig(out="runs/grpo", learning_rate=1e-4)).train()
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from bellman.llm.model import completion_logprobs
+from bellman.llm.rollout import Rollout, SamplingConfig, generate
+from bellman.llm.tasks import RewardFn, Task, call_reward, columns
+from bellman.llm.trainer import Trainer, TrainerConfig, plain_prompt
+
+LossType = Literal["grpo", "dapo", "dr_grpo"]
+
+
+@dataclass
+class GRPOConfig(TrainerConfig):
+    """GRPO settings. Defaults: DeepSeekMath (lr 1e-6, beta 0.04, eps 0.2, one update per batch) and TRL
+    (temperature 1.0, top_p 1.0, G = 8, eps 1e-4 in the std); lift ``learning_rate`` for small models.
+    """
+
+    learning_rate: float = 1e-6
+    num_generations: int = 8               # G
+    prompts_per_step: int = 8              # batch = prompts_per_step x G completions
+    num_iterations: int = 1                # mu: updates on each batch (pi_old fixed within them)
+    micro_batch_size: int = 0              # completions per forward/backward; 0 = the whole batch
+    beta: float = 0.04
+    eps_low: float = 0.2
+    eps_high: float = 0.2
+    loss_type: LossType = "grpo"
+    dynamic_sampling: bool = False
+    max_resample: int = 3                  # extra sampling rounds allowed by dynamic sampling
+    overlong_buffer: int = 0               # 0 = no overlong penalty
+    overlong_penalty: float = 1.0
+    reward_weights: tuple[float, ...] | None = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 64
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.num_generations < 2:
+            raise ValueError(f"num_generations must be >= 2 (advantages are relative to the group), "
+                             f"got {self.num_generations}")
+        for name in ("prompts_per_step", "num_iterations", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.micro_batch_size < 0:
+            raise ValueError(f"micro_batch_size must be >= 0, got {self.micro_batch_size}")
+        if self.loss_type not in ("grpo", "dapo", "dr_grpo"):
+            raise ValueError(f"loss_type must be 'grpo', 'dapo' or 'dr_grpo', got {self.loss_type!r}")
+        if self.beta < 0 or self.eps_low < 0 or self.eps_high < 0:
+            raise ValueError("beta, eps_low and eps_high must be >= 0")
+        if not 0 <= self.overlong_buffer < self.max_new_tokens:
+            raise ValueError(f"overlong_buffer must be in [0, max_new_tokens), got {self.overlong_buffer}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0 for GRPO sampling, got {self.temperature}")
+
+
+def group_advantages(rewards: torch.Tensor, group_size: int, scale: bool = True, eps: float = 1e-4) -> torch.Tensor:
+    """A_i = (r_i - mean_group) / (std_group + eps) (std unbiased, as TRL); without ``scale`` no division."""
+    if rewards.ndim != 1:
+        raise ValueError(f"rewards must be 1-D, got shape {tuple(rewards.shape)}")
+    if group_size < 1 or rewards.numel() % group_size:
+        raise ValueError(f"group size {group_size} does not divide the batch of {rewards.numel()} rewards")
+    r = rewards.view(-1, group_size)
+    a = r - r.mean(1, keepdim=True)
+    if scale:
+        a = a / (r.std(1, keepdim=True) + eps)
+    return a.reshape(-1)
+
+
+def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Per-token k3 estimator of KL(pi || ref): exp(ref - logp) - (ref - logp) - 1 >= 0."""
+    d = ref_logp - logp
+    return torch.exp(d) - d - 1
+
+
+def overlong_penalty(lengths: torch.Tensor, max_new_tokens: int, buffer: int, penalty: float = 1.0) -> torch.Tensor:
+    """DAPO soft overlong punishment: 0 up to max - buffer, then linear down to -penalty at max, beyond -penalty."""
+    if buffer <= 0:
+        return torch.zeros_like(lengths, dtype=torch.float)
+    over = (lengths.float() - (max_new_tokens - buffer)).clamp(min=0) / buffer
+    return -penalty * over.clamp(max=1.0)
+
+
+def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+              ref_logp: torch.Tensor | None = None, beta: float = 0.0, eps_low: float = 0.2, eps_high: float = 0.2,
+              loss_type: LossType = "grpo", max_new_tokens: int | None = None, n_sequences: int | None = None,
+              n_tokens: float | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The clipped GRPO objective with k3 KL, aggregated by ``loss_type``; (B, C) token tensors, (B,) advantages.
+
+    ``n_sequences`` / ``n_tokens`` are the whole batch's completion and token counts when this call sees
+    one micro-batch (the losses of micro-batches then add up to the full-batch loss).
+    """
+    if loss_type not in ("grpo", "dapo", "dr_grpo"):
+        raise ValueError(f"loss_type must be 'grpo', 'dapo' or 'dr_grpo', got {loss_type!r}")
+    if beta > 0 and ref_logp is None:
+        raise ValueError("beta > 0 needs ref_logp")
+    mask = mask.float()
+    ratio = torch.exp(logp - old_logp)
+    a = advantages.unsqueeze(1)
+    per_token = -torch.min(ratio * a, ratio.clamp(1 - eps_low, 1 + eps_high) * a)
+    kl = k3_kl(logp, ref_logp) if ref_logp is not None else torch.zeros_like(logp)
+    if beta > 0:
+        per_token = per_token + beta * kl
+    n_seq = n_sequences or logp.shape[0]
+    if loss_type == "grpo":
+        loss = ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).sum() / n_seq
+    elif loss_type == "dapo":
+        loss = (per_token * mask).sum() / (n_tokens or mask.sum().clamp(min=1))
+    else:
+        if max_new_tokens is None:
+            raise ValueError("loss_type 'dr_grpo' needs max_new_tokens")
+        loss = (per_token * mask).sum() / (n_seq * max_new_tokens)
+    n = mask.sum().clamp(min=1)
+    clipped = ((ratio < 1 - eps_low) & (a < 0)) | ((ratio > 1 + eps_high) & (a > 0))
+    return loss, {"kl": (kl * mask).sum() / n, "clip_ratio": (clipped.float() * mask).sum() / n}
+
+
+class GRPOTrainer(Trainer):
+    """GRPO on a task's prompts with its rewards (or ``rewards``); see the module docstring."""
+
+    def __init__(self, model: PreTrainedModel, tok: PreTrainedTokenizerBase, task: Task, config: GRPOConfig,
+                 rewards: list[RewardFn] | None = None, prompt_fn: Callable[[dict], str] = plain_prompt,
+                 accuracy: RewardFn | None = None, format_fn: RewardFn | None = None) -> None:
+        if not isinstance(config, GRPOConfig):
+            raise TypeError(f"config must be a GRPOConfig, got {type(config).__name__}")
+        super().__init__(model, tok, task, config, prompt_fn, accuracy, format_fn)
+        self.rewards = rewards or task.rewards
+        w = config.reward_weights or (1.0,) * len(self.rewards)
+        if len(w) != len(self.rewards):
+            raise ValueError(f"reward_weights has {len(w)} entries for {len(self.rewards)} reward functions")
+        self.weights = torch.tensor(w, dtype=torch.float)
+        self.peft = hasattr(model, "disable_adapter")
+        self.ref = None
+        if config.beta > 0 and not self.peft:  # a LoRA model's reference is itself with adapters off
+            self.ref = copy.deepcopy(model).eval().requires_grad_(False)
+
+    def sample(self, step: int, n_prompts: int, round_: int = 0) -> tuple[Rollout, torch.Tensor, dict]:
+        """Sample n_prompts x G completions; returns the rollout, total rewards (B,) and reward metrics."""
+        c = self.config
+        rows = self.rng(step * 101 + round_).sample(self.task.train, min(n_prompts, len(self.task.train)))
+        rows = [r for r in rows for _ in range(c.num_generations)]
+        prompts = [self.prompt_fn(r) for r in rows]
+        self.model.eval()
+        ro = generate(self.model, self.tok, prompts, SamplingConfig(c.temperature, c.top_p, c.top_k,
+                      c.max_new_tokens), seed=self.seed_for(step) * 7 + round_)
+        self.model.train()
+        comps, cols = ro.completions(self.tok), columns(rows)
+        per_fn = torch.tensor([call_reward(f, prompts, comps, cols) for f in self.rewards]).T  # (B, n_fns)
+        lengths = ro.completion_mask.sum(1)
+        r = per_fn @ self.weights + overlong_penalty(lengths, c.max_new_tokens, c.overlong_buffer, c.overlong_penalty)
+        acc = call_reward(self.accuracy, prompts, comps, cols)
+        m = {"reward": r.mean().item(), "accuracy": sum(acc) / len(acc), "completion_length": lengths.float().mean().item()}
+        m |= {f"reward_{getattr(f, '__name__', i)}": per_fn[:, i].mean().item() for i, f in enumerate(self.rewards)}
+        return ro, r, m
+
+    def _ref_logprobs(self, ro: Rollout, sl: slice) -> torch.Tensor | None:
+        if self.config.beta == 0:
+            return None
+        args = (ro.prompt_ids[sl], ro.prompt_mask[sl], ro.completion_ids[sl], ro.completion_mask[sl],
+                self.config.temperature)
+        with torch.no_grad():
+            if self.peft:
+                with self.model.disable_adapter():
+                    return completion_logprobs(self.model, *args)
+            return completion_logprobs(self.ref, *args)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        c, g = self.config, self.config.num_generations
+        ro, r, m = self.sample(step, c.prompts_per_step)
+        if c.dynamic_sampling:  # DAPO: keep only groups with reward variance, sample more to refill
+            keep = _informative(r, g)
+            parts = [(ro, r, keep)]
+            for round_ in range(1, c.max_resample + 1):
+                if sum(int(k.sum()) for *_, k in parts) >= c.prompts_per_step * g:
+                    break
+                ro2, r2, _ = self.sample(step, c.prompts_per_step, round_)
+                parts.append((ro2, r2, _informative(r2, g)))
+            ro, r = _select(parts, c.prompts_per_step * g, self.tok.pad_token_id)
+            m["kept_groups"] = r.numel() / g
+            if r.numel() == 0:
+                return m | {"loss": 0.0, "kl": 0.0, "clip_ratio": 0.0, "grad_norm": 0.0}
+        adv = group_advantages(r, g, scale=c.loss_type != "dr_grpo")
+        b = r.numel()
+        mb = c.micro_batch_size or b
+        n_tokens = ro.completion_mask.sum().clamp(min=1).float()
+        refs = [self._ref_logprobs(ro, slice(i, i + mb)) for i in range(0, b, mb)]
+        for _ in range(c.num_iterations):
+            stats = {"loss": 0.0, "kl": 0.0, "clip_ratio": 0.0}
+            for j, i in enumerate(range(0, b, mb)):
+                sl = slice(i, i + mb)
+                logp = completion_logprobs(self.model, ro.prompt_ids[sl], ro.prompt_mask[sl],
+                                           ro.completion_ids[sl], ro.completion_mask[sl], c.temperature)
+                loss, s = grpo_loss(logp, ro.logprobs[sl], adv[sl], ro.completion_mask[sl], refs[j], c.beta,
+                                    c.eps_low, c.eps_high, c.loss_type, c.max_new_tokens, b, n_tokens)
+                loss.backward()
+                w = ro.completion_mask[sl].sum().item() / n_tokens.item()
+                stats["loss"] += loss.item()
+                stats["kl"] += s["kl"].item() * w
+                stats["clip_ratio"] += s["clip_ratio"].item() * w
+            stats["grad_norm"] = self.optimizer_step(step, torch.tensor(stats["loss"]))
+        return m | stats
+
+
+def _informative(r: torch.Tensor, g: int) -> torch.Tensor:
+    """Per completion: True where its group's rewards are not all equal."""
+    grp = r.view(-1, g)
+    return (grp.max(1).values > grp.min(1).values).repeat_interleave(g)
+
+
+def _select(parts: list[tuple[Rollout, torch.Tensor, torch.Tensor]], limit: int, pad: int,
+            ) -> tuple[Rollout, torch.Tensor]:
+    """Concatenate the kept rows of several rollouts (padding widths), at most ``limit`` rows."""
+    wp = max(p.prompt_ids.shape[1] for p, *_ in parts)
+    wc = max(p.completion_ids.shape[1] for p, *_ in parts)
+
+    def padl(x, w, v):
+        return torch.nn.functional.pad(x, (w - x.shape[1], 0), value=v)
+
+    def padr(x, w, v):
+        return torch.nn.functional.pad(x, (0, w - x.shape[1]), value=v)
+
+    cols = {"prompt_ids": [], "prompt_mask": [], "completion_ids": [], "completion_mask": [], "logprobs": [],
+            "truncated": []}
+    rs = []
+    for ro, r, keep in parts:
+        cols["prompt_ids"].append(padl(ro.prompt_ids[keep], wp, pad))
+        cols["prompt_mask"].append(padl(ro.prompt_mask[keep], wp, 0))
+        cols["completion_ids"].append(padr(ro.completion_ids[keep], wc, pad))
+        cols["completion_mask"].append(padr(ro.completion_mask[keep], wc, 0))
+        cols["logprobs"].append(padr(ro.logprobs[keep], wc, 0.0))
+        cols["truncated"].append(ro.truncated[keep])
+        rs.append(r[keep])
+    return Rollout(**{k: torch.cat(v)[:limit] for k, v in cols.items()}), torch.cat(rs)[:limit]
