@@ -11,6 +11,8 @@ app = typer.Typer(help="bellman: reinforcement learning from the Bellman equatio
                   no_args_is_help=True, pretty_exceptions_enable=False)
 err = Console(stderr=True)
 
+from bellman.gridworld_cli import app as _gw; app.add_typer(_gw, name="gridworld")  # noqa: E402, E702
+
 
 def main() -> None:
     """Entry point: bad input ends in a one-line error, not a traceback."""

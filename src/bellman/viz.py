@@ -155,9 +155,9 @@ def _draw_policy(ax: Axes, layout: Grid, pi: np.ndarray) -> None:
         for a, (dr, dc) in enumerate(MOVES):
             length = 0.45 * pi[s, a]
             if length > 1e-3:
-                head_length = min(0.13, 0.4 * length)
+                head_length = min(0.1, 0.4 * length)
                 ax.add_patch(FancyArrow(x, y, dc * length, dr * length, width=width, head_length=head_length,
-                                        head_width=max(1.5 * width, 2.0 * head_length), length_includes_head=True,
+                                        head_width=max(1.5 * width, 1.8 * head_length), length_includes_head=True,
                                         color=ARROW_COLOR, zorder=4))
         if pi[s, 4] > 1e-3:
             ax.add_patch(Circle((x, y), 0.1 * pi[s, 4], fill=False, color=ARROW_COLOR, linewidth=1.5,
