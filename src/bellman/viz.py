@@ -104,6 +104,21 @@ def _panel_inches(n_rows: int, n_cols: int) -> tuple[float, float]:
     return max(n_cols * scale, 2.5), max(n_rows * scale, 2.5)
 
 
+def _grid_figure(layout: Grid, panels: int, title: str | None) -> tuple[plt.Figure, list[Axes]]:
+    """Figure of `panels` grid panels side by side with fixed margins (inches) for labels and titles."""
+    w, h = _panel_inches(*layout[:2])
+    left, right, top, bottom, gap = 0.35, 0.15, 0.6 + 0.3 * bool(title), 0.1, 0.5
+    big = layout[0] * layout[1] > ANNOTATE_MAX_CELLS
+    w_fig = left + panels * w + (panels - 1) * gap + right + 0.9 * big
+    h_fig = top + h + bottom
+    fig, axes = plt.subplots(1, panels, figsize=(w_fig, h_fig), squeeze=False)
+    fig.subplots_adjust(left=left / w_fig, right=1 - (right + 0.9 * big) / w_fig, top=1 - top / h_fig,
+                        bottom=bottom / h_fig, wspace=gap / w)
+    if title:
+        fig.suptitle(title, y=1 - 0.12 / h_fig, va="top")
+    return fig, list(axes[0])
+
+
 def _draw_grid(ax: Axes, layout: Grid) -> None:
     """Cells with row 0 at the top, forbidden cells shaded, the target filled."""
     n_rows, n_cols, forbidden, target = layout
@@ -132,7 +147,7 @@ def _draw_values(ax: Axes, layout: Grid, v: np.ndarray, decimals: int) -> None:
     n_rows, n_cols = layout[:2]
     if n_rows * n_cols > ANNOTATE_MAX_CELLS:
         image = ax.imshow(v, cmap="viridis", extent=(0, n_cols, n_rows, 0), zorder=0, interpolation="nearest")
-        plt.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        ax.figure.colorbar(image, cax=ax.inset_axes((1.03, 0.0, 0.04, 1.0)))
     else:
         size = 11 if max(n_rows, n_cols) <= 8 else 7
         for r in range(n_rows):
@@ -189,9 +204,9 @@ def plot_values(
     _check_dpi(dpi)
     layout = _layout(grid, forbidden, target)
     values = _values(v, *layout[:2])
-    fig, ax = plt.subplots(figsize=_panel_inches(*layout[:2]), layout="constrained")
+    fig, (ax,) = _grid_figure(layout, 1, None)
     _draw_values(ax, layout, values, decimals)
-    ax.set_title(title or "state values")
+    ax.set_title(title or "state values", pad=22 if max(layout[:2]) <= 20 else 6)
     return _save(fig, _out(path), dpi)
 
 
@@ -208,9 +223,9 @@ def plot_policy(
     _check_dpi(dpi)
     layout = _layout(grid, forbidden, target)
     pi = _policy(policy, *layout[:2])
-    fig, ax = plt.subplots(figsize=_panel_inches(*layout[:2]), layout="constrained")
+    fig, (ax,) = _grid_figure(layout, 1, None)
     _draw_policy(ax, layout, pi)
-    ax.set_title(title or "policy")
+    ax.set_title(title or "policy", pad=22 if max(layout[:2]) <= 20 else 6)
     return _save(fig, _out(path), dpi)
 
 
@@ -230,14 +245,12 @@ def plot_values_and_policy(
     layout = _layout(grid, forbidden, target)
     values = _values(v, *layout[:2])
     pi = _policy(policy, *layout[:2])
-    w, h = _panel_inches(*layout[:2])
-    fig, (ax_pi, ax_v) = plt.subplots(1, 2, figsize=(2 * w + 0.5, h + 0.4), layout="constrained")
+    fig, (ax_pi, ax_v) = _grid_figure(layout, 2, title)
+    pad = 22 if max(layout[:2]) <= 20 else 6
     _draw_policy(ax_pi, layout, pi)
-    ax_pi.set_title("policy")
+    ax_pi.set_title("policy", pad=pad)
     _draw_values(ax_v, layout, values, decimals)
-    ax_v.set_title("state values")
-    if title:
-        fig.suptitle(title)
+    ax_v.set_title("state values", pad=pad)
     return _save(fig, _out(path), dpi)
 
 
@@ -288,8 +301,9 @@ def plot_learning_curves(
     if lengths is not None:
         panels.append(("length", _curves(lengths, "length")))
     path = _out(path)
-    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 3.2 * len(panels)), sharex=True, squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 0.4 + 3.0 * len(panels)), sharex=True, squeeze=False)
+    fig.subplots_adjust(left=0.11, right=0.97, top=1 - 0.4 / (0.4 + 3.0 * len(panels)),
+                        bottom=0.55 / (0.4 + 3.0 * len(panels)), hspace=0.12)
     for ax, (what, curves) in zip(axes[:, 0], panels):
         for k, (label, y) in enumerate(curves.items()):
             color = f"C{k}"
