@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 import pickle
+import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
@@ -159,20 +160,24 @@ def feature_matrix(features: Features, observations: Any) -> np.ndarray:
 def stationary_distribution(P_pi: Any) -> np.ndarray:
     """d with d^T P_pi = d^T and sum(d) = 1 (unique when the chain under pi is irreducible)."""
     S = P_pi.shape[0]
-    if sp.issparse(P_pi):
-        M = (sp.identity(S, format="lil") - P_pi.T).tolil()
-        M[S - 1, :] = np.ones(S)
-        e = np.zeros(S)
-        e[-1] = 1.0
-        d = spla.spsolve(M.tocsc(), e)
-    else:
-        M = np.eye(S) - np.asarray(P_pi).T
-        M[-1] = 1.0
-        e = np.zeros(S)
-        e[-1] = 1.0
-        d = np.linalg.solve(M, e)
+    e = np.zeros(S)
+    e[-1] = 1.0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", spla.MatrixRankWarning)
+            if sp.issparse(P_pi):
+                M = (sp.identity(S, format="lil") - P_pi.T).tolil()
+                M[S - 1, :] = np.ones(S)  # replace one (redundant) balance equation by sum(d) = 1
+                d = spla.spsolve(M.tocsc(), e)
+            else:
+                M = np.eye(S) - np.asarray(P_pi).T
+                M[-1] = 1.0
+                d = np.linalg.solve(M, e)
+    except (RuntimeError, np.linalg.LinAlgError, spla.MatrixRankWarning):
+        d = np.full(S, np.nan)
     if not np.isfinite(d).all() or d.min() < -1e-10:
-        raise ValueError("P_pi has no unique stationary distribution (the chain under pi is not irreducible)")
+        raise ValueError("P_pi has no unique stationary distribution (the chain under pi is not irreducible); "
+                         "use a policy that visits every state or pass the weighting d")
     return np.clip(d, 0.0, None) / np.clip(d, 0.0, None).sum()
 
 
