@@ -93,7 +93,8 @@ class Policy(nn.Module):
             noise = torch.randn_like(out)
             return out + std * noise, (-0.5 * noise.pow(2) - self.log_std - _HALF_LOG_2PI).sum(-1)
         log_p = out.log_softmax(-1)
-        action = torch.multinomial(log_p.exp(), 1).squeeze(-1)
+        u = torch.rand(out.shape[:-1] + (1,))  # inverse-CDF sampling: cheaper than torch.multinomial
+        action = (log_p.exp().cumsum(-1) < u).sum(-1).clamp_(max=out.shape[-1] - 1)
         return action, log_p.gather(-1, action.unsqueeze(-1)).squeeze(-1)
 
     def log_prob_entropy(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import torch
 from gymnasium import spaces
 
@@ -103,31 +102,16 @@ class PPO(Agent):
         self.pi = Policy(self.observation_space, self.action_space, c.hidden, c.activation, c.log_std_init)
         self.v = ValueNet(self.observation_space, c.hidden, c.activation)
         self.optimizer = torch.optim.Adam([*self.pi.parameters(), *self.v.parameters()], lr=c.learning_rate,
-                                          eps=1e-5)
+                                          eps=1e-5, fused=True)
         self.buffer = RolloutBuffer(c.n_steps, c.n_envs, obs_dim(self.observation_space),
                                     self.action_space.shape, isinstance(self.action_space, spaces.Discrete))
 
     def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.pi.mode(obs) if deterministic else self.pi.sample(obs)[0]
 
-    def collect(self) -> None:
-        """Fill the rollout buffer with n_steps vector steps of pi_old."""
-        buf = self.buffer
-        with torch.inference_mode():
-            for t in range(self.config.n_steps):
-                s = self.encode(self.obs)
-                a, log_p = self.pi.sample(s)
-                buf.obs[t], buf.actions[t], buf.log_probs[t], buf.values[t] = s, a, log_p, self.v(s)
-                step = self.env_step(a.numpy())
-                buf.rewards[t] = torch.from_numpy(np.asarray(step.reward, dtype=np.float32))
-                buf.terminated[t] = torch.from_numpy(step.terminated)
-                buf.dones[t] = torch.from_numpy(step.terminated | step.truncated)
-                buf.valid[t] = torch.from_numpy(step.valid)
-            buf.values[-1] = self.v(self.encode(self.obs))
-
     def train_iteration(self) -> dict[str, float]:
         c, buf = self.config, self.buffer
-        self.collect()
+        buf.collect(self, self.pi, self.v)
         advantages = gae(buf.rewards, buf.values, buf.terminated, buf.dones, c.gamma, c.gae_lambda)
         returns = advantages + buf.values[:-1]
         obs, actions, old_log_p = buf.flat(buf.obs), buf.flat(buf.actions), buf.flat(buf.log_probs)

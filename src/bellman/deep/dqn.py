@@ -1,0 +1,179 @@
+"""Deep Q-network (Mnih et al. 2015, "Human-level control through deep RL", Nature 518) with the Double
+DQN target as a flag (van Hasselt et al. 2016, arXiv:1509.06461); ALGORITHMS.md section 7.
+
+Acting eps-greedily on q(s, a; w), every transition goes to a replay buffer; every `train_freq` env
+steps, `gradient_steps` minibatches (s, a, r, s', terminated) ~ U(buffer) take a step on
+
+    L(w) = E[ loss(q(s, a; w) - td_target) ],  loss = Huber (smooth L1) or squared error,
+    td_target = r + gamma (1 - terminated) q(s', a*; w-),
+    a* = argmax_a q(s', a; w-)  (DQN)   or   argmax_a q(s', a; w)  (Double DQN),
+
+where w- are the target network's weights: copied from w every `target_update_interval` env steps
+(tau = 1) or moved towards them by Polyak averaging w- <- tau w + (1 - tau) w- (tau < 1).
+eps decays linearly from exploration_initial_eps to exploration_final_eps over the first
+exploration_fraction of the run. A truncated episode (time limit) bootstraps from q(s', .).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+from torch import nn
+
+from bellman.deep.agent import Agent, AgentConfig
+from bellman.deep.buffers import ReplayBuffer
+from bellman.deep.nets import mlp, obs_dim
+
+
+@dataclasses.dataclass
+class DQNConfig(AgentConfig):
+    """Defaults of Stable-Baselines3 DQN (the Nature paper's algorithm with Huber loss and Adam);
+    `DQNConfig.for_env("CartPole-v1")` adds the rl-baselines3-zoo tuned setting.
+
+    buffer_size: replay capacity. learning_starts: env steps of uniform random actions before learning.
+    batch_size: minibatch size. tau: 1 copies the target every target_update_interval env steps, < 1 Polyak-
+    averages it at that interval. train_freq: env steps between training phases. gradient_steps: updates
+    per phase. exploration_*: the linear eps schedule. max_grad_norm: global gradient clipping (None: off).
+    loss: "huber" or "mse". double: the Double DQN target.
+    """
+
+    learning_rate: float = 1e-4
+    activation: str = "relu"
+    buffer_size: int = 1_000_000
+    learning_starts: int = 100
+    batch_size: int = 32
+    tau: float = 1.0
+    target_update_interval: int = 10_000
+    train_freq: int = 4
+    gradient_steps: int = 1
+    exploration_fraction: float = 0.1
+    exploration_initial_eps: float = 1.0
+    exploration_final_eps: float = 0.05
+    max_grad_norm: float | None = 10.0
+    loss: str = "huber"
+    double: bool = False
+
+    presets = {
+        # rl-baselines3-zoo hyperparams/dqn.yml, CartPole-v1
+        "CartPole-v1": dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000,
+                            gamma=0.99, target_update_interval=10, train_freq=256, gradient_steps=128,
+                            exploration_fraction=0.16, exploration_final_eps=0.04, hidden=(256, 256)),
+    }
+
+    def check(self) -> None:
+        super().check()
+        self.require(self.buffer_size >= 1, "buffer_size", "an int >= 1")
+        self.require(self.learning_starts >= 0, "learning_starts", "an int >= 0")
+        self.require(self.batch_size >= 1, "batch_size", "an int >= 1")
+        self.require(0.0 < self.tau <= 1.0, "tau", "a float in (0, 1]")
+        self.require(self.target_update_interval >= 1, "target_update_interval", "an int >= 1")
+        self.require(self.train_freq >= 1, "train_freq", "an int >= 1")
+        self.require(self.gradient_steps >= 1, "gradient_steps", "an int >= 1")
+        self.require(0.0 < self.exploration_fraction <= 1.0, "exploration_fraction", "a float in (0, 1]")
+        self.require(0.0 <= self.exploration_initial_eps <= 1.0, "exploration_initial_eps", "a float in [0, 1]")
+        self.require(0.0 <= self.exploration_final_eps <= 1.0, "exploration_final_eps", "a float in [0, 1]")
+        self.require(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm", "None or a float > 0")
+        self.require(self.loss in ("huber", "mse"), "loss", "'huber' or 'mse'")
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """w- <- tau w + (1 - tau) w- for every parameter (tau = 1: a copy)."""
+    for p_target, p in zip(target.parameters(), source.parameters()):
+        p_target.lerp_(p, tau)
+
+
+def dqn_target(reward: torch.Tensor, terminated: torch.Tensor, q_next_target: torch.Tensor,
+               q_next_online: torch.Tensor | None, gamma: float) -> torch.Tensor:
+    """r + gamma (1 - terminated) q(s', a*; w-): a* from the target net (DQN) or, when `q_next_online`
+    (q(s', .; w)) is given, from the online net (Double DQN)."""
+    if q_next_online is None:
+        q_next = q_next_target.max(dim=1).values
+    else:
+        q_next = q_next_target.gather(1, q_next_online.argmax(dim=1, keepdim=True)).squeeze(1)
+    return reward + gamma * (1.0 - terminated) * q_next
+
+
+def linear_schedule(initial: float, final: float, fraction: float, progress: float) -> float:
+    """initial -> final linearly over the first `fraction` of training, then final (progress in [0, 1])."""
+    return initial + (final - initial) * min(1.0, progress / fraction)
+
+
+class QNet(nn.Module):
+    """q(s, .; w): one output per action."""
+
+    def __init__(self, observation_space: spaces.Space, n_actions: int, hidden: tuple[int, ...], activation: str):
+        super().__init__()
+        self.net = mlp(obs_dim(observation_space), hidden, n_actions, activation, out_gain=1.0)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs)
+
+
+class DQN(Agent):
+    """DQN / Double DQN for Discrete action spaces."""
+
+    config_class = DQNConfig
+    action_spaces = (spaces.Discrete,)
+
+    def setup(self) -> None:
+        c = self.config
+        self.n_actions = int(self.action_space.n)
+        self.q = QNet(self.observation_space, self.n_actions, c.hidden, c.activation)
+        self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=c.learning_rate)
+        discrete_obs = isinstance(self.observation_space, spaces.Discrete)
+        self.buffer = ReplayBuffer(c.buffer_size, self.observation_space.shape, (), np.int64,
+                                   np.int64 if discrete_obs else np.float32)
+
+    @property
+    def epsilon(self) -> float:
+        c = self.config
+        return linear_schedule(c.exploration_initial_eps, c.exploration_final_eps, c.exploration_fraction,
+                               1.0 - self.progress_remaining)
+
+    def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        greedy = self.q(obs).argmax(dim=1)
+        if deterministic:
+            return greedy
+        explore = torch.as_tensor(self.rng.random(len(greedy)) < self.epsilon)
+        random_action = torch.as_tensor(self.rng.integers(self.n_actions, size=len(greedy)))
+        return torch.where(explore, random_action, greedy)
+
+    def train_iteration(self) -> dict[str, float]:
+        c = self.config
+        for _ in range(max(1, c.train_freq // c.n_envs)):
+            if self.step < c.learning_starts:
+                action = self.rng.integers(self.n_actions, size=c.n_envs)
+            else:
+                with torch.inference_mode():
+                    action = self.act(self.encode(self.obs), deterministic=False).numpy()
+            before = self.step
+            t = self.env_step(action)
+            self.buffer.add(t.obs, t.action, t.reward, t.next_obs, t.terminated, t.valid)
+            if self.step // c.target_update_interval > before // c.target_update_interval:
+                polyak_update(self.q_target, self.q, c.tau)
+        if self.step < c.learning_starts:
+            return {"epsilon": self.epsilon}
+        losses, q_values = [], []
+        for _ in range(c.gradient_steps):
+            batch = self.buffer.sample(c.batch_size, self.rng)
+            obs, next_obs = self.encode(batch["obs"].numpy()), self.encode(batch["next_obs"].numpy())
+            with torch.no_grad():
+                td_target = dqn_target(batch["rewards"], batch["terminated"], self.q_target(next_obs),
+                                       self.q(next_obs) if c.double else None, c.gamma)
+            q_sa = self.q(obs).gather(1, batch["actions"].unsqueeze(1)).squeeze(1)
+            loss = F.smooth_l1_loss(q_sa, td_target) if c.loss == "huber" else F.mse_loss(q_sa, td_target)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if c.max_grad_norm is not None:
+                nn.utils.clip_grad_norm_(self.q.parameters(), c.max_grad_norm)
+            self.optimizer.step()
+            losses.append(loss.item())
+            q_values.append(q_sa.mean().item())
+        return {"loss": float(np.mean(losses)), "q": float(np.mean(q_values)), "epsilon": self.epsilon}
