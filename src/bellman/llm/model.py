@@ -103,7 +103,7 @@ def load_model(name_or_path: str | Path = "tiny", *, seed: int = 0, dtype: str =
     tok.padding_side = "left"
     model = model.to(getattr(torch, dtype))
     if gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
         model.config.use_cache = False
     if lora is not None:
         from peft import LoraConfig, get_peft_model

@@ -263,7 +263,7 @@ def arithmetic(digits: tuple[int, int] = (2, 3), op: str = "+", n_train: int = 2
 
 def countdown(n_numbers: int = 3, max_number: int = 20, n_train: int = 2000, n_test: int = 200,
               seed: int = 0) -> Task:
-    """Countdown: reach ``target`` with ``numbers`` (each once) using + - * /; targets built to be reachable."""
+    """Countdown: reach ``target`` with ``numbers`` (each once) using + - * /; ``answer`` is one solution."""
     if not 2 <= n_numbers <= 6:
         raise ValueError(f"n_numbers must be in 2..6, got {n_numbers}")
     if max_number < 2:
@@ -282,7 +282,7 @@ def countdown(n_numbers: int = 3, max_number: int = 20, n_train: int = 2000, n_t
             continue
         seen.add((tuple(nums), target))
         q = f"numbers {' '.join(map(str, nums))} target {target}"
-        rows.append({"prompt": q + ":", "question": q, "numbers": nums, "target": target})
+        rows.append({"prompt": q + ":", "question": q, "numbers": nums, "target": target, "answer": expr[1:-1]})
     train, test = _split(rows, n_train, n_test, "countdown")
     return Task("countdown", train, test, accuracy=countdown_accuracy, rewards=[countdown_reward])
 
@@ -308,11 +308,11 @@ def from_jsonl(path: str | Path, test_fraction: float = 0.1, seed: int = 0) -> T
         raise ValueError(f"{path}: need at least 2 rows (train and test), got {len(rows)}")
     random.Random(seed).shuffle(rows)
     n_test = max(1, round(test_fraction * len(rows)))
-    if "answer" in rows[0]:
-        for r in rows:
-            r["answer"] = str(r["answer"])
-        return Task(path.stem, rows[n_test:], rows[:n_test], accuracy=arithmetic_reward)
-    return Task(path.stem, rows[n_test:], rows[:n_test], accuracy=countdown_accuracy, rewards=[countdown_reward])
+    if "numbers" in rows[0] and "target" in rows[0]:
+        return Task(path.stem, rows[n_test:], rows[:n_test], accuracy=countdown_accuracy, rewards=[countdown_reward])
+    for r in rows:
+        r["answer"] = str(r["answer"])
+    return Task(path.stem, rows[n_test:], rows[:n_test], accuracy=arithmetic_reward)
 
 
 def get_task(name: str, seed: int = 0, n_train: int = 2000, n_test: int = 200) -> Task:

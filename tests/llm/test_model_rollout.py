@@ -1,0 +1,127 @@
+"""Policy loading, the character tokenizer, log-prob gathering under left padding, the rollout engine."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from bellman.llm.model import (TinyConfig, char_tokenizer, completion_logprobs, encode_completions, encode_prompts,
+                               load_model, tiny_model)
+from bellman.llm.rollout import SamplingConfig, _filter, generate
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model, tok = tiny_model(TinyConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                       num_attention_heads=2), seed=0)
+    return model.eval(), tok
+
+
+def test_char_tokenizer_round_trip(tmp_path):
+    tok = char_tokenizer()
+    text = "12+345=357\n<think>a b</think><answer>7</answer>"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) == len(text) and tok.unk_token_id not in ids
+    assert tok.decode(ids) == text
+    tok.save_pretrained(tmp_path)
+    tok2 = AutoTokenizer.from_pretrained(tmp_path)
+    assert tok2(text, add_special_tokens=False)["input_ids"] == ids
+    assert (tok2.pad_token, tok2.eos_token) == ("<pad>", "<eos>")
+
+
+def test_tiny_model_is_small_and_seeded():
+    m1, _ = tiny_model(seed=3)
+    m2, _ = tiny_model(seed=3)
+    n = sum(p.numel() for p in m1.parameters())
+    assert 100_000 < n < 5_000_000
+    assert all(torch.equal(a, b) for a, b in zip(m1.parameters(), m2.parameters()))
+
+
+def test_save_and_load_round_trip(tiny, tmp_path):
+    model, tok = tiny
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    m2, tok2 = load_model(tmp_path)
+    assert isinstance(AutoModelForCausalLM.from_pretrained(tmp_path), type(m2))
+    p, pm = encode_prompts(tok2, ["1+2="])
+    c, cm = encode_completions(tok2, ["3"])
+    assert torch.allclose(completion_logprobs(model, p, pm, c, cm), completion_logprobs(m2.eval(), p, pm, c, cm))
+
+
+def test_load_errors(tiny, tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a directory"):
+        load_model(tmp_path / "missing")
+    with pytest.raises(ValueError, match="dtype"):
+        load_model("tiny", dtype="float16")
+    model, tok = tiny
+    model.save_pretrained(tmp_path)
+    tok.pad_token = None
+    tok.save_pretrained(tmp_path)
+    tok.pad_token = "<pad>"
+    with pytest.raises(ValueError, match="no pad token"):
+        load_model(tmp_path)
+
+
+def test_lora_and_switches():
+    from bellman.llm.model import LoraSpec
+    model, _ = load_model("tiny", lora=LoraSpec(r=4), gradient_checkpointing=True)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora" in n for n in trainable)
+    bf, _ = load_model("tiny", dtype="bfloat16")
+    assert next(bf.parameters()).dtype == torch.bfloat16
+
+
+def test_logprobs_left_padding_equal_unpadded_forward(tiny):
+    model, tok = tiny
+    prompts, completions = ["1+2=", "100+200=", "7"], ["3", "300", "abc de"]
+    p, pm = encode_prompts(tok, prompts)
+    c, cm = encode_completions(tok, completions)
+    assert pm[0, 0] == 0 and pm[1].all()  # left padded
+    batched = completion_logprobs(model, p, pm, c, cm)
+    for i, (pr, co) in enumerate(zip(prompts, completions)):
+        ids = torch.tensor([tok(pr + co, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]])
+        with torch.no_grad():
+            logits = model(ids).logits[0, :-1]
+        n = len(co) + 1  # completion + EOS
+        ref = torch.log_softmax(logits, -1).gather(-1, ids[0, 1:, None]).squeeze(-1)[-n:]
+        torch.testing.assert_close(batched[i, :n], ref, atol=1e-5, rtol=1e-5)
+        assert torch.all(batched[i, n:] == 0)  # padding carries nothing
+
+
+def test_greedy_with_cache_equals_without(tiny):
+    model, tok = tiny
+    prompts = ["1+2=", "100+200=", "x", "hello world"]
+    a = generate(model, tok, prompts, SamplingConfig(temperature=0, max_new_tokens=24))
+    b = generate(model, tok, prompts, SamplingConfig(temperature=0, max_new_tokens=24, use_cache=False))
+    assert torch.equal(a.completion_ids, b.completion_ids)
+    torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-5, rtol=1e-5)
+
+
+def test_sampling_logprobs_masks_and_seed(tiny):
+    model, tok = tiny
+    prompts = ["1+2=", "100+200="] * 4
+    s = SamplingConfig(temperature=1.3, top_p=0.9, top_k=20, max_new_tokens=40)
+    a, b = generate(model, tok, prompts, s, seed=5), generate(model, tok, prompts, s, seed=5)
+    assert torch.equal(a.completion_ids, b.completion_ids)
+    recomputed = completion_logprobs(model, a.prompt_ids, a.prompt_mask, a.completion_ids, a.completion_mask, 1.3)
+    torch.testing.assert_close(recomputed, a.logprobs, atol=1e-5, rtol=1e-5)
+    for ids, m, trunc in zip(a.completion_ids, a.completion_mask, a.truncated):
+        n = int(m.sum())
+        assert m[:n].all() and not m[n:].any()  # mask is a prefix
+        if not trunc:
+            assert ids[n - 1] == tok.eos_token_id  # EOS is the last masked-in token
+        assert (ids[n:] == tok.pad_token_id).all()
+
+
+def test_top_k_top_p_filter():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    assert torch.isinf(_filter(logits, 2, 1.0)[0, 2:]).all() and torch.isfinite(_filter(logits, 2, 1.0)[0, :2]).all()
+    kept = torch.isfinite(_filter(logits, 0, 0.7))[0].tolist()
+    assert kept == [True, True, False, False]  # 0.5 < 0.7 <= 0.8
+
+
+def test_sampling_config_errors():
+    for bad in (dict(temperature=-1), dict(top_p=0), dict(top_k=-1), dict(max_new_tokens=0)):
+        with pytest.raises(ValueError):
+            SamplingConfig(**bad)

@@ -1,0 +1,113 @@
+"""Tasks and reward functions, including malformed, truncated and adversarial completions."""
+
+import json
+from fractions import Fraction
+
+import pytest
+
+from bellman.llm.tasks import (Task, arithmetic, arithmetic_reward, call_reward, countdown, countdown_reward,
+                               extract_answer, format_reward, from_jsonl, get_task, parse_expression)
+
+
+def test_arithmetic_task_rows_and_held_out_split():
+    t = arithmetic(digits=(2, 3), op="+", n_train=300, n_test=50, seed=1)
+    assert len(t.train) == 300 and len(t.test) == 50
+    for r in t.train + t.test:
+        a, b = map(int, r["question"].split("+"))
+        assert 10 <= a <= 999 and 10 <= b <= 999 and r["answer"] == str(a + b) and r["prompt"] == r["question"] + "="
+    assert not {r["question"] for r in t.train} & {r["question"] for r in t.test}
+    assert arithmetic(n_train=300, n_test=50, seed=1).train == t.train  # seeded
+    m = arithmetic(digits=(1, 2), op="*", n_train=20, n_test=5)
+    a, b = map(int, m.train[0]["question"].split("*"))
+    assert m.train[0]["answer"] == str(a * b)
+
+
+def test_arithmetic_reward():
+    comps = ["357", " 357\nmore text", "<think>12+345</think><answer>357</answer>", "<answer>0357</answer>",
+             "358", "", "<answer>357", "three hundred", "<answer>" + "9" * 400 + "</answer>", "357.0"]
+    assert arithmetic_reward([""] * len(comps), comps, answer=["357"] * len(comps)) == \
+        [1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def test_extract_answer():
+    assert extract_answer("<think>x</think><answer> 5 </answer>") == "5"
+    assert extract_answer("<answer>5") is None  # truncated
+    assert extract_answer("  42\n<b>") == "42"
+    assert extract_answer("   ") is None
+
+
+def test_format_reward_on_adversarial_completions():
+    comps = {
+        "12+3=15</think><answer>15</answer>": 1.0,          # prompt ended with <think>
+        "<think>12+3</think>\n<answer>15</answer>\n": 1.0,
+        "a</think><answer>15</answer> trailing": 0.0,
+        "a</think><answer>15": 0.0,                          # truncated
+        "a</think><answer></answer>": 0.0,                    # empty answer
+        "a<think>b</think></think><answer>1</answer>": 0.0,  # nested / repeated tags
+        "a</think><answer><answer>1</answer></answer>": 0.0,
+        "<answer>1</answer>a</think>": 0.0,                   # wrong order
+        "15": 0.0,
+        "": 0.0,
+    }
+    assert format_reward([""] * len(comps), list(comps)) == list(comps.values())
+
+
+def test_parse_expression_accepts_only_arithmetic():
+    assert parse_expression("(3+5)*7") == (Fraction(56), [3, 5, 7])
+    assert parse_expression("7/2-1") == (Fraction(5, 2), [7, 2, 1])
+    assert parse_expression("2*3+4*5") == (Fraction(26), [2, 3, 4, 5])  # precedence
+    for bad in ("__import__('os')", "2**10", "3+", "(3+5", "3 5", "1e9", "abs(3)", "3+5)", "",
+                "(" * 9 + "1" + ")" * 9, "1" * 65, "9999999*9", "1000000*1000000*1000000", "٣+1"):
+        with pytest.raises(ValueError):
+            parse_expression(bad)
+    with pytest.raises(ZeroDivisionError):
+        parse_expression("3/(2-2)")
+    with pytest.raises(TypeError):
+        parse_expression(3)
+
+
+def test_countdown_reward_levels():
+    comps = ["(3+5)*7", "<think>try</think><answer>7*(5+3)</answer>", "3+5+7", "(3+5)*7*1", "3*8*7",
+             "", "no answer here", "<answer>__import__('os').system('x')</answer>", "(((((((((3+5)))))))))*7",
+             "<answer>(3+5)*7", "3/0+5*7"]
+    got = countdown_reward([""] * len(comps), comps, numbers=[[3, 5, 7]] * len(comps), target=[56] * len(comps))
+    assert got == [1.0, 1.0, 0.1, 0.1, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def test_countdown_task_targets_are_reachable():
+    t = countdown(n_numbers=3, n_train=50, n_test=10, seed=2)
+    rows = t.train + t.test
+    assert countdown_reward([""] * len(rows), [r["answer"] for r in rows], numbers=[r["numbers"] for r in rows],
+                            target=[r["target"] for r in rows]) == [1.0] * len(rows)
+
+
+def test_call_reward_checks_length_and_nan():
+    with pytest.raises(ValueError, match="returned 1 values for 2"):
+        call_reward(lambda p, c, **k: [1.0], ["a", "b"], ["x", "y"], {})
+    with pytest.raises(ValueError, match="NaN"):
+        call_reward(lambda p, c, **k: [1.0, float("nan")], ["a", "b"], ["x", "y"], {})
+    assert call_reward(lambda p, c, answer: [float(x == a) for x, a in zip(c, answer)],
+                       ["a", "b"], ["1", "2"], {"answer": ["1", "3"]}) == [1.0, 0.0]
+
+
+def test_jsonl_task_and_errors(tmp_path):
+    f = tmp_path / "qa.jsonl"
+    f.write_text("\n".join(json.dumps({"prompt": f"{i}+1=", "answer": i + 1}) for i in range(20)))
+    t = from_jsonl(f, test_fraction=0.25)
+    assert len(t.train) == 15 and len(t.test) == 5 and t.train[0]["answer"] == str(int(t.train[0]["prompt"][:-3]) + 1)
+    assert get_task(str(f)).name == "qa"
+    cd = tmp_path / "cd.jsonl"
+    cd.write_text("\n".join(json.dumps({"prompt": "p", "numbers": [1, 2], "target": 3}) for _ in range(4)))
+    assert from_jsonl(cd).rewards == [countdown_reward]
+    with pytest.raises(FileNotFoundError):
+        from_jsonl(tmp_path / "missing.jsonl")
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        from_jsonl(tmp_path / "empty.jsonl")
+    (tmp_path / "bad.jsonl").write_text('{"prompt": "x"}\n')
+    with pytest.raises(ValueError, match="answer"):
+        from_jsonl(tmp_path / "bad.jsonl")
+    with pytest.raises(ValueError, match="empty training set"):
+        Task("t", [], [{"prompt": "x"}], accuracy=arithmetic_reward)
+    with pytest.raises(ValueError, match="unknown task"):
+        get_task("chess")
