@@ -34,15 +34,17 @@ SOLVERS = {
     "policy-iteration": "policy iteration",
     "truncated-pi": "truncated policy iteration",
 }
+EPISODES = ("episodes", "episode_length")
+TD = EPISODES + ("alpha", "epsilon", "epsilon_end", "random_start")
 # CLI name -> (function of bellman.tabular, the CLI options it takes besides --seed)
 LEARNERS = {
-    "mc-basic": ("mc_basic", ("iterations", "episodes", "episode_length")),
-    "mc-es": ("mc_exploring_starts", ("episodes", "episode_length")),
-    "mc-eps": ("mc_epsilon_greedy", ("episodes", "episode_length", "epsilon", "epsilon_end")),
-    "sarsa": ("sarsa", ("episodes", "episode_length", "alpha", "epsilon", "epsilon_end")),
-    "expected-sarsa": ("expected_sarsa", ("episodes", "episode_length", "alpha", "epsilon", "epsilon_end")),
-    "n-step-sarsa": ("n_step_sarsa", ("episodes", "episode_length", "alpha", "epsilon", "epsilon_end", "n")),
-    "q-learning": ("q_learning", ("episodes", "episode_length", "alpha", "epsilon", "epsilon_end")),
+    "mc-basic": ("mc_basic", ("iterations",) + EPISODES),
+    "mc-es": ("mc_exploring_starts", EPISODES),
+    "mc-eps": ("mc_epsilon_greedy", EPISODES + ("epsilon", "epsilon_end", "random_start")),
+    "sarsa": ("sarsa", TD),
+    "expected-sarsa": ("expected_sarsa", TD),
+    "n-step-sarsa": ("n_step_sarsa", TD + ("n",)),
+    "q-learning": ("q_learning", TD),
 }
 BIG_GRID = 250_000  # states above which solving shows a spinner
 
@@ -82,7 +84,8 @@ ROWS = typer.Option(5, "--rows", help="Number of rows.")
 COLS = typer.Option(5, "--cols", help="Number of columns.")
 FORBIDDEN = typer.Option(None, "--forbidden", help="Forbidden cells 'r,c;r,c' ('' for none). "
                          "Default: the course's on 5 x 5, none otherwise.")
-TARGET = typer.Option(None, "--target", help="Target cell 'r,c'. Default: (3,2) on 5 x 5, the bottom-right cell otherwise.")
+TARGET = typer.Option(None, "--target",
+                      help="Target cell 'r,c'. Default: (3,2) on 5 x 5, the bottom-right cell otherwise.")
 START = typer.Option("0,0", "--start", help="Start cell 'r,c' of episodes.")
 GAMMA = typer.Option(0.9, "--gamma", help="Discount factor in [0, 1).")
 R_BOUNDARY = typer.Option(-1.0, "--r-boundary", help="Reward for bumping into the boundary.")
@@ -190,6 +193,8 @@ def learn(
     epsilon: Optional[float] = typer.Option(None, "--epsilon", help="Exploration probability of eps-greedy."),
     epsilon_end: Optional[float] = typer.Option(None, "--epsilon-end", help="Decay epsilon linearly to this."),
     n: Optional[int] = typer.Option(None, "--n", help="Steps of the n-step return of n-step-sarsa."),
+    random_start: bool = typer.Option(False, "--random-start", help="Start episodes in uniformly drawn states "
+                                      "(mc-eps and the TD methods)."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same numbers."),
     window: int = typer.Option(50, "--window", help="Episodes in the moving average of the learning curve."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
@@ -200,7 +205,8 @@ def learn(
         _choice(algo, LEARNERS, "--algo")
         name, takes = LEARNERS[algo]
         given = {"episodes": episodes, "episode_length": episode_length, "iterations": iterations, "alpha": alpha,
-                 "epsilon": epsilon, "epsilon_end": epsilon_end, "n": n}
+                 "epsilon": epsilon, "epsilon_end": epsilon_end, "n": n,
+                 "random_start": random_start or None}
         given = {k: v for k, v in given.items() if v is not None}
         wrong = [k for k in given if k not in takes]
         if wrong:

@@ -79,7 +79,9 @@ def _policy(policy: Any, n_rows: int, n_cols: int) -> np.ndarray:
     pi = np.asarray(policy)
     if pi.ndim == 1:
         if pi.shape != (S,) or not np.issubdtype(pi.dtype, np.integer):
-            raise ValueError(f"a deterministic policy must be an integer array of shape ({S},), got {pi.dtype} {pi.shape}")
+            raise ValueError(
+                f"a deterministic policy must be an integer array of shape ({S},), got {pi.dtype} {pi.shape}"
+            )
         if pi.min() < 0 or pi.max() > 4:
             raise ValueError("policy actions must be in 0..4 (up, right, down, left, stay)")
         return np.eye(5)[pi]
