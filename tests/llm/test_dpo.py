@@ -63,3 +63,73 @@ def test_preference_pairs_from_samples():
         build_preference_pairs(prompts, completions[:-1], rewards)
     with pytest.raises(ValueError, match="NaN"):
         build_preference_pairs(["a"], ["1"], [float("nan")])
+
+
+# ---- the trainer on the built-in tiny model ---------------------------------------------------------------
+
+from bellman.llm.dpo import DPOConfig, DPOTrainer, sample_preference_pairs  # noqa: E402
+from bellman.llm.model import completion_logprobs, encode_completions, encode_prompts, load_model  # noqa: E402
+from bellman.llm.rollout import SamplingConfig  # noqa: E402
+from bellman.llm.tasks import Task, arithmetic_reward  # noqa: E402
+
+
+def seven_task() -> Task:
+    """A task whose every answer is "7": easy to learn, so a few updates must move held-out accuracy."""
+    rows = [{"prompt": f"{i}?", "question": str(i), "answer": "7"} for i in range(40)]
+    return Task("seven", train=rows[:32], test=rows[32:], accuracy=arithmetic_reward)
+
+
+def seven_pairs(rows):
+    return [{"prompt": r["prompt"], "chosen": "7", "rejected": str(i % 7) * (1 + i % 2)} for i, r in enumerate(rows)]
+
+
+def test_only_completion_tokens_count():
+    model, tok = load_model("tiny", seed=0)
+    pairs = [{"prompt": "1+2=", "chosen": "3", "rejected": "12345"}, {"prompt": "10+20=", "chosen": "30", "rejected": "4"}]
+    trainer = DPOTrainer(model, tok, seven_task(), DPOConfig(progress=False), pairs)
+    batch = trainer.encode(pairs)
+    logp_w, logp_l = trainer.sequence_logprobs(completion_logprobs(model, *batch), batch[3])
+    for i, p in enumerate(pairs):
+        for side, got in (("chosen", logp_w[i]), ("rejected", logp_l[i])):
+            alone = completion_logprobs(model, *encode_prompts(tok, [p["prompt"]]), *encode_completions(tok, [p[side]]))
+            assert got.item() == pytest.approx(alone.sum().item(), abs=1e-4)
+
+
+@pytest.mark.parametrize("loss_type, lr", [("sigmoid", 1e-3), ("ipo", 3e-4), ("hinge", 1e-3)])
+def test_dpo_run_raises_held_out_accuracy(loss_type, lr):
+    model, tok = load_model("tiny", seed=0)
+    task = seven_task()
+    cfg = DPOConfig(learning_rate=lr, beta=0.1, loss_type=loss_type, batch_size=16, total_steps=20,
+                    eval_max_new_tokens=4, progress=False, seed=0)
+    trainer = DPOTrainer(model, tok, task, cfg, seven_pairs(task.train))
+    result = trainer.train()
+    assert result["accuracy_before"] == 0.0 and result["accuracy_after"] >= 0.75
+    last = trainer.history[-1]
+    assert last["margin"] > 0 and last["pref_accuracy"] == 1.0 and last["rewards_chosen"] > last["rewards_rejected"]
+
+
+def test_sample_preference_pairs_prefer_higher_reward():
+    model, tok = load_model("tiny", seed=0)
+    rows = seven_task().train[:4]
+
+    def length_reward(prompts, completions, **_):
+        return [float(len(c)) for c in completions]
+
+    sampling = SamplingConfig(temperature=1.0, max_new_tokens=6)
+    pairs = sample_preference_pairs(model, tok, rows, [length_reward], num_generations=4, sampling=sampling, seed=3)
+    assert pairs and all(len(p["chosen"]) > len(p["rejected"]) for p in pairs)
+    assert pairs == sample_preference_pairs(model, tok, rows, [length_reward], 4, sampling, seed=3)   # seeded
+    with pytest.raises(ValueError, match="num_generations"):
+        sample_preference_pairs(model, tok, rows, [length_reward], num_generations=1)
+
+
+def test_trainer_bad_inputs():
+    model, tok = load_model("tiny", seed=0)
+    with pytest.raises(ValueError, match="loss_type"):
+        DPOConfig(loss_type="kto")
+    with pytest.raises(ValueError, match="beta"):
+        DPOConfig(beta=-1.0)
+    with pytest.raises(ValueError, match="non-empty"):
+        DPOTrainer(model, tok, seven_task(), DPOConfig(), [])
+    with pytest.raises(TypeError, match="DPOConfig"):
+        DPOTrainer(model, tok, seven_task(), object(), seven_pairs(seven_task().train))

@@ -11,13 +11,22 @@ The implicit rewards are beta (logp - ref) for each side; their margin and the p
 (chosen reward > rejected reward) are logged. Pairs come from preference data or, with
 `sample_preference_pairs`, from the policy's own samples split by the task reward into correct (chosen)
 and wrong (rejected) completions.
+
+Usage::
+
+    from bellman.llm import DPOConfig, DPOTrainer, load_model
+    from bellman.llm.dpo import sample_preference_pairs
+    from bellman.llm.tasks import arithmetic
+    model, tok = load_model("runs/sft/model"); task = arithmetic()
+    pairs = sample_preference_pairs(model, tok, task.train[:256], task.rewards, num_generations=8)
+    DPOTrainer(model, tok, task, DPOConfig(out="runs/dpo", learning_rate=1e-4), pairs).train()
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
-import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -27,7 +36,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from bellman.llm.model import completion_logprobs, encode_completions, encode_prompts
 from bellman.llm.reward_model import check_pairs
 from bellman.llm.rollout import SamplingConfig, generate
-from bellman.llm.tasks import RewardFn, call_reward, columns
+from bellman.llm.tasks import RewardFn, Task, call_reward, columns
+from bellman.llm.trainer import Trainer, TrainerConfig, plain_prompt
 
 LOSS_TYPES = ("sigmoid", "ipo", "hinge")
 
@@ -116,75 +126,88 @@ def sample_preference_pairs(model: PreTrainedModel, tok: PreTrainedTokenizerBase
     return build_preference_pairs(prompts, completions, rewards, max_pairs_per_prompt)
 
 
+def reference_logprobs(model: PreTrainedModel, ref_model: PreTrainedModel | None, *batch: torch.Tensor,
+                       temperature: float = 1.0) -> torch.Tensor:
+    """Completion log-probs under the frozen reference: ``ref_model``, or, when it is None, ``model`` with its
+    peft LoRA adapters switched off (the reference of a LoRA policy is its base model). No gradient."""
+    with torch.no_grad():
+        if ref_model is not None:
+            return completion_logprobs(ref_model, *batch, temperature=temperature)
+        with model.disable_adapter():
+            return completion_logprobs(model, *batch, temperature=temperature)
+
+
+def frozen_reference(model: PreTrainedModel, ref_model: PreTrainedModel | None) -> PreTrainedModel | None:
+    """The reference to keep: ``ref_model`` if given, None for a peft LoRA model, else a frozen copy."""
+    if ref_model is not None:
+        return ref_model.eval().requires_grad_(False)
+    if hasattr(model, "disable_adapter"):
+        return None
+    return copy.deepcopy(model).eval().requires_grad_(False)
+
+
 @dataclass
-class DPOConfig:
+class DPOConfig(TrainerConfig):
     """DPO settings; defaults from Rafailov et al. 2023 (appendix B: beta 0.1, learning rate 1e-6, batch 64)
     and TRL's DPOConfig (max_grad_norm 1.0). The built-in tiny model wants a larger learning rate (~1e-4)."""
 
+    learning_rate: float = 1e-6
     beta: float = 0.1
     loss_type: str = "sigmoid"
-    learning_rate: float = 1e-6
     batch_size: int = 64
-    num_epochs: int = 1
-    max_grad_norm: float = 1.0
-    seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
-        if not self.beta > 0 or not self.learning_rate > 0 or not self.max_grad_norm > 0:
-            raise ValueError("beta, learning_rate and max_grad_norm must be > 0, got "
-                             f"{self.beta}, {self.learning_rate}, {self.max_grad_norm}")
-        if self.batch_size < 1 or self.num_epochs < 1:
-            raise ValueError(f"batch_size and num_epochs must be >= 1, got {self.batch_size}, {self.num_epochs}")
+        if not self.beta > 0:
+            raise ValueError(f"beta must be > 0, got {self.beta}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
-class DPOTrainer:
-    """DPO on preference pairs against a frozen copy of the starting policy (the reference)."""
+class DPOTrainer(Trainer):
+    """DPO on preference pairs against a frozen copy of the starting policy (the reference).
 
-    def __init__(self, config: DPOConfig, model: PreTrainedModel, tok: PreTrainedTokenizerBase,
-                 pairs: list[dict[str, str]], ref_model: PreTrainedModel | None = None) -> None:
+    ``pairs`` ({"prompt", "chosen", "rejected"}) are typically ``sample_preference_pairs`` of the task;
+    held-out accuracy is measured on the task's test split by greedy decoding, as for every trainer.
+    """
+
+    def __init__(self, model: PreTrainedModel, tok: PreTrainedTokenizerBase, task: Task, config: DPOConfig,
+                 pairs: list[dict[str, str]], ref_model: PreTrainedModel | None = None,
+                 prompt_fn: Callable[[dict], str] = plain_prompt, accuracy: RewardFn | None = None,
+                 format_fn: RewardFn | None = None) -> None:
         if not isinstance(config, DPOConfig):
             raise TypeError(f"config must be a DPOConfig, got {type(config).__name__}")
         check_pairs(pairs)
-        self.config, self.model, self.tok, self.pairs = config, model, tok, pairs
-        self.ref_model = (ref_model or copy.deepcopy(model)).eval().requires_grad_(False)
-        self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                           lr=config.learning_rate, weight_decay=0.0)
-        self.step = 0
+        super().__init__(model, tok, task, config, prompt_fn, accuracy, format_fn)
+        self.pairs = pairs
+        self.ref_model = frozen_reference(model, ref_model)
 
-    def sequence_logprobs(self, model: PreTrainedModel, batch: list[dict[str, str]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logp_chosen, logp_rejected): completion log-probs summed over tokens (averaged for ipo, as TRL),
-        chosen and rejected in one forward pass."""
+    def encode(self, batch: list[dict[str, str]]) -> tuple[torch.Tensor, ...]:
+        """Prompt and completion ids / masks of the chosen then the rejected completions: (2B, .) each."""
+        device = next(self.model.parameters()).device
         p_ids, p_mask = encode_prompts(self.tok, [p["prompt"] for p in batch] * 2)
         c_ids, c_mask = encode_completions(self.tok, [p["chosen"] for p in batch] + [p["rejected"] for p in batch])
-        device = next(model.parameters()).device
-        logp = completion_logprobs(model, p_ids.to(device), p_mask.to(device), c_ids.to(device), c_mask.to(device))
-        logp = logp.sum(1)
+        return tuple(t.to(device) for t in (p_ids, p_mask, c_ids, c_mask))
+
+    def sequence_logprobs(self, logp: torch.Tensor, c_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token log-probs (2B, C) -> (chosen (B,), rejected (B,)) summed over completion tokens,
+        averaged for ipo as TRL does (Azar et al.'s loss is scale-sensitive)."""
+        seq = logp.sum(1)
         if self.config.loss_type == "ipo":
-            logp = logp / c_mask.sum(1).to(device)
-        return logp[:len(batch)], logp[len(batch):]
+            seq = seq / c_mask.sum(1)
+        return seq.chunk(2)
 
-    def train_step(self, batch: list[dict[str, str]]) -> dict[str, float]:
-        """One DPO update on a batch of pairs; returns loss, implicit rewards, margin and accuracy."""
-        self.model.train()
-        with torch.no_grad():
-            ref_w, ref_l = self.sequence_logprobs(self.ref_model, batch)
-        logp_w, logp_l = self.sequence_logprobs(self.model, batch)
-        losses, r_w, r_l = dpo_loss(logp_w, logp_l, ref_w, ref_l, self.config.beta, self.config.loss_type)
+    def train_step(self, step: int) -> dict[str, float]:
+        """One DPO update on a seeded batch of pairs; returns loss, implicit rewards, margin and accuracy."""
+        c = self.config
+        batch = self.encode(self.rng(step).sample(self.pairs, min(c.batch_size, len(self.pairs))))
+        ref_w, ref_l = self.sequence_logprobs(reference_logprobs(self.model, self.ref_model, *batch), batch[3])
+        logp_w, logp_l = self.sequence_logprobs(completion_logprobs(self.model, *batch), batch[3])
+        losses, r_w, r_l = dpo_loss(logp_w, logp_l, ref_w, ref_l, c.beta, c.loss_type)
         loss = losses.mean()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"DPO loss is {loss.item()} at step {self.step}")
-        self.optimizer.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
-        self.optimizer.step()
-        self.step += 1
         return {"loss": loss.item(), "rewards_chosen": r_w.mean().item(), "rewards_rejected": r_l.mean().item(),
-                "margin": (r_w - r_l).mean().item(), "accuracy": (r_w > r_l).float().mean().item()}
-
-    def batches(self, epoch: int) -> list[list[dict[str, str]]]:
-        order = list(range(len(self.pairs)))
-        random.Random(self.config.seed + epoch).shuffle(order)
-        b = self.config.batch_size
-        return [[self.pairs[i] for i in order[k:k + b]] for k in range(0, len(order), b)]
+                "margin": (r_w - r_l).mean().item(), "pref_accuracy": (r_w > r_l).float().mean().item(),
+                "grad_norm": self.optimizer_step(step, loss)}

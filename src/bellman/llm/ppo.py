@@ -15,21 +15,34 @@ feedback", sec. 3.5; Zheng et al. 2023, "Secrets of RLHF in Large Language Model
 
 Only completion tokens carry rewards, values, advantages and loss. The critic is initialised from the
 reward model, as in InstructGPT.
+
+Usage::
+
+    from bellman.llm import PPOConfig, PPOTrainer, RewardModel, load_model
+    from bellman.llm.tasks import arithmetic
+    model, tok = load_model("runs/sft/model")
+    rm = RewardModel.from_pretrained("runs/rm/model")            # trained with RewardModelTrainer
+    PPOTrainer(model, tok, arithmetic(), PPOConfig(out="runs/ppo", learning_rate=1e-4), rm).train()
 """
 
 from __future__ import annotations
 
 import copy
-import random
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from bellman.llm.model import completion_logprobs, encode_completions, encode_prompts
+from bellman.llm.dpo import frozen_reference, reference_logprobs
+from bellman.llm.model import completion_logprobs
 from bellman.llm.reward_model import RewardModel
 from bellman.llm.rollout import SamplingConfig, generate
-from bellman.llm.tasks import RewardFn, call_reward, columns
+from bellman.llm.sft import sft_loss
+from bellman.llm.tasks import RewardFn, Task, call_reward, columns
+from bellman.llm.trainer import Trainer, TrainerConfig, plain_prompt
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -159,15 +172,15 @@ class RunningMoments:
 
 
 @dataclass
-class PPOConfig:
+class PPOConfig(TrainerConfig):
     """RLHF PPO settings. Defaults: TRL's PPOConfig (learning_rate 3e-6, num_ppo_epochs 4, kl_coef 0.05,
-    cliprange 0.2, cliprange_value 0.2, vf_coef 0.1, gamma 1.0, lam 0.95, temperature 0.7); reward clip 10
-    from MOSS-RLHF's PPO-max (Zheng et al. 2023); ptx_coef 0 (InstructGPT's PPO-ptx uses 27.8 on its own
-    pretraining mix); max_grad_norm 1.0. The tiny built-in model wants a larger learning rate (~1e-4)."""
+    cliprange 0.2, cliprange_value 0.2, vf_coef 0.1, gamma 1.0, lam 0.95, temperature 0.7, response length
+    53); reward clip 10 from MOSS-RLHF's PPO-max (Zheng et al. 2023); ptx_coef 0 (InstructGPT's PPO-ptx
+    uses 27.8 on its pretraining mix); max_grad_norm 1.0. The tiny built-in model wants lr ~1e-4."""
 
     learning_rate: float = 3e-6
     critic_learning_rate: float | None = None      # None: the policy's learning rate
-    batch_size: int = 64                            # prompts (completions) per rollout
+    batch_size: int = 64                            # prompts (one completion each) per rollout
     num_ppo_epochs: int = 4
     num_mini_batches: int = 1
     kl_coef: float = 0.05
@@ -179,15 +192,14 @@ class PPOConfig:
     normalise_rewards: bool = True
     reward_clip: float | None = 10.0
     normalise_advantages: bool = True
-    max_grad_norm: float = 1.0
     ptx_coef: float = 0.0
     temperature: float = 0.7
     max_new_tokens: int = 53
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        if not self.learning_rate > 0 or (self.critic_learning_rate is not None and not self.critic_learning_rate > 0):
-            raise ValueError("learning rates must be > 0")
+        super().__post_init__()
+        if self.critic_learning_rate is not None and not self.critic_learning_rate > 0:
+            raise ValueError(f"critic_learning_rate must be > 0 or None, got {self.critic_learning_rate}")
         if self.batch_size < 1 or self.num_ppo_epochs < 1 or self.max_new_tokens < 1:
             raise ValueError("batch_size, num_ppo_epochs and max_new_tokens must be >= 1")
         if not 1 <= self.num_mini_batches <= self.batch_size or self.batch_size % self.num_mini_batches:
@@ -199,66 +211,67 @@ class PPOConfig:
                              f"{self.clip_range}, {self.clip_range_value}")
         if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
             raise ValueError(f"gamma and lam must lie in [0, 1], got {self.gamma}, {self.lam}")
-        if not self.temperature > 0 or not self.max_grad_norm > 0:
-            raise ValueError("temperature and max_grad_norm must be > 0")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.reward_clip is not None and not self.reward_clip > 0:
             raise ValueError(f"reward_clip must be > 0 or None, got {self.reward_clip}")
 
 
-class PPOTrainer:
-    """PPO-max RLHF: policy + critic trained against a frozen reward model and a frozen reference policy.
+class PPOTrainer(Trainer):
+    """PPO-max RLHF: the policy and a critic trained against a frozen reward model and a frozen reference.
 
-    ``rows`` are task rows with a "prompt" (and the task's columns); ``accuracy`` (optional) is a task reward
-    logged on the sampled completions but never optimised: only the reward model's score is.
-    ``ptx_pairs`` ({"prompt", "completion"}) feed the pretraining-loss mix when ptx_coef > 0.
+    Only the reward model's score is optimised; the task's accuracy is logged on the samples and measured
+    on the held-out split (eval.json). ``ptx_pairs`` ({"prompt", "completion"}, default: the task's
+    prompt -> answer rows) feed the pretraining-loss mix when ptx_coef > 0. The critic defaults to a
+    trainable copy of the reward model; checkpoints carry it and the reward moments beside the policy.
     """
 
-    def __init__(self, config: PPOConfig, model: PreTrainedModel, tok: PreTrainedTokenizerBase,
-                 reward_model: RewardModel, rows: list[dict], accuracy: RewardFn | None = None,
-                 critic: RewardModel | None = None, ref_model: PreTrainedModel | None = None,
-                 ptx_pairs: list[dict[str, str]] | None = None) -> None:
+    def __init__(self, model: PreTrainedModel, tok: PreTrainedTokenizerBase, task: Task, config: PPOConfig,
+                 reward_model: RewardModel, critic: RewardModel | None = None,
+                 ref_model: PreTrainedModel | None = None, ptx_pairs: list[dict[str, str]] | None = None,
+                 prompt_fn: Callable[[dict], str] = plain_prompt, accuracy: RewardFn | None = None,
+                 format_fn: RewardFn | None = None) -> None:
         if not isinstance(config, PPOConfig):
             raise TypeError(f"config must be a PPOConfig, got {type(config).__name__}")
-        if not isinstance(reward_model, RewardModel):
-            raise TypeError(f"reward_model must be a RewardModel, got {type(reward_model).__name__}")
-        if not rows or not all(isinstance(r.get("prompt"), str) for r in rows):
-            raise ValueError("rows must be a non-empty list of dicts with a string 'prompt'")
+        if not isinstance(reward_model, RewardModel) or not isinstance(critic, (RewardModel, type(None))):
+            raise TypeError("reward_model (and critic, if given) must be RewardModel instances")
+        super().__init__(model, tok, task, config, prompt_fn, accuracy, format_fn)
+        if config.ptx_coef > 0 and ptx_pairs is None:
+            if "answer" not in task.train[0]:
+                raise ValueError(f"ptx_coef > 0: task {task.name!r} has no 'answer' column; pass ptx_pairs")
+            ptx_pairs = [{"prompt": prompt_fn(r), "completion": str(r["answer"])} for r in task.train]
         if config.ptx_coef > 0 and not ptx_pairs:
-            raise ValueError("ptx_coef > 0 needs ptx_pairs ({'prompt', 'completion'} dicts)")
-        self.config, self.model, self.tok, self.rows, self.accuracy = config, model, tok, rows, accuracy
+            raise ValueError("ptx_coef > 0 needs a non-empty list of {'prompt', 'completion'} ptx_pairs")
+        self.ptx_pairs = ptx_pairs or []
         self.reward_model = reward_model.eval().requires_grad_(False)
         self.critic = critic or copy.deepcopy(reward_model).requires_grad_(True)
-        self.ref_model = (ref_model or copy.deepcopy(model)).eval().requires_grad_(False)
-        self.ptx_pairs = ptx_pairs or []
-        self.optimizer = torch.optim.AdamW([
-            {"params": [p for p in model.parameters() if p.requires_grad], "lr": config.learning_rate},
-            {"params": [p for p in self.critic.parameters() if p.requires_grad],
-             "lr": config.critic_learning_rate or config.learning_rate}], weight_decay=0.0)
+        self.ref_model = frozen_reference(model, ref_model)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        critic_params = [p for p in self.critic.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": self.params, "lr": config.learning_rate},
+             {"params": critic_params, "lr": config.critic_learning_rate or config.learning_rate}],
+            weight_decay=config.weight_decay)
+        self.params += critic_params
         self.reward_moments = RunningMoments()
-        self.step = 0
 
-    def sample_rows(self, n: int, step: int) -> list[dict]:
-        """A seeded batch of rows for a step: without replacement within the step."""
-        rng = random.Random(self.config.seed * 1_000_003 + step)
-        return [self.rows[i] for i in rng.sample(range(len(self.rows)), n)] if n <= len(self.rows) \
-            else [rng.choice(self.rows) for _ in range(n)]
-
-    def train_step(self) -> dict[str, float]:
+    def train_step(self, step: int) -> dict[str, float]:
         """One PPO iteration: rollout, score, KL-penalised rewards, GAE, then the clipped updates."""
         c = self.config
-        rows = self.sample_rows(c.batch_size, self.step)
-        prompts = [r["prompt"] for r in rows]
+        rng = self.rng(step)
+        rows = rng.sample(self.task.train, min(c.batch_size, len(self.task.train)))
+        prompts = [self.prompt_fn(r) for r in rows]
         self.model.eval()
         ro = generate(self.model, self.tok, prompts, SamplingConfig(temperature=c.temperature,
-                      max_new_tokens=c.max_new_tokens), seed=c.seed * 1_000_003 + self.step)
-        p_ids, p_mask, c_ids, c_mask = ro.prompt_ids, ro.prompt_mask, ro.completion_ids, ro.completion_mask
-        ids, mask = torch.cat([p_ids, c_ids], 1), torch.cat([p_mask, c_mask], 1)
-        cm = c_mask.float()
-        n_prompt = p_ids.shape[1]
+                      max_new_tokens=c.max_new_tokens), seed=self.seed_for(step))
+        self.model.train()
+        batch = (ro.prompt_ids, ro.prompt_mask, ro.completion_ids, ro.completion_mask)
+        ids, mask = torch.cat([ro.prompt_ids, ro.completion_ids], 1), torch.cat([ro.prompt_mask, ro.completion_mask], 1)
+        cm, start = ro.completion_mask.float(), ro.prompt_ids.shape[1] - 1   # V(t) is read where token t is predicted
+        old_logp = ro.logprobs
+        ref_logp = reference_logprobs(self.model, self.ref_model, *batch, temperature=c.temperature)
         with torch.no_grad():
-            old_logp = ro.logprobs
-            ref_logp = completion_logprobs(self.ref_model, p_ids, p_mask, c_ids, c_mask, c.temperature)
-            old_values = self.critic.token_values(ids, mask)[:, n_prompt - 1:-1] * cm
+            old_values = self.critic.token_values(ids, mask)[:, start:-1] * cm
             score = self.reward_model(ids, mask)
         s = score
         if c.normalise_rewards:
@@ -269,40 +282,55 @@ class PPOTrainer:
         if c.normalise_advantages:
             advantages = masked_whiten(advantages, cm)
 
-        self.model.train()
-        self.critic.train()
-        params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        g = torch.Generator().manual_seed(c.seed * 1_000_003 + self.step)
-        stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clip_frac": [], "value_clip_frac": []}
+        g = torch.Generator().manual_seed(self.seed_for(step))
+        stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clip_frac": [],
+                                         "value_clip_frac": [], "grad_norm": []}
         for _ in range(c.num_ppo_epochs):
-            for mb in torch.randperm(c.batch_size, generator=g).chunk(c.num_mini_batches):
-                logp = completion_logprobs(self.model, p_ids[mb], p_mask[mb], c_ids[mb], c_mask[mb], c.temperature)
-                values = self.critic.token_values(ids[mb], mask[mb])[:, n_prompt - 1:-1]
+            for mb in torch.randperm(len(rows), generator=g).chunk(c.num_mini_batches):
+                logp = completion_logprobs(self.model, *(t[mb] for t in batch), temperature=c.temperature)
+                values = self.critic.token_values(ids[mb], mask[mb])[:, start:-1]
                 pl, clip_frac = policy_loss(logp, old_logp[mb], advantages[mb], cm[mb], c.clip_range)
                 vl, v_clip_frac = value_loss(values, old_values[mb], returns[mb], cm[mb], c.clip_range_value)
                 loss = pl + c.vf_coef * vl
                 if c.ptx_coef > 0:
-                    loss = loss + c.ptx_coef * self.ptx_loss(len(mb))
+                    ptx = rng.sample(self.ptx_pairs, min(len(mb), len(self.ptx_pairs)))
+                    loss = loss + c.ptx_coef * sft_loss(self.model, self.tok, [p["prompt"] for p in ptx],
+                                                        [p["completion"] for p in ptx])
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"PPO loss is {loss.item()} at step {self.step}")
-                self.optimizer.zero_grad()
+                    raise FloatingPointError(f"PPO loss is {loss.item()} at step {step}; lower the learning rate")
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
+                norm = torch.nn.utils.clip_grad_norm_(self.params, c.max_grad_norm)   # global: policy + critic
                 self.optimizer.step()
-                for k, v in zip(stats, (pl, vl, clip_frac, v_clip_frac)):
+                self.optimizer.zero_grad(set_to_none=True)
+                for k, v in zip(stats, (pl, vl, clip_frac, v_clip_frac, norm)):
                     stats[k].append(v.item())
-        self.step += 1
-        metrics = {k: sum(v) / len(v) for k, v in stats.items()}
-        metrics.update(score=score.mean().item(), kl=((old_logp - ref_logp) * cm).sum(1).mean().item(),
-                       completion_length=cm.sum(1).mean().item())
-        if self.accuracy is not None:
-            metrics["accuracy"] = sum(call_reward(self.accuracy, prompts, ro.completions(self.tok), columns(rows))) / len(rows)
-        return metrics
+        comps = ro.completions(self.tok)
+        acc = call_reward(self.accuracy, prompts, comps, columns(rows))
+        return {k: sum(v) / len(v) for k, v in stats.items()} | {
+            "reward": score.mean().item(), "accuracy": sum(acc) / len(acc),
+            "kl": ((old_logp - ref_logp) * cm).sum(1).mean().item(), "completion_length": cm.sum(1).mean().item(),
+            "reward_mean": self.reward_moments.mean, "reward_std": self.reward_moments.std}
 
-    def ptx_loss(self, n: int) -> torch.Tensor:
-        """Pretraining-loss mix (InstructGPT's PPO-ptx): next-token cross-entropy on n seeded ptx pairs."""
-        rng = random.Random(self.config.seed * 7919 + self.step)
-        batch = [rng.choice(self.ptx_pairs) for _ in range(n)]
-        p_ids, p_mask = encode_prompts(self.tok, [b["prompt"] for b in batch])
-        c_ids, c_mask = encode_completions(self.tok, [b["completion"] for b in batch])
-        return -masked_mean(completion_logprobs(self.model, p_ids, p_mask, c_ids, c_mask), c_mask.float())
+    def save_checkpoint(self, path: str | Path) -> None:
+        """The base checkpoint (policy, optimiser with the critic's state, step) plus ``PATH-critic``:
+        the critic and the reward moments, tagged with the step so a mismatched pair is refused."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        extra = _critic_path(path)
+        tmp = extra.with_name(extra.name + ".tmp")
+        torch.save({"step": self.step, "critic": self.critic.state_dict(),
+                    "reward_moments": self.reward_moments.state_dict()}, tmp)
+        os.replace(tmp, extra)
+        super().save_checkpoint(path)
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        super().load_checkpoint(path)
+        extra = torch.load(_critic_path(Path(path)), weights_only=False)
+        if extra["step"] != self.step:
+            raise ValueError(f"critic checkpoint is at step {extra['step']}, the policy at {self.step}")
+        self.critic.load_state_dict(extra["critic"])
+        self.reward_moments.load_state_dict(extra["reward_moments"])
+
+
+def _critic_path(path: Path) -> Path:
+    return path.with_name(path.stem + "-critic" + path.suffix)

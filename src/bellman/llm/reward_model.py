@@ -13,8 +13,9 @@ Usage::
 
     from bellman.llm.reward_model import RewardModel, RewardModelConfig, RewardModelTrainer
     rm = RewardModel.from_causal_lm(sft_model)                  # backbone copied, fresh scalar head
-    trainer = RewardModelTrainer(RewardModelConfig(), rm, tok, pairs)   # pairs: prompt/chosen/rejected
-    trainer.train(); rm.score(tok, ["1+2="], ["3"])
+    pairs = [{"prompt": "1+2=", "chosen": "3", "rejected": "4"}, ...]   # e.g. dpo.sample_preference_pairs
+    RewardModelTrainer(rm, tok, pairs, RewardModelConfig(out="runs/rm", learning_rate=1e-4)).train()
+    rm.score(tok, ["1+2="], ["3"])                              # tensor([r])
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 
 from bellman.llm.model import encode_completions, encode_prompts
+from bellman.llm.tasks import Task
+from bellman.llm.trainer import Trainer, TrainerConfig
 
 
 def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
@@ -107,87 +110,81 @@ def encode_pairs(tok: PreTrainedTokenizerBase, prompts: list[str], completions: 
 
 
 @dataclass
-class RewardModelConfig:
+class RewardModelConfig(TrainerConfig):
     """Reward-model training settings.
 
-    learning_rate 9e-6, one epoch and batch 64 follow InstructGPT (Ouyang et al. 2022, appendix C.2: a
-    single epoch, as the reward model overfits otherwise); max_grad_norm 1.0 as TRL's RewardConfig.
-    A model trained from scratch-small (the built-in tiny one) wants a larger learning rate, e.g. 1e-4.
+    learning_rate 9e-6 and batch 64 follow InstructGPT (Ouyang et al. 2022, appendix C.2), which trains a
+    single epoch (total_steps ~ pairs / batch_size) as the reward model overfits otherwise; max_grad_norm
+    1.0 as TRL's RewardConfig. A small model such as the built-in tiny one wants a larger rate (~1e-4).
     """
 
     learning_rate: float = 9e-6
-    num_epochs: int = 1
     batch_size: int = 64
-    max_grad_norm: float = 1.0
-    weight_decay: float = 0.0
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if self.num_epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"num_epochs and batch_size must be >= 1, got {self.num_epochs}, {self.batch_size}")
-        if not self.max_grad_norm > 0:
-            raise ValueError(f"max_grad_norm must be > 0, got {self.max_grad_norm}")
+        super().__post_init__()
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
-def check_pairs(pairs: list[dict[str, str]]) -> None:
+def check_pairs(pairs: list[dict[str, str]], name: str = "preference pairs") -> None:
     """Preference pairs are a non-empty list of dicts with string "prompt", "chosen" and "rejected"."""
     if not isinstance(pairs, list) or not pairs:
-        raise ValueError("preference pairs must be a non-empty list of {'prompt', 'chosen', 'rejected'} dicts")
+        raise ValueError(f"{name} must be a non-empty list of {{'prompt', 'chosen', 'rejected'}} dicts")
     for i, p in enumerate(pairs):
         if not isinstance(p, dict) or not all(isinstance(p.get(k), str) for k in ("prompt", "chosen", "rejected")):
-            raise ValueError(f"pair {i} must be a dict with string 'prompt', 'chosen' and 'rejected', got {p!r}")
+            raise ValueError(f"{name}[{i}] must be a dict with string 'prompt', 'chosen' and 'rejected', got {p!r}")
 
 
-class RewardModelTrainer:
-    """Bradley-Terry training of a RewardModel on preference pairs, logging loss, accuracy and margin."""
+class RewardModelTrainer(Trainer):
+    """Bradley-Terry training of a RewardModel on preference pairs, logging loss, accuracy and margin.
 
-    def __init__(self, config: RewardModelConfig, model: RewardModel, tok: PreTrainedTokenizerBase,
-                 pairs: list[dict[str, str]]) -> None:
+    ``eval_pairs`` are held-out pairs (default: a seeded 10% of ``pairs`` held out); eval.json's
+    accuracy_before / accuracy_after are the preference accuracy on them (r_chosen > r_rejected).
+    """
+
+    def __init__(self, model: RewardModel, tok: PreTrainedTokenizerBase, pairs: list[dict[str, str]],
+                 config: RewardModelConfig, eval_pairs: list[dict[str, str]] | None = None) -> None:
         if not isinstance(config, RewardModelConfig):
             raise TypeError(f"config must be a RewardModelConfig, got {type(config).__name__}")
         if not isinstance(model, RewardModel):
             raise TypeError(f"model must be a RewardModel, got {type(model).__name__}")
         check_pairs(pairs)
-        self.config, self.model, self.tok, self.pairs = config, model, tok, pairs
-        self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                           lr=config.learning_rate, weight_decay=config.weight_decay)
-        self.step = 0
+        if eval_pairs is None:
+            if len(pairs) < 2:
+                raise ValueError("need at least 2 pairs to hold some out, or pass eval_pairs")
+            pairs = random.Random(config.seed).sample(pairs, len(pairs))
+            n_eval = max(1, len(pairs) // 10)
+            pairs, eval_pairs = pairs[n_eval:], pairs[:n_eval]
+        check_pairs(eval_pairs, "eval_pairs")
+        # The held-out split is pairs, not prompts to answer: `evaluate` below scores them, no generation.
+        task = Task("preferences", train=pairs, test=eval_pairs, accuracy=None)
+        super().__init__(model, tok, task, config)
+        self.pairs = pairs
 
     def pair_rewards(self, batch: list[dict[str, str]]) -> tuple[torch.Tensor, torch.Tensor]:
         """(r_chosen, r_rejected) of a batch of pairs, chosen and rejected in one forward pass."""
-        prompts = [p["prompt"] for p in batch]
-        ids, mask = encode_pairs(self.tok, prompts * 2, [p["chosen"] for p in batch] + [p["rejected"] for p in batch])
+        ids, mask = encode_pairs(self.tok, [p["prompt"] for p in batch] * 2,
+                                 [p["chosen"] for p in batch] + [p["rejected"] for p in batch])
         r = self.model(ids.to(self.model.model.device), mask.to(self.model.model.device))
         return r[:len(batch)], r[len(batch):]
 
-    def train_step(self, batch: list[dict[str, str]]) -> dict[str, float]:
-        self.model.train()
+    def train_step(self, step: int) -> dict[str, float]:
+        batch = self.rng(step).sample(self.pairs, min(self.config.batch_size, len(self.pairs)))
         r_chosen, r_rejected = self.pair_rewards(batch)
         loss = bradley_terry_loss(r_chosen, r_rejected)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"reward-model loss is {loss.item()} at step {self.step}")
-        self.optimizer.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
-        self.optimizer.step()
-        self.step += 1
         return {"loss": loss.item(), "accuracy": (r_chosen > r_rejected).float().mean().item(),
-                "margin": (r_chosen - r_rejected).mean().item()}
-
-    def batches(self, epoch: int) -> list[list[dict[str, str]]]:
-        order = list(range(len(self.pairs)))
-        random.Random(self.config.seed + epoch).shuffle(order)
-        b = self.config.batch_size
-        return [[self.pairs[i] for i in order[k:k + b]] for k in range(0, len(order), b)]
+                "margin": (r_chosen - r_rejected).mean().item(), "grad_norm": self.optimizer_step(step, loss)}
 
     @torch.no_grad()
-    def evaluate(self, pairs: list[dict[str, str]]) -> dict[str, float]:
-        """Preference accuracy and mean margin of the reward model on held-out pairs."""
-        check_pairs(pairs)
+    def evaluate(self) -> dict[str, float]:
+        """Preference accuracy and mean reward margin on the held-out pairs."""
+        c = self.config
+        pairs = self.task.test[:c.eval_rows] if c.eval_rows else self.task.test
+        was_training = self.model.training
         self.model.eval()
-        r_c, r_r = zip(*(self.pair_rewards(pairs[k:k + self.config.batch_size])
-                         for k in range(0, len(pairs), self.config.batch_size)))
-        r_c, r_r = torch.cat(r_c), torch.cat(r_r)
+        r_c, r_r = map(torch.cat, zip(*(self.pair_rewards(pairs[k:k + c.eval_batch_size])
+                                        for k in range(0, len(pairs), c.eval_batch_size))))
+        self.model.train(was_training)
         return {"accuracy": (r_c > r_r).float().mean().item(), "margin": (r_c - r_r).mean().item()}
