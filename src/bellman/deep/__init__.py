@@ -1,9 +1,41 @@
 """Deep RL on Gymnasium tasks: one file per algorithm plus a small shared core (agent, nets, buffers,
-returns, logger, checkpoint). Needs the `[deep]` extra (torch)."""
+returns, logger, checkpoint). Needs the `[deep]` extra (torch).
 
-from bellman.deep.agent import Agent, AgentConfig, NonFiniteError, make_vec_env
-from bellman.deep.buffers import ReplayBuffer, RolloutBuffer
-from bellman.deep.ppo import PPO, PPOConfig
-from bellman.deep.reinforce import REINFORCE, REINFORCEConfig
-from bellman.deep.a2c import A2C, A2CConfig
-from bellman.deep.trpo import TRPO, TRPOConfig
+`from bellman.deep import PPO` works as usual; each name is imported from its module on first use
+(PEP 562), so `import bellman.deep` (and the `bellman` command) does not load torch. To export a name,
+add one line `"Name": "bellman.deep.module",` below.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "Agent": "bellman.deep.agent",
+    "AgentConfig": "bellman.deep.agent",
+    "NonFiniteError": "bellman.deep.agent",
+    "make_vec_env": "bellman.deep.agent",
+    "ReplayBuffer": "bellman.deep.buffers",
+    "RolloutBuffer": "bellman.deep.buffers",
+    "REINFORCE": "bellman.deep.reinforce",
+    "REINFORCEConfig": "bellman.deep.reinforce",
+    "A2C": "bellman.deep.a2c",
+    "A2CConfig": "bellman.deep.a2c",
+    "TRPO": "bellman.deep.trpo",
+    "TRPOConfig": "bellman.deep.trpo",
+    "PPO": "bellman.deep.ppo",
+    "PPOConfig": "bellman.deep.ppo",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'bellman.deep' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -77,3 +77,43 @@ def read_metrics(path: str | Path) -> dict[str, list[float]]:
     if not rows:
         raise ValueError(f"{path} holds no rows")
     return {k: [float(r[k]) if r[k] not in ("", None) else math.nan for r in rows] for k in rows[0]}
+
+
+def plot_runs(runs: list[dict[str, list[float]]], path: str | Path, title: str | None = None,
+              points: int = 200) -> Path:
+    """Episodic return against step: the mean over runs (seeds) with a band of +- one standard deviation,
+    each run interpolated on a common grid of steps (up to the shortest run)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if not runs:
+        raise ValueError("no runs to plot")
+    curves = []
+    for i, run in enumerate(runs):
+        step, ret = np.asarray(run["step"], float), np.asarray(run["episodic_return"], float)
+        keep = np.isfinite(ret)
+        if keep.sum() == 0:
+            raise ValueError(f"run {i} has no finished episode to plot")
+        curves.append((step[keep], ret[keep]))
+    grid = np.linspace(max(c[0][0] for c in curves), min(c[0][-1] for c in curves), points)
+    ys = np.stack([np.interp(grid, s, r) for s, r in curves])
+    mean, std = ys.mean(0), ys.std(0)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for s, r in curves:
+        ax.plot(s, r, color="C0", alpha=0.2, linewidth=0.8)
+    ax.plot(grid, mean, color="C0", linewidth=2, label=f"mean of {len(runs)} run(s)")
+    ax.fill_between(grid, mean - std, mean + std, color="C0", alpha=0.25, label="+- 1 std")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episodic return")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    if title:
+        ax.set_title(title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

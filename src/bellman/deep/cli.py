@@ -1,0 +1,98 @@
+"""`bellman train`, `bellman eval` and `bellman plot`: deep RL from the command line.
+
+torch is imported only when a command runs, so `bellman --help` stays quick. ALGORITHMS maps each CLI
+name to "module:Class"; an algorithm joins the CLI with one line there.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+ALGORITHMS: dict[str, str] = {
+    "reinforce": "bellman.deep.reinforce:REINFORCE",
+    "a2c": "bellman.deep.a2c:A2C",
+    "trpo": "bellman.deep.trpo:TRPO",
+    "ppo": "bellman.deep.ppo:PPO",
+}
+
+
+def algorithm(name: str) -> Any:
+    """The agent class registered under `name`."""
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {name!r}; allowed: {', '.join(sorted(ALGORITHMS))}")
+    module, _, cls = ALGORITHMS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def _write_eval(agent: Any, out: Path, episodes: int) -> dict[str, float]:
+    mean, std = agent.evaluate(episodes)
+    result = {"mean_return": mean, "std_return": std, "episodes": episodes}
+    (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def train(
+    algo: str = typer.Argument(..., help="one of: " + ", ".join(ALGORITHMS) + " (and those other parts add)"),
+    env: str = typer.Option("CartPole-v1", "--env", help="a Gymnasium env id"),
+    steps: int = typer.Option(100_000, "--steps", help="total environment steps"),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(Path("runs/run"), "--out", help="folder for metrics, checkpoint and eval.json"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="config override key=value (repeatable)"),
+    resume: bool = typer.Option(False, "--resume", help="continue from OUT/checkpoint.pt"),
+    episodes: int = typer.Option(20, "--episodes", help="evaluation episodes at the end"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Train ALGO on ENV; OUT gets metrics.csv, TensorBoard events, checkpoint.pt and eval.json."""
+    cls = algorithm(algo)
+    ckpt = out / "checkpoint.pt"
+    if resume:
+        if set_:
+            raise ValueError("--set cannot change a resumed run; its config is in the checkpoint")
+        agent = cls.load(ckpt)
+    else:
+        if ckpt.exists():
+            raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        config = cls.config_class.for_env(env, **cls.config_class.parse(set_ or []))
+        agent = cls(env, config, seed=seed)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(
+            {"algo": algo, "env": env, "seed": seed, "config": vars(config)}, indent=2, default=list) + "\n")
+    agent.learn(steps, out=out, progress=progress)
+    result = _write_eval(agent, out, episodes)
+    typer.echo(f"{algo} on {env}: {agent.step} steps, eval return {result['mean_return']:.1f} "
+               f"+- {result['std_return']:.1f} over {episodes} episodes -> {out}")
+
+
+def evaluate(
+    run: Path = typer.Argument(..., help="a folder written by `bellman train`"),
+    episodes: int = typer.Option(20, "--episodes"),
+) -> None:
+    """Evaluate the checkpoint in RUN deterministically; writes RUN/eval.json."""
+    from bellman.deep.agent import Agent
+
+    agent = Agent.load(run / "checkpoint.pt")
+    result = _write_eval(agent, run, episodes)
+    typer.echo(json.dumps(result))
+
+
+def plot(
+    runs: list[Path] = typer.Argument(..., help="folders written by `bellman train` (e.g. one per seed)"),
+    out: Path = typer.Option(Path("curve.png"), "--out"),
+    title: Optional[str] = typer.Option(None, "--title"),
+) -> None:
+    """Learning curve of RUNS: mean episodic return over the runs with a +- 1 std band."""
+    from bellman.deep.logger import plot_runs, read_metrics
+
+    typer.echo(str(plot_runs([read_metrics(r) for r in runs], out, title)))
+
+
+def register(app: typer.Typer) -> None:
+    """Add train / eval / plot to the top-level `bellman` app."""
+    app.command("train")(train)
+    app.command("eval")(evaluate)
+    app.command("plot")(plot)
