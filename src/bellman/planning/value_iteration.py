@@ -30,9 +30,19 @@ def value_iteration(
     if v.shape != (mdp.n_states,):
         raise ValueError(f"v0 must have shape ({mdp.n_states},), got {v.shape}")
     history, residuals = ([v.copy()] if keep_history else []), []
+    # the model in action-major order (row a*S + s holds P(.|s,a)): each sweep computes q_k as an (A, S)
+    # array, whose max over actions runs along contiguous rows; the numbers are those of mdp.q_from_v
+    S, A = mdp.n_states, mdp.n_actions
+    if mdp.is_sparse:
+        P = mdp.P[(np.arange(A)[:, None] + A * np.arange(S)[None, :]).ravel()]
+    else:
+        P = mdp.P.transpose(1, 0, 2).reshape(A * S, S)
+    r = mdp.R.T.ravel()
     for k in range(1, int(max_iterations) + 1):
-        q = mdp.q_from_v(v)
-        v_next = q.max(axis=1)
+        q = P @ v
+        q *= mdp.gamma
+        q += r
+        v_next = q.reshape(A, S).max(axis=0)
         residuals.append(float(np.max(np.abs(v_next - v))))
         v = v_next
         if keep_history:
