@@ -112,7 +112,7 @@ def check_policy(policy: Any, n_states: int, n_actions: int, name: str = "policy
 
 # ------------------------------------------------------------------------------- environment
 class Env:
-    """A checked discrete env: `reset(state)` -> s and `step(a)` -> (s', r, terminated, truncated).
+    """A checked discrete env: `reset(state)` -> s and `step(a)` -> (s', r, terminated, truncated, info).
 
     Raises TypeError unless both spaces are `gymnasium.spaces.Discrete` starting at 0.
     """
@@ -138,6 +138,7 @@ class Env:
             wrapper = wrapper.env
         self.env = env
         self.base = env.unwrapped if fast else env
+        self.step = self.base.step  # (a) -> (s', r, terminated, truncated, info)
         env.reset(seed=seed)  # through the wrappers once: seeds the env and satisfies OrderEnforcing
 
     def reset(self, state: int | None = None) -> int:
@@ -151,10 +152,6 @@ class Env:
                 f"returned {s}; this method needs an env that supports it, such as bellman's GridWorld"
             )
         return s
-
-    def step(self, a: int) -> tuple[int, float, bool, bool]:
-        s2, r, terminated, truncated, _ = self.base.step(a)
-        return int(s2), float(r), bool(terminated), bool(truncated)
 
 
 # ------------------------------------------------------------------------------------ policies
@@ -234,7 +231,7 @@ def generate_episode(
     for t in range(env.episode_length):
         if t:
             a = act(s, *u[t])
-        s2, r, terminated, truncated = step(a)
+        s2, r, terminated, truncated, _ = step(a)
         states.append(s)
         actions.append(a)
         rewards.append(r)

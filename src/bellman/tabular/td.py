@@ -66,7 +66,7 @@ def td0(
         u = rng.random(L).tolist()
         g, t = 0.0, 0
         for t in range(L):
-            s2, r, terminated, truncated = step(sample(s, u[t]))
+            s2, r, terminated, truncated, _ = step(sample(s, u[t]))
             td_target = r if terminated else r + gamma * v[s2]
             v[s] += alpha * (td_target - v[s])
             g += r
@@ -186,7 +186,7 @@ def _td_control(
         a = act(s, *u[0])
         g, t = 0.0, 0
         for t in range(L):
-            s2, r, terminated, truncated = step(a)
+            s2, r, terminated, truncated, _ = step(a)
             q_next = q[s2]
             if target == SARSA:
                 a2 = act(s2, *u[t + 1])
@@ -248,7 +248,7 @@ def n_step_sarsa(
         T, terminated, t = L, False, 0
         while True:
             if t < T:
-                s2, r, terminated, truncated = step(actions[t])
+                s2, r, terminated, truncated, _ = step(actions[t])
                 states.append(s2)
                 rewards.append(r)
                 if terminated or truncated or t + 1 == L:
