@@ -69,12 +69,15 @@ def mc_basic(
     for _ in episodes_range(iterations, progress, "MC Basic"):
         # policy evaluation: q(s,a) = mean return of episodes starting with (s,a) then following pi_k
         sample = sampler(pi)
-        act = lambda s, u, u_a: sample(s, u)  # noqa: E731
+
+        def follow_pi(state: int, u: float, u_a: float) -> int:
+            return sample(state, u)
+
         for s in range(S):
             for a in range(A):
                 g = 0.0
                 for _ in range(episodes):
-                    _, _, rewards = generate_episode(env, act, rng, state=s, action=a)
+                    _, _, rewards = generate_episode(env, follow_pi, rng, state=s, action=a)
                     g += discounted_returns(rewards, gamma)[0]
                     returns.append(sum(rewards))
                     lengths.append(len(rewards))
