@@ -193,6 +193,19 @@ def test_sarsa_and_q_learning_targets_against_a_hand_computation():
             assert q[s0, a0] == pytest.approx(r0 + 0.9 * q0[s1].max(), abs=1e-12)
 
 
+def test_n_step_sarsa_return_against_a_hand_computation():
+    # 1 x 3 corridor, terminal target at the right end; q0 makes "right" greedy everywhere (epsilon = 0)
+    env = GridWorld(n_rows=1, n_cols=3, target=(0, 2), terminal_target=True)
+    q0 = np.zeros((3, 5))
+    q0[:, 1] = 5.0
+    q = n_step_sarsa(env, n=2, alpha=1.0, epsilon=0.0, episodes=1, episode_length=10, q0=q0, seed=0).q
+    # G_0 = r_1 + gamma r_2 = 0 + 0.9 * 1 (terminal, no bootstrap); G_1 = r_2 = 1
+    assert q[0, 1] == pytest.approx(0.9, abs=1e-12) and q[1, 1] == pytest.approx(1.0, abs=1e-12)
+    # truncated after one step: G_0 = r_1 + gamma q(s_1, a_1) bootstraps
+    q = n_step_sarsa(env, n=2, alpha=1.0, epsilon=0.0, episodes=1, episode_length=1, q0=q0, seed=0).q
+    assert q[0, 1] == pytest.approx(0.9 * 5.0, abs=1e-12)
+
+
 def test_terminal_transitions_do_not_bootstrap():
     env = GridWorld(n_rows=1, n_cols=2, target=(0, 1), terminal_target=True)
     q0 = np.full((2, 5), 7.0)
