@@ -95,3 +95,93 @@ def test_running_moments_reward_normalisation():
     assert restored.state_dict() == rm.state_dict()
     with pytest.raises(ValueError, match="non-empty"):
         rm.update(torch.tensor([]))
+
+
+# ---- the trainer on the built-in tiny model ---------------------------------------------------------------
+
+import copy  # noqa: E402
+
+from bellman.llm.model import load_model  # noqa: E402
+from bellman.llm.ppo import PPOConfig, PPOTrainer  # noqa: E402
+from bellman.llm.reward_model import RewardModel, RewardModelConfig, RewardModelTrainer  # noqa: E402
+from bellman.llm.sft import SFTConfig, SFTTrainer  # noqa: E402
+from bellman.llm.tasks import Task, arithmetic_reward  # noqa: E402
+
+
+def seven_task() -> Task:
+    rows = [{"prompt": f"{i}?", "question": str(i), "answer": "7"} for i in range(40)]
+    return Task("seven", train=rows[:32], test=rows[32:], accuracy=arithmetic_reward)
+
+
+@pytest.fixture(scope="module")
+def seven_rm():
+    """A reward model that learnt to prefer the completion "7" (over other digits) on the training prompts."""
+    model, tok = load_model("tiny", seed=0)
+    pairs = [{"prompt": r["prompt"], "chosen": "7", "rejected": ["1", "77", "23", "777", "5", "70", "07"][i % 7]}
+             for i, r in enumerate(seven_task().train)]
+    rm = RewardModel.from_causal_lm(model, seed=0)
+    RewardModelTrainer(rm, tok, pairs, RewardModelConfig(learning_rate=1e-3, total_steps=15, batch_size=16,
+                                                         progress=False)).train()
+    return rm
+
+
+@pytest.fixture(scope="module")
+def digit_policy():
+    """The tiny model briefly taught to answer one digit and stop, so sampling finds "7" now and then."""
+    model, tok = load_model("tiny", seed=0)
+    rows = [{"prompt": f"{i}?", "completion": str(i * 3 % 10)} for i in range(32)]
+    SFTTrainer(model, tok, seven_task(), SFTConfig(learning_rate=1e-3, total_steps=30, batch_size=16,
+                                                   progress=False, eval_rows=1), rows=rows).train()
+    return model, tok
+
+
+def ppo_config(**kw) -> PPOConfig:
+    return PPOConfig(**{"learning_rate": 1e-3, "batch_size": 16, "num_mini_batches": 2, "num_ppo_epochs": 2,
+                        "max_new_tokens": 3, "temperature": 1.0, "kl_coef": 0.01, "eval_max_new_tokens": 4,
+                        "progress": False, "seed": 0, **kw})
+
+
+def test_ppo_run_raises_reward_and_held_out_accuracy(seven_rm, digit_policy):
+    model, tok = copy.deepcopy(digit_policy[0]), digit_policy[1]
+    trainer = PPOTrainer(model, tok, seven_task(), ppo_config(total_steps=15), seven_rm)
+    result = trainer.train()
+    assert result["accuracy_before"] <= 0.25 and result["accuracy_after"] >= 0.75
+    first, last = trainer.history[0], trainer.history[-1]
+    assert last["reward"] > first["reward"] and last["accuracy"] > first["accuracy"]
+    assert trainer.reward_moments.count == 15 * 16
+    # the reward model stays frozen; the critic (its copy) trains
+    assert not any(p.requires_grad for p in seven_rm.parameters())
+    assert not torch.equal(trainer.critic.model.score.weight, seven_rm.model.score.weight)
+
+
+def test_checkpoint_round_trip_continues_identically(seven_rm, digit_policy, tmp_path):
+    base, tok = digit_policy
+    cfg = ppo_config(total_steps=3, checkpoint_every=1, eval_rows=2, ptx_coef=0.1)
+    straight = PPOTrainer(copy.deepcopy(base), tok, seven_task(), cfg, seven_rm)
+    straight.train()
+    cfg_out = ppo_config(total_steps=3, checkpoint_every=1, eval_rows=2, ptx_coef=0.1, out=str(tmp_path))
+    PPOTrainer(copy.deepcopy(base), tok, seven_task(), cfg_out, seven_rm).train(steps=2)   # stops after 2
+    resumed = PPOTrainer(copy.deepcopy(base), tok, seven_task(), cfg_out, seven_rm)
+    resumed.train()                                                                       # resumes at 2
+    assert resumed.step == 3 and resumed.reward_moments.state_dict() == straight.reward_moments.state_dict()
+    for a, b in zip(list(resumed.model.parameters()) + list(resumed.critic.parameters()),
+                    list(straight.model.parameters()) + list(straight.critic.parameters())):
+        torch.testing.assert_close(a, b)
+    assert (tmp_path / "eval.json").exists() and (tmp_path / "model" / "config.json").exists()
+
+
+def test_trainer_bad_inputs(seven_rm):
+    model, tok = load_model("tiny", seed=0)
+    with pytest.raises(ValueError, match="num_mini_batches"):
+        PPOConfig(batch_size=8, num_mini_batches=3)
+    with pytest.raises(ValueError, match="clip_range"):
+        PPOConfig(clip_range=1.5)
+    with pytest.raises(ValueError, match="gamma"):
+        PPOConfig(lam=2.0)
+    with pytest.raises(TypeError, match="RewardModel"):
+        PPOTrainer(model, tok, seven_task(), PPOConfig(), model)
+    with pytest.raises(TypeError, match="PPOConfig"):
+        PPOTrainer(model, tok, seven_task(), RewardModelConfig(), seven_rm)
+    rows = [{"prompt": "a", "question": "a", "numbers": [1], "target": 1}] * 2
+    with pytest.raises(ValueError, match="answer"):
+        PPOTrainer(model, tok, Task("t", rows, rows, accuracy=arithmetic_reward), PPOConfig(ptx_coef=1.0), seven_rm)
