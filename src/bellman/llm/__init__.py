@@ -9,3 +9,6 @@ from bellman.llm.rollout import Rollout, SamplingConfig, generate
 from bellman.llm.trainer import Trainer, TrainerConfig, evaluate
 from bellman.llm.sft import SFTConfig, SFTTrainer
 from bellman.llm.grpo import GRPOConfig, GRPOTrainer
+from bellman.llm.reward_model import RewardModel, RewardModelConfig, RewardModelTrainer
+from bellman.llm.ppo import PPOConfig, PPOTrainer
+from bellman.llm.dpo import DPOConfig, DPOTrainer
