@@ -93,7 +93,7 @@ def gradient_descent(
     grad: GradientFn = mean_estimation_gradient,
     seed: int | None = None,
 ) -> np.ndarray:
-    """Minimise J(w) = E[f(w, X)] with samples {x_i} (Zhao, sections 6.4-6.5):
+    """Minimise J(w) = E[f(w, X)] with samples {x_i} (Zhao, section 6.4):
 
         w_{k+1} = w_k - a_k (1/m) sum_{i in I_k} grad_w f(w_k, x_i),  a_k = c / k^power.
 

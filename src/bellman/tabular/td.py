@@ -115,7 +115,7 @@ def expected_sarsa(
     seed: int | None = None,
     progress: bool = False,
 ) -> TabularResult:
-    """Expected Sarsa (Zhao, section 7.3.1; Sutton & Barto, section 6.6): the target averages over pi:
+    """Expected Sarsa (Zhao, chapter 7; Sutton & Barto, section 6.6): the target averages over pi:
 
         q(s,a) <- q(s,a) + alpha [r + gamma sum_a' pi(a'|s') q(s',a') - q(s,a)],
 
@@ -224,7 +224,7 @@ def n_step_sarsa(
     seed: int | None = None,
     progress: bool = False,
 ) -> TabularResult:
-    """n-step Sarsa (Zhao, section 7.3.2; Sutton & Barto, section 7.2), on-policy with eps-greedy behaviour:
+    """n-step Sarsa (Zhao, section 7.3; Sutton & Barto, section 7.2), on-policy with eps-greedy behaviour:
 
         G = r_{tau+1} + gamma r_{tau+2} + ... + gamma^{h-tau-1} r_h + gamma^{h-tau} q(s_h, a_h),
         q(s_tau, a_tau) <- q(s_tau, a_tau) + alpha [G - q(s_tau, a_tau)],   h = min(tau + n, T),
