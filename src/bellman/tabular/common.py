@@ -2,7 +2,7 @@
 
 The hot loops run on the unwrapped environment when the only wrappers are Gymnasium's bookkeeping ones
 (OrderEnforcing, PassiveEnvChecker, TimeLimit; a TimeLimit caps the episode length instead), and on
-plain Python floats and lists, which are several times faster than NumPy scalars on arrays of 5 actions.
+plain Python floats and lists, which avoids the per-call overhead of NumPy scalars on rows of a few actions.
 """
 
 from __future__ import annotations
