@@ -180,7 +180,7 @@ class GridWorld(gym.Env):
         return s, {}
 
     def step(self, action: int) -> tuple[int, float, bool, bool, dict]:
-        if not self.action_space.contains(action):
+        if not (isinstance(action, (int, np.integer)) and 0 <= action < len(ACTIONS)):
             raise ValueError(f"action must be an integer in 0..4 (up, right, down, left, stay), got {action!r}")
         a = int(action)
         if self.slip > 0 and self.np_random.random() < self.slip:
