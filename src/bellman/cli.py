@@ -15,6 +15,8 @@ from bellman.gridworld_cli import app as _gw; app.add_typer(_gw, name="gridworld
 
 from bellman.deep.cli import register as _register_deep; _register_deep(app)  # noqa: E402, E702
 
+from bellman.llm.cli import app as _llm; app.add_typer(_llm, name="llm")  # noqa: E402,E702
+
 
 def main() -> None:
     """Entry point: bad input ends in a one-line error, not a traceback."""

@@ -1,14 +1,43 @@
-"""LLM post-training of causal LMs: policy, rollouts, tasks & rewards, SFT, GRPO, R1-Zero (ALGORITHMS.md s.12).
+"""LLM post-training of causal LMs: policy, rollouts, tasks & rewards, SFT, GRPO, R1-Zero, reward model,
+PPO (RLHF), DPO (ALGORITHMS.md section 12).
 
-Modules: model (load_model, tiny model, log-probs), rollout (generate), tasks (rewards), trainer (shared
-plumbing), sft, grpo, r1_zero, cli. One import line per export below.
+Exports are loaded on first use (PEP 562), so ``bellman --help`` and the CLI do not import torch or
+transformers until a command runs. One line per export: name -> module.
 """
 
-from bellman.llm.model import LoraSpec, completion_logprobs, load_model
-from bellman.llm.rollout import Rollout, SamplingConfig, generate
-from bellman.llm.trainer import Trainer, TrainerConfig, evaluate
-from bellman.llm.sft import SFTConfig, SFTTrainer
-from bellman.llm.grpo import GRPOConfig, GRPOTrainer
-from bellman.llm.reward_model import RewardModel, RewardModelConfig, RewardModelTrainer
-from bellman.llm.ppo import PPOConfig, PPOTrainer
-from bellman.llm.dpo import DPOConfig, DPOTrainer
+from importlib import import_module
+
+_EXPORTS = {
+    "LoraSpec": "bellman.llm.model",
+    "completion_logprobs": "bellman.llm.model",
+    "load_model": "bellman.llm.model",
+    "Rollout": "bellman.llm.rollout",
+    "SamplingConfig": "bellman.llm.rollout",
+    "generate": "bellman.llm.rollout",
+    "Trainer": "bellman.llm.trainer",
+    "TrainerConfig": "bellman.llm.trainer",
+    "evaluate": "bellman.llm.trainer",
+    "SFTConfig": "bellman.llm.sft",
+    "SFTTrainer": "bellman.llm.sft",
+    "GRPOConfig": "bellman.llm.grpo",
+    "GRPOTrainer": "bellman.llm.grpo",
+    "R1ZeroConfig": "bellman.llm.r1_zero",
+    "RewardModel": "bellman.llm.reward_model",
+    "RewardModelConfig": "bellman.llm.reward_model",
+    "RewardModelTrainer": "bellman.llm.reward_model",
+    "PPOConfig": "bellman.llm.ppo",
+    "PPOTrainer": "bellman.llm.ppo",
+    "DPOConfig": "bellman.llm.dpo",
+    "DPOTrainer": "bellman.llm.dpo",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'bellman.llm' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

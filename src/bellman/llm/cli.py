@@ -1,0 +1,113 @@
+"""``bellman llm ...``: post-train a causal LM from the command line.
+
+    bellman llm sft    --task arithmetic --model tiny --out runs/sft --steps 500 --lr 1e-3
+    bellman llm grpo   --task arithmetic --model runs/sft/model --out runs/grpo --steps 50 --lr 1e-4
+    bellman llm eval   --task arithmetic --model runs/grpo/model --out runs/eval
+    bellman llm r1-zero --task arithmetic --out runs/r1
+
+--task is arithmetic | arithmetic* | countdown | FILE.jsonl; --model is tiny or a local directory written by
+save_pretrained (any Hugging Face causal LM; add --lora, --bf16, --gradient-checkpointing for big ones).
+Each command is one ``@app.command`` function; torch and transformers are imported inside commands.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="LLM post-training: SFT, GRPO, R1-Zero (and rm, ppo, dpo).", no_args_is_help=True)
+console = Console()
+
+TASK = typer.Option("arithmetic", help="arithmetic | arithmetic* | countdown | FILE.jsonl")
+MODEL = typer.Option("tiny", help="tiny (built-in) or a local model directory")
+OUT = typer.Option(..., help="output directory: metrics.csv, tb/, checkpoint.pt, model/, eval.json")
+TEMPLATE = typer.Option("plain", help="prompt template: plain (the task's prompt) or r1 (R1-Zero tags)")
+
+
+def load(model: str, seed: int = 0, lora: bool = False, bf16: bool = False, gradient_checkpointing: bool = False):
+    """Model and tokenizer for the --model / --lora / --bf16 / --gradient-checkpointing options."""
+    from bellman.llm.model import LoraSpec, load_model
+    return load_model(model, seed=seed, dtype="bfloat16" if bf16 else "float32",
+                      gradient_checkpointing=gradient_checkpointing, lora=LoraSpec() if lora else None)
+
+
+def task_and_template(task: str, template: str, seed: int = 0):
+    """(task, prompt_fn, accuracy, format_fn) for the --task / --template options."""
+    from bellman.llm import r1_zero
+    from bellman.llm.tasks import format_reward, get_task
+    from bellman.llm.trainer import plain_prompt
+    if template not in ("plain", "r1"):
+        raise ValueError(f"--template must be 'plain' or 'r1', got {template!r}")
+    t = get_task(task, seed=seed)
+    if template == "plain":
+        return t, plain_prompt, t.accuracy, None
+    acc = r1_zero.accuracy_reward if t.accuracy.__name__ == "arithmetic_reward" else t.accuracy
+    return t, r1_zero.prompt, acc, format_reward
+
+
+def report(result: dict, out: Path) -> None:
+    console.print_json(json.dumps(result))
+    console.print(f"wrote {out}/eval.json, metrics.csv, tb/, model/")
+
+
+@app.command()
+def sft(task: str = TASK, model: str = MODEL, out: Path = OUT, steps: int = 500, lr: float = 1e-3,
+        batch_size: int = 32, seed: int = 0, template: str = TEMPLATE, eval_rows: int = 200,
+        lora: bool = False, bf16: bool = False, gradient_checkpointing: bool = False) -> None:
+    """Supervised fine-tuning on the task's prompt -> answer pairs (loss on completion tokens only)."""
+    from bellman.llm.sft import SFTConfig, SFTTrainer
+    m, tok = load(model, seed, lora, bf16, gradient_checkpointing)
+    t, prompt_fn, acc, fmt = task_and_template(task, template, seed)
+    cfg = SFTConfig(out=str(out), total_steps=steps, learning_rate=lr, batch_size=batch_size, seed=seed,
+                    eval_rows=eval_rows)
+    report(SFTTrainer(m, tok, t, cfg, prompt_fn=prompt_fn, accuracy=acc, format_fn=fmt).train(), out)
+
+
+@app.command()
+def grpo(task: str = TASK, model: str = MODEL, out: Path = OUT, steps: int = 100, lr: float = 1e-4,
+         generations: int = 8, prompts_per_step: int = 8, beta: float = 0.04, eps_low: float = 0.2,
+         eps_high: float = 0.2, loss_type: str = "grpo", temperature: float = 1.0, max_new_tokens: int = 32,
+         dynamic_sampling: bool = False, overlong_buffer: int = 0, seed: int = 0, template: str = TEMPLATE,
+         eval_rows: int = 200, lora: bool = False, bf16: bool = False, gradient_checkpointing: bool = False) -> None:
+    """GRPO with the task's verifiable rewards (plus the format reward with --template r1)."""
+    from bellman.llm.grpo import GRPOConfig, GRPOTrainer
+    m, tok = load(model, seed, lora, bf16, gradient_checkpointing)
+    t, prompt_fn, acc, fmt = task_and_template(task, template, seed)
+    cfg = GRPOConfig(out=str(out), total_steps=steps, learning_rate=lr, num_generations=generations,
+                     prompts_per_step=prompts_per_step, beta=beta, eps_low=eps_low, eps_high=eps_high,
+                     loss_type=loss_type, temperature=temperature, max_new_tokens=max_new_tokens,
+                     dynamic_sampling=dynamic_sampling, overlong_buffer=overlong_buffer, seed=seed,
+                     eval_rows=eval_rows, eval_max_new_tokens=max_new_tokens)
+    rewards = [fmt, acc] if fmt else None
+    report(GRPOTrainer(m, tok, t, cfg, rewards=rewards, prompt_fn=prompt_fn, accuracy=acc, format_fn=fmt).train(), out)
+
+
+@app.command("eval")
+def eval_(task: str = TASK, model: str = MODEL, out: Path = OUT, template: str = TEMPLATE, rows: int = 200,
+          max_new_tokens: int = 48, seed: int = 0) -> None:
+    """Greedy held-out accuracy (and format reward with --template r1) of a model; writes OUT/eval.json."""
+    from bellman.llm.trainer import evaluate
+    m, tok = load(model, seed)
+    t, prompt_fn, acc, fmt = task_and_template(task, template, seed)
+    result = evaluate(m, tok, t.test[:rows], acc, prompt_fn, fmt, max_new_tokens)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval.json").write_text(json.dumps(result, indent=2))
+    console.print_json(json.dumps(result))
+
+
+@app.command("r1-zero")
+def r1_zero(task: str = typer.Option("arithmetic", help="arithmetic (2-3 digit addition)"), out: Path = OUT,
+            model: str = typer.Option("tiny", help="tiny: pretrain the built-in base model first; or a base model dir"),
+            pretrain_steps: int = 1500, grpo_steps: int = 60, seed: int = 0) -> None:
+    """The whole R1-Zero recipe: (tiny) base model taught plain arithmetic, then GRPO with format + accuracy."""
+    from dataclasses import replace
+
+    from bellman.llm.r1_zero import R1ZeroConfig, run
+    if task != "arithmetic":
+        raise ValueError(f"r1-zero runs the arithmetic task, got {task!r}")
+    c = R1ZeroConfig(seed=seed, base_model=model, pretrain_steps=pretrain_steps)
+    c.grpo = replace(c.grpo, total_steps=grpo_steps)
+    report(run(out, c), out)

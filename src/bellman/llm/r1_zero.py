@@ -1,0 +1,147 @@
+"""The R1-Zero recipe (DeepSeek-AI 2025, "DeepSeek-R1", section 2.2): GRPO from a base model with rule-based
+rewards only, no SFT on the template.
+
+1. A base model. Here the built-in tiny model is first taught plain text (``base_corpus``): worked
+   arithmetic (column addition with carries, e.g. ``736+37=6+7+0=13 A3,3+3+1=7 A73,7+0+0=7 A773``) and
+   generic sentences and markup with other tag names. It never sees the template, "think" or "answer".
+   Any other local causal LM can be the base instead.
+2. A template (``TEMPLATE``, shortened from Table 1 of the R1 paper) that names the tags and ends with the
+   opening ``<think>``, so the model only has to discover how to close it and give the answer.
+3. Rewards: ``format_reward`` (``...</think><answer>...</answer>``, each tag once) plus ``accuracy_reward``
+   (the text inside <answer> is the right number), optimised with GRPO (``grpo.py``).
+
+Usage::
+
+    from bellman.llm.r1_zero import R1ZeroConfig, run
+    result = run("runs/r1", R1ZeroConfig())   # eval.json: accuracy_before/after, format_before/after
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from bellman.llm.grpo import GRPOConfig, GRPOTrainer
+from bellman.llm.model import load_model
+from bellman.llm.sft import SFTConfig, SFTTrainer
+from bellman.llm.tasks import Task, arithmetic, arithmetic_reward, format_reward
+
+TEMPLATE = "User: {question}\nAssistant: reasoning in <think> </think>, result in <answer> </answer>.\n<think>"
+WORDS = ("the a one cat dog sun moon tree river stone bird fish red blue green small big old new runs sees finds "
+         "likes eats sleeps jumps sings on in under over near and but so then very quite here there").split()
+TAGS = ("b i p em li ul div span title name note item code key val box tip list row col head body").split()
+
+
+def prompt(row: dict) -> str:
+    """The R1-Zero prompt of a task row: the template around its question."""
+    return TEMPLATE.format(question=row["question"])
+
+
+def accuracy_reward(prompts: list[str], completions: list[str], answer: list[str], **_) -> list[float]:
+    """1.0 if the completion has an <answer> tag holding the right answer, else 0.0."""
+    tagged = arithmetic_reward(prompts, completions, answer)
+    return [r if "<answer>" in c else 0.0 for r, c in zip(tagged, completions)]
+
+
+def worked_sum(question: str) -> str:
+    """Column addition of ``a+b`` from the ones digit up: ``a_i+b_i+carry=s A<digits so far>``, comma separated."""
+    a, b = question.split("+")
+    n = max(len(a), len(b))
+    a, b = a.zfill(n), b.zfill(n)
+    carry, acc, steps = 0, "", []
+    for i in range(n - 1, -1, -1):
+        s = int(a[i]) + int(b[i]) + carry
+        carry, acc = s // 10, str(s % 10) + acc
+        steps.append(f"{a[i]}+{b[i]}+{s - int(a[i]) - int(b[i])}={s} A{(str(carry) if carry and i == 0 else '') + acc}")
+    return ",".join(steps)
+
+
+def generic_text(rng: random.Random) -> str:
+    """One generic document: sentences (some repeated, which teaches copying) or markup with other tags."""
+    def words(k: int) -> str:
+        return " ".join(rng.choice(WORDS) for _ in range(k))
+    if rng.random() < 0.5:
+        sents = [words(rng.randint(3, 7)) + "." for _ in range(rng.randint(2, 4))]
+        if rng.random() < 0.5:
+            sents.append(rng.choice(sents))
+        return " ".join(sents)
+    parts = []
+    for _ in range(rng.randint(1, 3)):
+        t = rng.choice(TAGS)
+        inner = words(rng.randint(1, 4))
+        if rng.random() < 0.3:
+            u = rng.choice(TAGS)
+            inner += f" <{u}>{words(rng.randint(1, 3))}</{u}>"
+        parts.append(f"<{t}>{inner}</{t}>")
+    return rng.choice(("", words(2) + " ")) + rng.choice((" ", "")).join(parts)
+
+
+def base_corpus(task: Task, n_generic: int, seed: int = 0) -> list[dict]:
+    """Pretraining rows of the base model: the task's training questions worked out as plain text
+    (addition: ``worked_sum``; otherwise ``question=answer``) and ``n_generic`` generic documents."""
+    rng = random.Random(seed)
+    rows = [{"prompt": r["prompt"], "completion": worked_sum(r["question"]) if "+" in r["question"]
+             else str(r["answer"])} for r in task.train]
+    rows += [{"prompt": "", "completion": generic_text(rng)} for _ in range(n_generic)]
+    rng.shuffle(rows)
+    return rows
+
+
+@dataclass
+class R1ZeroConfig:
+    """The whole recipe on the tiny model. GRPO settings follow R1-Zero / DAPO (beta 0, clip-higher 0.28,
+    token-level "dapo" aggregation) with a learning rate and group size for a sub-million-parameter model."""
+
+    seed: int = 0
+    n_train: int = 5000
+    n_test: int = 200
+    base_model: str = "tiny"
+    pretrain_steps: int = 1500
+    pretrain_lr: float = 3e-3
+    pretrain_batch_size: int = 64
+    n_generic: int = 2000
+    grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(
+        learning_rate=1e-3, num_generations=8, prompts_per_step=8, beta=0.0, eps_low=0.2, eps_high=0.28,
+        loss_type="dapo", temperature=1.0, max_new_tokens=48, total_steps=60, eval_rows=200,
+        eval_max_new_tokens=48, checkpoint_every=20))
+
+
+def pretrain_base(task: Task, config: R1ZeroConfig, out: Path | None = None,
+                  ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict]:
+    """Step 1: the base model, taught ``base_corpus`` with next-token cross-entropy (no template)."""
+    model, tok = load_model(config.base_model, seed=config.seed)
+    sft = SFTConfig(out=str(out) if out else None, learning_rate=config.pretrain_lr,
+                    batch_size=config.pretrain_batch_size, total_steps=config.pretrain_steps, seed=config.seed,
+                    eval_rows=min(config.n_test, 100), eval_max_new_tokens=48,
+                    checkpoint_every=max(1, config.pretrain_steps // 4), progress=config.grpo.progress)
+    result = SFTTrainer(model, tok, task, sft, rows=base_corpus(task, config.n_generic, config.seed),
+                        prompt_fn=prompt, accuracy=accuracy_reward, format_fn=format_reward).train()
+    return model, tok, result
+
+
+def run(out: str | Path | None, config: R1ZeroConfig | None = None, task: Task | None = None) -> dict:
+    """Pretrain the base model (skipped when ``base_model`` is a path), then R1-Zero GRPO; returns eval.json."""
+    c = config or R1ZeroConfig()
+    task = task or arithmetic(digits=(2, 3), op="+", n_train=c.n_train, n_test=c.n_test, seed=c.seed)
+    out = Path(out) if out else None
+    torch.manual_seed(c.seed)
+    t0 = time.perf_counter()
+    if c.base_model == "tiny":
+        model, tok, _ = pretrain_base(task, c, out / "base" if out else None)
+    else:
+        model, tok = load_model(c.base_model, seed=c.seed)
+    t1 = time.perf_counter()
+    g = GRPOConfig(**{**asdict(c.grpo), "out": str(out) if out else None, "seed": c.seed})
+    trainer = GRPOTrainer(model, tok, task, g, rewards=[format_reward, accuracy_reward], prompt_fn=prompt,
+                          accuracy=accuracy_reward, format_fn=format_reward)
+    result = trainer.train()
+    result |= {"pretrain_seconds": t1 - t0, "grpo_seconds": time.perf_counter() - t1}
+    if out is not None:
+        import json
+        (out / "eval.json").write_text(json.dumps(result, indent=2))
+    return result
