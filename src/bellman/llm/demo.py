@@ -1,0 +1,34 @@
+"""A short R1-Zero run on the built-in tiny model: accuracy and format reward before and after.
+
+``make demo`` calls ``run(out)``. The base model is taught plain worked arithmetic (no template), then GRPO
+with the R1-Zero format + accuracy rewards teaches it the <think>/<answer> template; the full-length run is
+``benchmarks/r1_zero.py``.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from dataclasses import replace
+
+import torch
+from rich.console import Console
+
+from bellman.llm.r1_zero import R1ZeroConfig, run as run_r1_zero
+
+DEMO = R1ZeroConfig(pretrain_steps=600, n_generic=1000)
+
+
+def run(out: pathlib.Path) -> dict:
+    """Run the short recipe into ``out``; print and return eval.json (accuracy/format before and after)."""
+    torch.set_num_threads(2)
+    console = Console()
+    console.rule("LLM: R1-Zero on the tiny model (2-3 digit addition)")
+    c = replace(DEMO, grpo=replace(DEMO.grpo, total_steps=30, eval_rows=100))
+    result = run_r1_zero(out, c)
+    console.print(f"format reward  {result['format_before']:.2f} -> {result['format_after']:.2f}")
+    console.print(f"accuracy       {result['accuracy_before']:.2f} -> {result['accuracy_after']:.2f}")
+    return result
+
+
+if __name__ == "__main__":
+    run(pathlib.Path("runs/demo_llm"))

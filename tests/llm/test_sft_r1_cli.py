@@ -1,0 +1,89 @@
+"""SFT (loss on completion tokens only), the R1-Zero pieces and the `bellman llm` command line."""
+
+import json
+import random
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from bellman.cli import app
+from bellman.llm.model import TinyConfig, tiny_model
+from bellman.llm.r1_zero import accuracy_reward, base_corpus, prompt, worked_sum
+from bellman.llm.sft import SFTConfig, SFTTrainer, sft_loss
+from bellman.llm.tasks import Task, arithmetic, arithmetic_reward, format_reward
+
+torch.set_num_threads(1)
+SMALL = TinyConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+
+
+def test_sft_loss_is_cross_entropy_on_completion_tokens_only():
+    model, tok = tiny_model(SMALL, seed=0)
+    prompts, completions = ["12+3=", "1+1="], ["15", "2"]
+    loss = sft_loss(model, tok, prompts, completions)
+    nll, n = 0.0, 0
+    for p, c in zip(prompts, completions):
+        ids = tok(p + c, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        logits = model(torch.tensor([ids])).logits[0]
+        k = len(c) + 1  # completion tokens + EOS carry the loss; prompt tokens do not
+        targets = torch.tensor(ids[-k:])
+        nll += torch.nn.functional.cross_entropy(logits[-k - 1:-1], targets, reduction="sum")
+        n += k
+    assert loss.item() == pytest.approx((nll / n).item(), rel=1e-5)
+
+
+def test_sft_learns_a_copy_task():
+    rows = [{"prompt": f"{d}=", "question": str(d), "answer": str(d)} for d in range(10)]
+    task = Task("copy", rows, rows, accuracy=arithmetic_reward)
+    model, tok = tiny_model(SMALL, seed=0)
+    cfg = SFTConfig(learning_rate=1e-2, batch_size=10, total_steps=60, eval_max_new_tokens=3, progress=False)
+    result = SFTTrainer(model, tok, task, cfg).train()
+    assert result["accuracy_before"] <= 0.2 and result["accuracy_after"] == 1.0
+
+
+def test_sft_input_errors():
+    model, tok = tiny_model(SMALL, seed=0)
+    task = arithmetic(n_train=10, n_test=2)
+    with pytest.raises(ValueError, match="non-empty"):
+        SFTTrainer(model, tok, task, SFTConfig(), rows=[])
+    with pytest.raises(ValueError, match="'prompt' and 'completion'"):
+        SFTTrainer(model, tok, task, SFTConfig(), rows=[{"prompt": "x"}])
+    with pytest.raises(ValueError, match="batch_size"):
+        SFTConfig(batch_size=0)
+
+
+def test_worked_sum_is_correct_column_addition():
+    rng = random.Random(0)
+    assert worked_sum("736+37") == "6+7+0=13 A3,3+3+1=7 A73,7+0+0=7 A773"
+    for _ in range(200):
+        a, b = rng.randint(10, 999), rng.randint(10, 999)
+        assert worked_sum(f"{a}+{b}").rsplit("A", 1)[1] == str(a + b)
+
+
+def test_r1_zero_template_rewards_and_base_corpus():
+    p = prompt({"question": "12+34"})
+    assert "12+34" in p and "<answer> </answer>" in p and p.endswith("<think>")
+    comps = ["4+2=6</think><answer>46</answer>", "46", "x</think><answer>45</answer>"]
+    assert accuracy_reward([p] * 3, comps, answer=["46"] * 3) == [1.0, 0.0, 0.0]
+    assert format_reward([p] * 3, comps) == [1.0, 0.0, 1.0]
+    corpus = base_corpus(arithmetic(n_train=50, n_test=5), n_generic=200)
+    text = " ".join(r["prompt"] + r["completion"] for r in corpus)
+    assert "think" not in text and "answer" not in text and "</" in text  # other tags, never the template's
+
+
+def test_cli_sft_then_eval_and_errors(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "sft"
+    r = runner.invoke(app, ["llm", "sft", "--out", str(out), "--steps", "2", "--eval-rows", "4", "--batch-size", "4"])
+    assert r.exit_code == 0, r.output
+    ev = json.loads((out / "eval.json").read_text())
+    assert {"accuracy_before", "accuracy_after"} <= set(ev) and 0 <= ev["accuracy_after"] <= 1
+    assert (out / "metrics.csv").exists() and (out / "model" / "config.json").exists()
+    r = runner.invoke(app, ["llm", "eval", "--model", str(out / "model"), "--out", str(tmp_path / "ev"),
+                            "--rows", "4", "--template", "r1", "--max-new-tokens", "4"])
+    assert r.exit_code == 0, r.output
+    assert set(json.loads((tmp_path / "ev" / "eval.json").read_text())) == {"accuracy", "format"}
+    r = runner.invoke(app, ["llm", "grpo", "--model", str(tmp_path / "missing"), "--out", str(tmp_path / "g")])
+    assert isinstance(r.exception, FileNotFoundError)
+    r = runner.invoke(app, ["llm", "sft", "--task", "chess", "--out", str(tmp_path / "c"), "--steps", "1"])
+    assert isinstance(r.exception, ValueError) and "unknown task" in str(r.exception)
