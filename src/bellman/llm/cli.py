@@ -3,6 +3,9 @@
     bellman llm sft    --task arithmetic --model tiny --out runs/sft --steps 500 --lr 1e-3
     bellman llm grpo   --task arithmetic --model runs/sft/model --out runs/grpo --steps 50 --lr 1e-4
     bellman llm eval   --task arithmetic --model runs/grpo/model --out runs/eval
+    bellman llm rm     --task arithmetic --model runs/sft/model --out runs/rm --steps 200
+    bellman llm ppo    --task arithmetic --model runs/sft/model --reward-model runs/rm/model --out runs/ppo
+    bellman llm dpo    --task arithmetic --model runs/sft/model --out runs/dpo --loss-type sigmoid
     bellman llm r1-zero --task arithmetic --out runs/r1
 
 --task is arithmetic | arithmetic* | countdown | FILE.jsonl; --model is tiny or a local directory written by
@@ -111,3 +114,83 @@ def r1_zero(task: str = typer.Option("arithmetic", help="arithmetic (2-3 digit a
     c = R1ZeroConfig(seed=seed, base_model=model, pretrain_steps=pretrain_steps)
     c.grpo = replace(c.grpo, total_steps=grpo_steps)
     report(run(out, c), out)
+
+
+# ---- reward model, PPO (RLHF) and DPO -------------------------------------------------------------------
+
+PAIRS = typer.Option(None, help="JSONL with prompt, chosen, rejected; default: correct vs wrong samples of --model")
+
+
+def preference_pairs(pairs: Path | None, m, tok, t, prompt_fn, rewards, prompts: int, generations: int,
+                     temperature: float, max_new_tokens: int, seed: int, rows=None):
+    """--pairs FILE, or pairs sampled from the policy on the task's training prompts, split by the rewards."""
+    from bellman.llm.dpo import sample_preference_pairs
+    from bellman.llm.reward_model import load_pairs
+    from bellman.llm.rollout import SamplingConfig
+    if pairs is not None:
+        return load_pairs(pairs)
+    out = sample_preference_pairs(m, tok, (rows or t.train)[:prompts], rewards, generations,
+                                  SamplingConfig(temperature=temperature, max_new_tokens=max_new_tokens),
+                                  seed=seed, prompt_fn=prompt_fn)
+    if not out:
+        raise ValueError("no preference pairs: every prompt's samples got one reward; raise --generations "
+                         "or --temperature, or pass --pairs FILE.jsonl")
+    console.print(f"{len(out)} preference pairs from {min(prompts, len(rows or t.train))} prompts x {generations} samples")
+    return out
+
+
+@app.command()
+def rm(task: str = TASK, model: str = MODEL, out: Path = OUT, pairs: Path = PAIRS, steps: int = 100,
+       lr: float = 1e-4, batch_size: int = 32, prompts: int = 512, generations: int = 8,
+       temperature: float = 1.0, max_new_tokens: int = 16, seed: int = 0, template: str = TEMPLATE,
+       eval_rows: int = 200, bf16: bool = False, gradient_checkpointing: bool = False) -> None:
+    """Reward model (Bradley-Terry) on preference pairs; eval.json holds held-out preference accuracy."""
+    from bellman.llm.reward_model import RewardModel, RewardModelConfig, RewardModelTrainer
+    m, tok = load(model, seed, False, bf16, gradient_checkpointing)
+    t, prompt_fn, acc, fmt = task_and_template(task, template, seed)
+    rewards = [fmt, acc] if fmt else t.rewards
+    train = preference_pairs(pairs, m, tok, t, prompt_fn, rewards, prompts, generations, temperature,
+                             max_new_tokens, seed)
+    held_out = None if pairs is not None else preference_pairs(
+        None, m, tok, t, prompt_fn, rewards, eval_rows, generations, temperature, max_new_tokens, seed + 1, t.test)
+    cfg = RewardModelConfig(out=str(out), total_steps=steps, learning_rate=lr, batch_size=batch_size, seed=seed,
+                            eval_rows=eval_rows)
+    report(RewardModelTrainer(RewardModel.from_causal_lm(m, seed), tok, train, cfg, held_out).train(), out)
+
+
+@app.command()
+def ppo(task: str = TASK, model: str = MODEL, out: Path = OUT,
+        reward_model: Path = typer.Option(..., help="reward model directory (OUT/model of `bellman llm rm`)"),
+        steps: int = 100, lr: float = 1e-4, batch_size: int = 32, ppo_epochs: int = 4, mini_batches: int = 1,
+        kl_coef: float = 0.05, vf_coef: float = 0.1, temperature: float = 0.7, max_new_tokens: int = 16,
+        ptx_coef: float = 0.0, seed: int = 0, template: str = TEMPLATE, eval_rows: int = 200,
+        lora: bool = False, bf16: bool = False, gradient_checkpointing: bool = False) -> None:
+    """PPO (RLHF, PPO-max) against a reward model; held-out task accuracy before / after in eval.json."""
+    from bellman.llm.ppo import PPOConfig, PPOTrainer
+    from bellman.llm.reward_model import RewardModel
+    m, tok = load(model, seed, lora, bf16, gradient_checkpointing)
+    t, prompt_fn, acc, fmt = task_and_template(task, template, seed)
+    cfg = PPOConfig(out=str(out), total_steps=steps, learning_rate=lr, batch_size=batch_size,
+                    num_ppo_epochs=ppo_epochs, num_mini_batches=mini_batches, kl_coef=kl_coef, vf_coef=vf_coef,
+                    temperature=temperature, max_new_tokens=max_new_tokens, ptx_coef=ptx_coef, seed=seed,
+                    eval_rows=eval_rows, eval_max_new_tokens=max_new_tokens)
+    trainer = PPOTrainer(m, tok, t, cfg, RewardModel.from_pretrained(reward_model), prompt_fn=prompt_fn,
+                         accuracy=acc, format_fn=fmt)
+    report(trainer.train(), out)
+
+
+@app.command()
+def dpo(task: str = TASK, model: str = MODEL, out: Path = OUT, pairs: Path = PAIRS, steps: int = 100,
+        lr: float = 1e-4, beta: float = 0.1, loss_type: str = "sigmoid", batch_size: int = 32, prompts: int = 512,
+        generations: int = 8, temperature: float = 1.0, max_new_tokens: int = 16, seed: int = 0,
+        template: str = TEMPLATE, eval_rows: int = 200, lora: bool = False, bf16: bool = False,
+        gradient_checkpointing: bool = False) -> None:
+    """DPO (--loss-type sigmoid | ipo | hinge) on preference pairs; held-out accuracy in eval.json."""
+    from bellman.llm.dpo import DPOConfig, DPOTrainer
+    m, tok = load(model, seed, lora, bf16, gradient_checkpointing)
+    t, prompt_fn, acc, fmt = task_and_template(task, template, seed)
+    cfg = DPOConfig(out=str(out), total_steps=steps, learning_rate=lr, beta=beta, loss_type=loss_type,
+                    batch_size=batch_size, seed=seed, eval_rows=eval_rows, eval_max_new_tokens=max_new_tokens)
+    train = preference_pairs(pairs, m, tok, t, prompt_fn, [fmt, acc] if fmt else t.rewards, prompts,
+                             generations, temperature, max_new_tokens, seed)
+    report(DPOTrainer(m, tok, t, cfg, train, prompt_fn=prompt_fn, accuracy=acc, format_fn=fmt).train(), out)

@@ -106,9 +106,10 @@ def build_preference_pairs(prompts: list[str], completions: list[str], rewards: 
 def sample_preference_pairs(model: PreTrainedModel, tok: PreTrainedTokenizerBase, rows: list[dict],
                             reward_fns: list[RewardFn], num_generations: int = 8,
                             sampling: SamplingConfig | None = None, batch_size: int = 64, seed: int = 0,
-                            max_pairs_per_prompt: int = 4) -> list[dict[str, str]]:
-    """Pairs from the policy's own samples: num_generations completions per task row, scored by the summed
-    task rewards, correct (best) against wrong (lower) with ``build_preference_pairs``."""
+                            max_pairs_per_prompt: int = 4, prompt_fn: Callable[[dict], str] = plain_prompt,
+                            ) -> list[dict[str, str]]:
+    """Pairs from the policy's own samples: num_generations completions per task row (prompt ``prompt_fn``),
+    scored by the summed task rewards, correct (best) against wrong (lower) with ``build_preference_pairs``."""
     if not rows:
         raise ValueError("rows must be a non-empty list of task rows")
     if num_generations < 2:
@@ -117,7 +118,7 @@ def sample_preference_pairs(model: PreTrainedModel, tok: PreTrainedTokenizerBase
     prompts, completions, rewards = [], [], []
     for k in range(0, len(expanded), batch_size):
         chunk = expanded[k:k + batch_size]
-        p = [r["prompt"] for r in chunk]
+        p = [prompt_fn(r) for r in chunk]
         c = generate(model, tok, p, sampling or SamplingConfig(), seed=seed + k).completions(tok)
         scores = [call_reward(fn, p, c, columns(chunk)) for fn in reward_fns]
         prompts += p

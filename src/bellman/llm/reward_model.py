@@ -21,6 +21,7 @@ Usage::
 from __future__ import annotations
 
 import copy
+import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +135,22 @@ def check_pairs(pairs: list[dict[str, str]], name: str = "preference pairs") -> 
     for i, p in enumerate(pairs):
         if not isinstance(p, dict) or not all(isinstance(p.get(k), str) for k in ("prompt", "chosen", "rejected")):
             raise ValueError(f"{name}[{i}] must be a dict with string 'prompt', 'chosen' and 'rejected', got {p!r}")
+
+
+def load_pairs(path: str | Path) -> list[dict[str, str]]:
+    """Preference pairs from a JSONL file with string "prompt", "chosen" and "rejected" columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pairs file {str(path)!r} does not exist")
+    pairs = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                pairs.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{i}: not valid JSON ({e.msg})") from None
+    check_pairs(pairs, str(path))
+    return [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs]
 
 
 class RewardModelTrainer(Trainer):
