@@ -1,0 +1,163 @@
+"""bellman vs TRL on CPU: GRPO and DPO throughput on the same tiny model, task, batch and lengths.
+
+Both libraries train the built-in tiny Llama (saved with save_pretrained to a temp dir and loaded from
+there by TRL) in one process, with the same settings: GRPO with P prompts x G generations per step,
+max_new_tokens completion tokens, temperature 1, beta, one update per batch, "grpo" loss aggregation;
+DPO with B pairs per step, beta 0.1, sigmoid loss. Gradient checkpointing off and float32 on both sides.
+The timed part is the training loop (TRL's ``trainer.train()``, bellman's ``trainer.train()`` with
+evaluation reduced to one greedy token on one row); construction (dataset tokenisation, model copies)
+is excluded on both sides. Each side runs ``--repeats`` times, alternating, and the best time is kept.
+
+    .venv/bin/python benchmarks/llm_vs_trl.py --steps 8 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+
+def tiny_dir(root: Path) -> Path:
+    from bellman.llm.model import load_model
+    model, tok = load_model("tiny", seed=0)
+    model.save_pretrained(root / "tiny")
+    tok.save_pretrained(root / "tiny")
+    return root / "tiny"
+
+
+def arithmetic_rows(n: int) -> list[dict]:
+    from bellman.llm.tasks import arithmetic
+    return arithmetic(digits=(2, 3), n_train=n, n_test=8, seed=0).train
+
+
+def bellman_grpo(path: Path, rows: list[dict], a) -> tuple[float, float]:
+    from bellman.llm.grpo import GRPOConfig, GRPOTrainer
+    from bellman.llm.model import load_model
+    from bellman.llm.tasks import Task, arithmetic_reward
+    model, tok = load_model(path)
+    task = Task("arithmetic", train=rows, test=rows[:1], accuracy=arithmetic_reward)
+    cfg = GRPOConfig(total_steps=a.steps, learning_rate=1e-5, num_generations=a.generations,
+                     prompts_per_step=a.prompts, beta=a.beta, loss_type="grpo", temperature=1.0,
+                     max_new_tokens=a.max_new_tokens, eval_rows=1, eval_max_new_tokens=1, progress=False)
+    trainer = GRPOTrainer(model, tok, task, cfg)
+    t = time.perf_counter()
+    trainer.train()
+    dt = time.perf_counter() - t
+    length = sum(h["completion_length"] for h in trainer.history) / len(trainer.history)
+    return dt, length
+
+
+def trl_grpo(path: Path, rows: list[dict], a) -> tuple[float, float]:
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    from bellman.llm.tasks import arithmetic_reward
+    batch = a.prompts * a.generations
+    args = GRPOConfig(output_dir=str(path.parent / "trl_grpo"), max_steps=a.steps, learning_rate=1e-5,
+                      per_device_train_batch_size=batch, num_generations=a.generations,
+                      generation_batch_size=batch, max_completion_length=a.max_new_tokens, temperature=1.0,
+                      beta=a.beta, loss_type="grpo", num_iterations=1, use_cpu=True, bf16=False,
+                      gradient_checkpointing=False, report_to="none", save_strategy="no", logging_steps=1,
+                      disable_tqdm=True, seed=0)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    trainer = GRPOTrainer(model=model, reward_funcs=arithmetic_reward, args=args,
+                          train_dataset=Dataset.from_list([{"prompt": r["prompt"], "answer": r["answer"]} for r in rows]),
+                          processing_class=AutoTokenizer.from_pretrained(path))
+    t = time.perf_counter()
+    trainer.train()
+    dt = time.perf_counter() - t
+    lengths = [h["completions/mean_length"] for h in trainer.state.log_history if "completions/mean_length" in h]
+    return dt, sum(lengths) / len(lengths)
+
+
+def preference_pairs(rows: list[dict]) -> list[dict[str, str]]:
+    """Correct answer (chosen) against an off-by-one-digit answer (rejected)."""
+    return [{"prompt": r["prompt"], "chosen": r["answer"], "rejected": str(int(r["answer"]) + 10 ** (i % 3))}
+            for i, r in enumerate(rows)]
+
+
+def bellman_dpo(path: Path, pairs: list[dict], a) -> float:
+    from bellman.llm.dpo import DPOConfig, DPOTrainer
+    from bellman.llm.model import load_model
+    from bellman.llm.tasks import Task, arithmetic_reward
+    model, tok = load_model(path)
+    rows = [{"prompt": "1+1=", "question": "1+1", "answer": "2"}]
+    task = Task("arithmetic", train=rows, test=rows, accuracy=arithmetic_reward)
+    cfg = DPOConfig(total_steps=a.steps, learning_rate=1e-5, beta=0.1, loss_type="sigmoid",
+                    batch_size=a.pairs, eval_rows=1, eval_max_new_tokens=1, progress=False)
+    trainer = DPOTrainer(model, tok, task, cfg, pairs)
+    t = time.perf_counter()
+    trainer.train()
+    return time.perf_counter() - t
+
+
+def trl_dpo(path: Path, pairs: list[dict], a) -> float:
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+    args = DPOConfig(output_dir=str(path.parent / "trl_dpo"), max_steps=a.steps, learning_rate=1e-5, beta=0.1,
+                     loss_type="sigmoid", per_device_train_batch_size=a.pairs, use_cpu=True, bf16=False,
+                     gradient_checkpointing=False, report_to="none", save_strategy="no", logging_steps=1,
+                     disable_tqdm=True, seed=0)
+    trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(path), args=args,
+                         train_dataset=Dataset.from_list(pairs), processing_class=AutoTokenizer.from_pretrained(path))
+    t = time.perf_counter()
+    trainer.train()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--prompts", type=int, default=4, help="GRPO prompts per step")
+    p.add_argument("--generations", type=int, default=8, help="GRPO completions per prompt (G)")
+    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--beta", type=float, default=0.04, help="GRPO KL weight (DeepSeekMath); > 0 keeps a reference")
+    p.add_argument("--pairs", type=int, default=32, help="DPO pairs per step")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--only", choices=["grpo", "dpo"], default=None)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    warnings.filterwarnings("ignore")
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = tiny_dir(Path(tmp))
+        rows = arithmetic_rows(512)
+        print(f"tiny Llama from {path} | {a.threads} torch thread(s) | {a.steps} steps, best of {a.repeats}")
+        if a.only in (None, "grpo"):
+            n = a.steps * a.prompts * a.generations
+            times = {"trl": [], "bellman": []}
+            for _ in range(a.repeats):
+                times["trl"].append(trl_grpo(path, rows, a))
+                times["bellman"].append(bellman_grpo(path, rows, a))
+            (t_trl, l_trl), (t_bel, l_bel) = min(times["trl"]), min(times["bellman"])
+            print(f"GRPO  {a.prompts} prompts x {a.generations} generations, max_new_tokens {a.max_new_tokens}, "
+                  f"beta {a.beta}")
+            print(f"  TRL      {n / t_trl:8.1f} completions/s  ({t_trl:6.1f} s, mean length {l_trl:.1f})")
+            print(f"  bellman  {n / t_bel:8.1f} completions/s  ({t_bel:6.1f} s, mean length {l_bel:.1f})")
+            print(f"  ratio bellman / TRL: {t_trl / t_bel:.2f}x")
+        if a.only in (None, "dpo"):
+            pairs = preference_pairs(rows)
+            n = a.steps * a.pairs * 2
+            times = {"trl": [], "bellman": []}
+            for _ in range(a.repeats):
+                times["trl"].append(trl_dpo(path, pairs, a))
+                times["bellman"].append(bellman_dpo(path, pairs, a))
+            t_trl, t_bel = min(times["trl"]), min(times["bellman"])
+            print(f"DPO   {a.pairs} pairs per step (chosen + rejected = {2 * a.pairs} completions)")
+            print(f"  TRL      {n / t_trl:8.1f} completions/s  ({t_trl:6.1f} s)")
+            print(f"  bellman  {n / t_bel:8.1f} completions/s  ({t_bel:6.1f} s)")
+            print(f"  ratio bellman / TRL: {t_trl / t_bel:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
