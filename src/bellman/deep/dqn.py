@@ -126,7 +126,7 @@ class DQN(Agent):
         self.n_actions = int(self.action_space.n)
         self.q = QNet(self.observation_space, self.n_actions, c.hidden, c.activation)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=c.learning_rate)
+        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=c.learning_rate, fused=True)
         discrete_obs = isinstance(self.observation_space, spaces.Discrete)
         self.buffer = ReplayBuffer(c.buffer_size, self.observation_space.shape, (), np.int64,
                                    np.int64 if discrete_obs else np.float32)

@@ -1,0 +1,92 @@
+"""Q actor-critic (QAC), the simplest actor-critic: the critic is Sarsa with function approximation and the
+actor follows the policy gradient with q in place of the return (Zhao, "Mathematical Foundations of RL",
+chapter 10.1; Sutton & Barto 2018, section 13.5); ALGORITHMS.md section 9.
+
+Every iteration steps n_envs environments once with a ~ pi(.|s; theta), draws a' ~ pi(.|s'; theta) and
+updates on the batch:
+
+    critic (Sarsa):  w     <- w + alpha_w [r + gamma q(s', a'; w) - q(s, a; w)] grad_w q(s, a; w)
+    actor:           theta <- theta + alpha_theta grad_theta ln pi(a|s; theta) q(s, a; w)
+
+(no bootstrap after termination; a truncated episode bootstraps from q(s', a')). Discrete actions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from gymnasium import spaces
+
+from bellman.deep.agent import Agent, AgentConfig
+from bellman.deep.dqn import QNet
+from bellman.deep.nets import Policy
+
+
+@dataclasses.dataclass
+class QACConfig(AgentConfig):
+    """QAC settings. There is no published tuning for QAC on Gymnasium tasks: these are A2C-like choices
+    (8 envs, Adam) checked on CartPole-v1; learning_rate is the actor's, critic_learning_rate the critic's.
+
+    ent_coef: weight of an entropy bonus on the actor (0: the plain algorithm).
+    """
+
+    n_envs: int = 8
+    learning_rate: float = 1e-3
+    critic_learning_rate: float = 1e-3
+    ent_coef: float = 0.0
+
+    def check(self) -> None:
+        super().check()
+        self.require(self.critic_learning_rate > 0, "critic_learning_rate", "a float > 0")
+        self.require(self.ent_coef >= 0, "ent_coef", "a float >= 0")
+
+
+class QAC(Agent):
+    """QAC for Discrete action spaces."""
+
+    config_class = QACConfig
+    action_spaces = (spaces.Discrete,)
+
+    def setup(self) -> None:
+        c = self.config
+        self.pi = Policy(self.observation_space, self.action_space, c.hidden, c.activation)
+        self.q = QNet(self.observation_space, int(self.action_space.n), c.hidden, c.activation)
+        self.pi_optimizer = torch.optim.Adam(self.pi.parameters(), lr=c.learning_rate)
+        self.q_optimizer = torch.optim.Adam(self.q.parameters(), lr=c.critic_learning_rate)
+
+    def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        return self.pi.mode(obs) if deterministic else self.pi.sample(obs)[0]
+
+    def train_iteration(self) -> dict[str, float]:
+        c = self.config
+        obs = self.encode(self.obs)
+        with torch.no_grad():
+            a = self.pi.sample(obs)[0]
+        t = self.env_step(a.numpy())
+        valid = torch.as_tensor(t.valid)
+        if not valid.any():
+            return {}
+        obs, a = obs[valid], a[valid]
+        next_obs = self.encode(t.next_obs)[valid]
+        r = torch.as_tensor(t.reward, dtype=torch.float32)[valid]
+        terminated = torch.as_tensor(t.terminated, dtype=torch.float32)[valid]
+
+        # critic: Sarsa with a' ~ pi(.|s')
+        with torch.no_grad():
+            a_next = self.pi.sample(next_obs)[0]
+            q_next = self.q(next_obs).gather(1, a_next.unsqueeze(1)).squeeze(1)
+            td_target = r + c.gamma * (1.0 - terminated) * q_next
+        q_sa = self.q(obs).gather(1, a.unsqueeze(1)).squeeze(1)
+        critic_loss = 0.5 * (td_target - q_sa).pow(2).mean()
+        self.q_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.q_optimizer.step()
+
+        # actor: grad ln pi(a|s) q(s, a)
+        log_pi, entropy = self.pi.log_prob_entropy(obs, a)
+        actor_loss = -(log_pi * q_sa.detach()).mean() - c.ent_coef * entropy.mean()
+        self.pi_optimizer.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.pi_optimizer.step()
+        return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(), "q": q_sa.mean().item()}
