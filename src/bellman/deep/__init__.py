@@ -26,6 +26,18 @@ _EXPORTS: dict[str, str] = {
     "TRPOConfig": "bellman.deep.trpo",
     "PPO": "bellman.deep.ppo",
     "PPOConfig": "bellman.deep.ppo",
+    "DQN": "bellman.deep.dqn",
+    "DQNConfig": "bellman.deep.dqn",
+    "DDPG": "bellman.deep.ddpg",
+    "DDPGConfig": "bellman.deep.ddpg",
+    "QAC": "bellman.deep.qac",
+    "QACConfig": "bellman.deep.qac",
+    "OffPolicyAC": "bellman.deep.off_policy_ac",
+    "OffPolicyACConfig": "bellman.deep.off_policy_ac",
+    "LinearQ": "bellman.deep.linear",
+    "LinearQConfig": "bellman.deep.linear",
+    "td_linear": "bellman.deep.linear",
+    "td_fixed_point": "bellman.deep.linear",
 }
 
 __all__ = list(_EXPORTS)

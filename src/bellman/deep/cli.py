@@ -18,6 +18,10 @@ ALGORITHMS: dict[str, str] = {
     "a2c": "bellman.deep.a2c:A2C",
     "trpo": "bellman.deep.trpo:TRPO",
     "ppo": "bellman.deep.ppo:PPO",
+    "dqn": "bellman.deep.dqn:DQN",
+    "ddpg": "bellman.deep.ddpg:DDPG",
+    "qac": "bellman.deep.qac:QAC",
+    "off-policy-ac": "bellman.deep.off_policy_ac:OffPolicyAC",
 }
 
 
