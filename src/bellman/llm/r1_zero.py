@@ -31,7 +31,7 @@ from bellman.llm.model import load_model
 from bellman.llm.sft import SFTConfig, SFTTrainer
 from bellman.llm.tasks import Task, arithmetic, arithmetic_reward, format_reward
 
-TEMPLATE = "User: {question}\nAssistant: reasoning in <think> </think>, result in <answer> </answer>.\n<think>"
+TEMPLATE = "Think in <think> </think>, then answer in <answer> </answer>.\nUser: {question}=\nAssistant: <think>"
 WORDS = ("the a one cat dog sun moon tree river stone bird fish red blue green small big old new runs sees finds "
          "likes eats sleeps jumps sings on in under over near and but so then very quite here there").split()
 TAGS = ("b i p em li ul div span title name note item code key val box tip list row col head body").split()
@@ -62,8 +62,12 @@ def worked_sum(question: str) -> str:
 
 
 def generic_text(rng: random.Random) -> str:
-    """One generic document: sentences (some repeated, which teaches copying) or markup with other tags."""
+    """One generic document: sentences (some repeated, which teaches copying) or markup with other tags
+    around words or worked sums."""
     def words(k: int) -> str:
+        if rng.random() < 0.3:
+            q = f"{rng.randint(1, 999)}+{rng.randint(1, 999)}"
+            return f"{q}={worked_sum(q)}"
         return " ".join(rng.choice(WORDS) for _ in range(k))
     if rng.random() < 0.5:
         sents = [words(rng.randint(3, 7)) + "." for _ in range(rng.randint(2, 4))]
@@ -107,8 +111,8 @@ class R1ZeroConfig:
     n_generic: int = 2000
     grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(
         learning_rate=1e-3, num_generations=8, prompts_per_step=8, beta=0.0, eps_low=0.2, eps_high=0.28,
-        loss_type="dapo", temperature=1.0, max_new_tokens=48, total_steps=60, eval_rows=200,
-        eval_max_new_tokens=48, checkpoint_every=20))
+        loss_type="dapo", temperature=1.0, max_new_tokens=80, total_steps=60, eval_rows=200,
+        eval_max_new_tokens=80, checkpoint_every=20))
 
 
 def pretrain_base(task: Task, config: R1ZeroConfig, out: Path | None = None,
@@ -117,7 +121,7 @@ def pretrain_base(task: Task, config: R1ZeroConfig, out: Path | None = None,
     model, tok = load_model(config.base_model, seed=config.seed)
     sft = SFTConfig(out=str(out) if out else None, learning_rate=config.pretrain_lr,
                     batch_size=config.pretrain_batch_size, total_steps=config.pretrain_steps, seed=config.seed,
-                    eval_rows=min(config.n_test, 100), eval_max_new_tokens=48,
+                    eval_rows=min(config.n_test, 100), eval_max_new_tokens=80,
                     checkpoint_every=max(1, config.pretrain_steps // 4), progress=config.grpo.progress)
     result = SFTTrainer(model, tok, task, sft, rows=base_corpus(task, config.n_generic, config.seed),
                         prompt_fn=prompt, accuracy=accuracy_reward, format_fn=format_reward).train()

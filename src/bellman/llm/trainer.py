@@ -111,6 +111,7 @@ class Trainer:
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.eval_before: dict[str, float] | None = None
+        self._csv_fields: list[str] = []
 
     # -- hooks for subclasses --------------------------------------------------------------------------
     def train_step(self, step: int) -> dict[str, float]:
@@ -211,10 +212,11 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter
         self.out.mkdir(parents=True, exist_ok=True)
         path = self.out / "metrics.csv"
+        rows = []
         if path.exists():  # drop rows a crashed run wrote after the checkpoint
             with path.open() as f:
                 rows = [r for r in csv.DictReader(f) if float(r["step"]) <= self.step]
-            _write_csv(path, rows)
+        self._csv_fields = _write_csv(path, rows) if rows else []
         return SummaryWriter(str(self.out / "tb"), purge_step=self.step + 1), path
 
     def _log(self, m: dict[str, float], writer, path: Path | None) -> None:
@@ -222,19 +224,21 @@ class Trainer:
             for k, v in m.items():
                 if k != "step" and math.isfinite(v):
                     writer.add_scalar(k, v, int(m["step"]))
-        if path is not None:
+        if path is None:
+            return
+        if self._csv_fields and set(m) <= set(self._csv_fields):
+            with path.open("a", newline="") as f:
+                csv.DictWriter(f, fieldnames=self._csv_fields, restval="").writerow(m)
+        else:  # first row, or new metric names: rewrite with the wider header
             rows = []
-            if path.exists():
+            if path.exists() and self._csv_fields:
                 with path.open() as f:
                     rows = list(csv.DictReader(f))
-            if rows and set(m) <= set(rows[0]):
-                with path.open("a", newline="") as f:
-                    csv.DictWriter(f, fieldnames=list(rows[0])).writerow(m)
-            else:
-                _write_csv(path, rows + [m])
+            self._csv_fields = _write_csv(path, rows + [m])
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
+def _write_csv(path: Path, rows: list[dict]) -> list[str]:
+    """Write rows atomically with the union of their keys as header; returns the header."""
     fields = list(dict.fromkeys(k for r in rows for k in r)) or ["step"]
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="") as f:
@@ -242,6 +246,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         w.writeheader()
         w.writerows(rows)
     os.replace(tmp, path)
+    return fields
 
 
 def _describe(m: dict[str, float]) -> str:
