@@ -125,10 +125,9 @@ class PPO(Agent):
         params = self.optimizer.param_groups[0]["params"]
 
         n = len(obs)
-        stats = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_fraction": 0.0}
-        n_updates = 0
+        history: list[torch.Tensor] = []
+        stop = False  # set by the KL early stop
         for _ in range(c.n_epochs):
-            approx_kl = 0.0
             for idx in torch.randperm(n).split(c.batch_size):
                 log_p, entropy = self.pi.log_prob_entropy(obs[idx], actions[idx])
                 log_ratio = log_p - old_log_p[idx]
@@ -141,20 +140,20 @@ class PPO(Agent):
                 entropy = entropy.mean()
                 loss = policy_loss + c.vf_coef * v_loss - c.ent_coef * entropy
                 with torch.no_grad():
-                    approx_kl = float(((ratio - 1.0) - log_ratio).mean())  # k3 estimator of KL(pi_old || pi)
-                    clip_fraction = float(((ratio - 1.0).abs() > clip_eps).float().mean())
-                if c.target_kl is not None and approx_kl > 1.5 * c.target_kl:
+                    approx_kl = ((ratio - 1.0) - log_ratio).mean()  # k3 estimator of KL(pi_old || pi)
+                    clip_fraction = ((ratio - 1.0).abs() > clip_eps).float().mean()
+                if c.target_kl is not None and approx_kl.item() > 1.5 * c.target_kl:
+                    stop = True
                     break
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if c.max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
                 self.optimizer.step()
-                for k, x in zip(stats, (policy_loss.item(), v_loss.item(), entropy.item(), approx_kl, clip_fraction)):
-                    stats[k] += x
-                n_updates += 1
-            if c.target_kl is not None and approx_kl > 1.5 * c.target_kl:
+                history.append(torch.stack([policy_loss.detach(), v_loss.detach(), entropy.detach(), approx_kl,
+                                            clip_fraction]))
+            if stop:
                 break
-        stats = {k: x / max(n_updates, 1) for k, x in stats.items()}
-        stats["learning_rate"] = lr
-        return stats
+        names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
+        means = torch.stack(history).mean(0).tolist() if history else [0.0] * len(names)
+        return {**dict(zip(names, means)), "learning_rate": lr}
