@@ -18,7 +18,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from bellman import viz
+from bellman import tabular, viz
 from bellman.envs.gridworld import GridWorld
 from bellman.planning import (
     evaluate_policy, greedy_policy, policy_iteration, truncated_policy_iteration, value_iteration,
@@ -150,18 +150,17 @@ def solve(
         env = _grid(rows, cols, forbidden, target, start, gamma, r_boundary, r_forbidden, r_target, r_other,
                     slip, block_forbidden, terminal_target)
         out_dir = _out_dir(out_dir)
-        keep = env.mdp.n_states <= 10_000
         status = err.status(f"{SOLVERS[algo]} on {env.n_rows} x {env.n_cols} ...") \
             if env.mdp.n_states > BIG_GRID else contextlib.nullcontext()
         t = time.perf_counter()
         with status:
             if algo == "value-iteration":
-                result = value_iteration(env.mdp, tol=tol, keep_history=keep)
+                result = value_iteration(env.mdp, tol=tol, keep_history=False)
             elif algo == "policy-iteration":
-                result = policy_iteration(env.mdp, tol=tol, keep_history=keep)
+                result = policy_iteration(env.mdp, tol=tol, keep_history=False)
             else:
                 result = truncated_policy_iteration(env.mdp, sweeps=5 if sweeps is None else sweeps, tol=tol,
-                                                    keep_history=keep)
+                                                    keep_history=False)
         seconds = time.perf_counter() - t
         picture = viz.plot_values_and_policy(env, result.v, result.policy, out_dir / "values.png",
                                              title=f"{SOLVERS[algo]}, gamma = {env.mdp.gamma}")
@@ -216,8 +215,6 @@ def learn(
         env = _grid(rows, cols, forbidden, target, start, gamma, r_boundary, r_forbidden, r_target, r_other,
                     slip, block_forbidden, terminal_target)
         out_dir = _out_dir(out_dir)
-        from bellman import tabular
-
         t = time.perf_counter()
         result = getattr(tabular, name)(env, **given, seed=seed, progress=progress)
         seconds = time.perf_counter() - t
