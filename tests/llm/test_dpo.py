@@ -67,7 +67,7 @@ def test_preference_pairs_from_samples():
 
 # ---- the trainer on the built-in tiny model ---------------------------------------------------------------
 
-from bellman.llm.dpo import DPOConfig, DPOTrainer, sample_preference_pairs  # noqa: E402
+from bellman.llm.dpo import DPOConfig, DPOTrainer, sample_preference_pairs, shared_prompt_logprobs  # noqa: E402
 from bellman.llm.model import completion_logprobs, encode_completions, encode_prompts, load_model  # noqa: E402
 from bellman.llm.rollout import SamplingConfig  # noqa: E402
 from bellman.llm.tasks import Task, arithmetic_reward  # noqa: E402
@@ -83,16 +83,32 @@ def seven_pairs(rows):
     return [{"prompt": r["prompt"], "chosen": "7", "rejected": str(i % 7) * (1 + i % 2)} for i, r in enumerate(rows)]
 
 
-def test_only_completion_tokens_count():
+@pytest.mark.parametrize("share_prompt", [True, False])
+def test_only_completion_tokens_count(share_prompt):
     model, tok = load_model("tiny", seed=0)
     pairs = [{"prompt": "1+2=", "chosen": "3", "rejected": "12345"}, {"prompt": "10+20=", "chosen": "30", "rejected": "4"}]
-    trainer = DPOTrainer(model, tok, seven_task(), DPOConfig(progress=False), pairs)
-    batch = trainer.encode(pairs)
-    logp_w, logp_l = trainer.sequence_logprobs(completion_logprobs(model, *batch), batch[3])
+    trainer = DPOTrainer(model, tok, seven_task(), DPOConfig(progress=False, share_prompt=share_prompt), pairs)
+    batch = trainer.collate([0, 1])
+    logp_w, logp_l = trainer.sequence_logprobs(trainer.logprobs_fn(model, *batch), batch[3])
     for i, p in enumerate(pairs):
         for side, got in (("chosen", logp_w[i]), ("rejected", logp_l[i])):
             alone = completion_logprobs(model, *encode_prompts(tok, [p["prompt"]]), *encode_completions(tok, [p[side]]))
             assert got.item() == pytest.approx(alone.sum().item(), abs=1e-4)
+
+
+def test_shared_prompt_gradients_equal_repeated_prompts():
+    model, tok = load_model("tiny", seed=0)
+    p_ids, p_mask = encode_prompts(tok, ["1+2=", "100+20="])
+    c_ids, c_mask = encode_completions(tok, ["3", "120", "4", "1"])
+    grads = []
+    for fn, p in ((shared_prompt_logprobs, (p_ids, p_mask)),
+                  (completion_logprobs, (p_ids.repeat_interleave(2, 0), p_mask.repeat_interleave(2, 0)))):
+        model.zero_grad()
+        logp = fn(model, *p, c_ids, c_mask)
+        logp.sum().backward()
+        grads.append((logp.detach(), model.model.embed_tokens.weight.grad.clone()))
+    torch.testing.assert_close(grads[0][0], grads[1][0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grads[0][1], grads[1][1], atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("loss_type, lr", [("sigmoid", 1e-3), ("ipo", 3e-4), ("hinge", 1e-3)])

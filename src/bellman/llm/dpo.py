@@ -31,9 +31,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.nn.utils.rnn import pad_sequence
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from bellman.llm.model import completion_logprobs, encode_completions, encode_prompts
+from bellman.llm.model import completion_logprobs
 from bellman.llm.reward_model import check_pairs
 from bellman.llm.rollout import SamplingConfig, generate
 from bellman.llm.tasks import RewardFn, Task, call_reward, columns
@@ -127,15 +128,41 @@ def sample_preference_pairs(model: PreTrainedModel, tok: PreTrainedTokenizerBase
     return build_preference_pairs(prompts, completions, rewards, max_pairs_per_prompt)
 
 
+def shared_prompt_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+                           completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
+    """Per-token log-probs of n completions per prompt, the prompt run once: (B n, C), 0 off the mask.
+
+    Rows i n .. i n + n - 1 of the completions continue prompt i (left padded, (B, P)); completions are right
+    padded. The prompt's keys / values are computed once and repeated for its n completions (gradients
+    flow through them), so the numbers equal ``completion_logprobs`` on the prompt repeated n times.
+    """
+    n = completion_ids.shape[0] // prompt_ids.shape[0]
+    if n * prompt_ids.shape[0] != completion_ids.shape[0]:
+        raise ValueError(f"{completion_ids.shape[0]} completions do not split evenly over {prompt_ids.shape[0]} prompts")
+    out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=(prompt_mask.cumsum(1) - 1).clamp(min=0),
+                use_cache=True, logits_to_keep=1)
+    cache = out.past_key_values
+    cache.batch_repeat_interleave(n)
+    mask = torch.cat([prompt_mask.repeat_interleave(n, 0), completion_mask], 1)
+    positions = prompt_mask.sum(1, keepdim=True).repeat_interleave(n, 0) + torch.arange(completion_ids.shape[1])
+    rest = model(input_ids=completion_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                 use_cache=True).logits[:, :-1]
+    logits = torch.cat([out.logits[:, -1:].repeat_interleave(n, 0), rest], 1).float()
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
+    return logp * completion_mask
+
+
 def reference_logprobs(model: PreTrainedModel, ref_model: PreTrainedModel | None, *batch: torch.Tensor,
-                       temperature: float = 1.0) -> torch.Tensor:
+                       temperature: float = 1.0, logprobs_fn: Callable = completion_logprobs) -> torch.Tensor:
     """Completion log-probs under the frozen reference: ``ref_model``, or, when it is None, ``model`` with its
-    peft LoRA adapters switched off (the reference of a LoRA policy is its base model). No gradient."""
+    peft LoRA adapters switched off (the reference of a LoRA policy is its base model). No gradient.
+    ``logprobs_fn`` is ``completion_logprobs`` (with ``temperature``) or ``shared_prompt_logprobs``."""
+    kw = {"temperature": temperature} if logprobs_fn is completion_logprobs else {}
     with torch.no_grad():
         if ref_model is not None:
-            return completion_logprobs(ref_model, *batch, temperature=temperature)
+            return logprobs_fn(ref_model, *batch, **kw)
         with model.disable_adapter():
-            return completion_logprobs(model, *batch, temperature=temperature)
+            return logprobs_fn(model, *batch, **kw)
 
 
 def frozen_reference(model: PreTrainedModel, ref_model: PreTrainedModel | None) -> PreTrainedModel | None:
@@ -156,6 +183,7 @@ class DPOConfig(TrainerConfig):
     beta: float = 0.1
     loss_type: str = "sigmoid"
     batch_size: int = 64
+    share_prompt: bool = True      # run each prompt once for its chosen and rejected completion
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -184,13 +212,32 @@ class DPOTrainer(Trainer):
         super().__init__(model, tok, task, config, prompt_fn, accuracy, format_fn)
         self.pairs = pairs
         self.ref_model = frozen_reference(model, ref_model)
+        # gradient checkpointing turns the KV cache off in training, so the prompt cannot be shared then
+        self.share_prompt = config.share_prompt and not getattr(model, "is_activation_checkpointing", False)
+        self.logprobs_fn = shared_prompt_logprobs if self.share_prompt else completion_logprobs
+        enc = tok([x for p in pairs for x in (p["prompt"], p["chosen"], p["rejected"])], add_special_tokens=False)
+        ids = [torch.tensor(x, dtype=torch.long) for x in enc["input_ids"]]
+        eos = torch.tensor([tok.eos_token_id])
+        self.tokens = [(ids[3 * i], torch.cat([ids[3 * i + 1], eos]), torch.cat([ids[3 * i + 2], eos]))
+                       for i in range(len(pairs))]
 
-    def encode(self, batch: list[dict[str, str]]) -> tuple[torch.Tensor, ...]:
-        """Prompt and completion ids / masks of the chosen then the rejected completions: (2B, .) each."""
+    def collate(self, batch: list[int]) -> tuple[torch.Tensor, ...]:
+        """Prompts (B, P) left padded (repeated to (2B, P) without prompt sharing) and completions (2B, C)
+        right padded, chosen_i then rejected_i, each with its mask; pairs are tokenised in the constructor."""
         device = next(self.model.parameters()).device
-        p_ids, p_mask = encode_prompts(self.tok, [p["prompt"] for p in batch] * 2)
-        c_ids, c_mask = encode_completions(self.tok, [p["chosen"] for p in batch] + [p["rejected"] for p in batch])
-        return tuple(t.to(device) for t in (p_ids, p_mask, c_ids, c_mask))
+        prompts = [self.tokens[i][0] for i in batch]
+        completions = [self.tokens[i][k] for i in batch for k in (1, 2)]
+        pad = self.tok.pad_token_id
+
+        def padded(seqs: list[torch.Tensor], side: str) -> tuple[torch.Tensor, torch.Tensor]:
+            ids = pad_sequence(seqs, batch_first=True, padding_value=pad, padding_side=side)
+            mask = pad_sequence([torch.ones_like(x) for x in seqs], batch_first=True, padding_side=side)
+            return ids.to(device), mask.to(device)
+
+        p_ids, p_mask = padded(prompts, "left")
+        if not self.share_prompt:
+            p_ids, p_mask = p_ids.repeat_interleave(2, 0), p_mask.repeat_interleave(2, 0)
+        return p_ids, p_mask, *padded(completions, "right")
 
     def sequence_logprobs(self, logp: torch.Tensor, c_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token log-probs (2B, C) -> (chosen (B,), rejected (B,)) summed over completion tokens,
@@ -198,14 +245,15 @@ class DPOTrainer(Trainer):
         seq = logp.sum(1)
         if self.config.loss_type == "ipo":
             seq = seq / c_mask.sum(1)
-        return seq.chunk(2)
+        return seq[0::2], seq[1::2]
 
     def train_step(self, step: int) -> dict[str, float]:
         """One DPO update on a seeded batch of pairs; returns loss, implicit rewards, margin and accuracy."""
         c = self.config
-        batch = self.encode(self.rng(step).sample(self.pairs, min(c.batch_size, len(self.pairs))))
-        ref_w, ref_l = self.sequence_logprobs(reference_logprobs(self.model, self.ref_model, *batch), batch[3])
-        logp_w, logp_l = self.sequence_logprobs(completion_logprobs(self.model, *batch), batch[3])
+        batch = self.collate(self.rng(step).sample(range(len(self.pairs)), min(c.batch_size, len(self.pairs))))
+        ref_w, ref_l = self.sequence_logprobs(
+            reference_logprobs(self.model, self.ref_model, *batch, logprobs_fn=self.logprobs_fn), batch[3])
+        logp_w, logp_l = self.sequence_logprobs(self.logprobs_fn(self.model, *batch), batch[3])
         losses, r_w, r_l = dpo_loss(logp_w, logp_l, ref_w, ref_l, c.beta, c.loss_type)
         loss = losses.mean()
         loss.backward()
