@@ -15,7 +15,7 @@ from rich.console import Console
 
 from bellman.llm.r1_zero import R1ZeroConfig, run as run_r1_zero
 
-DEMO = R1ZeroConfig(pretrain_steps=600, n_generic=1000)
+DEMO = R1ZeroConfig(pretrain_steps=600)
 
 
 def run(out: pathlib.Path) -> dict:

@@ -62,27 +62,19 @@ def worked_sum(question: str) -> str:
 
 
 def generic_text(rng: random.Random) -> str:
-    """One generic document: sentences (some repeated, which teaches copying) or markup with other tags
-    around words or worked sums."""
+    """One short generic document: a sentence said twice (which teaches copying), or markup with other tag
+    names around words or a worked sum."""
     def words(k: int) -> str:
-        if rng.random() < 0.3:
-            q = f"{rng.randint(1, 999)}+{rng.randint(1, 999)}"
-            return f"{q}={worked_sum(q)}"
         return " ".join(rng.choice(WORDS) for _ in range(k))
-    if rng.random() < 0.5:
-        sents = [words(rng.randint(3, 7)) + "." for _ in range(rng.randint(2, 4))]
-        if rng.random() < 0.5:
-            sents.append(rng.choice(sents))
-        return " ".join(sents)
-    parts = []
-    for _ in range(rng.randint(1, 3)):
-        t = rng.choice(TAGS)
-        inner = words(rng.randint(1, 4))
-        if rng.random() < 0.3:
-            u = rng.choice(TAGS)
-            inner += f" <{u}>{words(rng.randint(1, 3))}</{u}>"
-        parts.append(f"<{t}>{inner}</{t}>")
-    return rng.choice(("", words(2) + " ")) + rng.choice((" ", "")).join(parts)
+    if rng.random() < 0.4:
+        s = words(rng.randint(2, 5)) + "."
+        return f"{s} {words(rng.randint(1, 3))}, {s}"
+    t, u = rng.sample(TAGS, 2)
+    inner = words(rng.randint(1, 3))
+    if rng.random() < 0.4:
+        q = f"{rng.randint(1, 999)}+{rng.randint(1, 999)}"
+        inner = f"{q}={worked_sum(q)}"
+    return f"<{t}>{inner}</{t}>" + rng.choice(("", f"<{u}>{words(rng.randint(1, 2))}</{u}>"))
 
 
 def base_corpus(task: Task, n_generic: int, seed: int = 0) -> list[dict]:
@@ -108,7 +100,7 @@ class R1ZeroConfig:
     pretrain_steps: int = 1500
     pretrain_lr: float = 3e-3
     pretrain_batch_size: int = 64
-    n_generic: int = 2000
+    n_generic: int = 1000
     grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(
         learning_rate=1e-3, num_generations=8, prompts_per_step=8, beta=0.0, eps_low=0.2, eps_high=0.28,
         loss_type="dapo", temperature=1.0, max_new_tokens=80, total_steps=60, eval_rows=200,
