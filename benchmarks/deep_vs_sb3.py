@@ -4,7 +4,10 @@ one process, seeds interleaved so both sides see the same load.
     python benchmarks/deep_vs_sb3.py --algo ppo --seeds 3
 
 Prints, per seed and in total, the training wall-clock of each side, the deterministic evaluation return
-(20 episodes) and the wall-clock ratio SB3 / bellman. Each algorithm is one entry of CASES.
+(20 episodes) and the wall-clock ratio SB3 / bellman. bellman runs with exactly SB3's settings ("same")
+and, when the case defines one, with its own faster setting ("fast", e.g. fewer, larger gradient steps),
+so the implementation speed and the speed of the recommended setting are both visible. Each algorithm
+is one entry of CASES.
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ EVAL_EPISODES = 20
 class Case:
     env_id: str
     steps: int
-    bellman: Callable[[str, int, int], object]  # (env_id, steps, seed) -> trained agent (has .evaluate)
+    bellman: Callable[[str, int, int, dict], object]  # (env_id, steps, seed, overrides) -> trained agent
     sb3: Callable[[str, int, int], object]  # (env_id, steps, seed) -> trained SB3 model
+    fast: dict | None = None  # bellman config overrides for the "fast" run (None: no such run)
 
 
-def bellman_ppo(env_id: str, steps: int, seed: int):
+def bellman_ppo(env_id: str, steps: int, seed: int, overrides: dict):
     from bellman.deep import PPO, PPOConfig
-    agent = PPO(env_id, PPOConfig.for_env(env_id), seed=seed)
+    agent = PPO(env_id, PPOConfig.for_env(env_id, **overrides), seed=seed)  # the preset is rl-zoo's
     agent.learn(steps, progress=False)
     return agent
 
@@ -48,7 +52,8 @@ def sb3_ppo(env_id: str, steps: int, seed: int):
 
 
 CASES: dict[str, Case] = {
-    "ppo": Case("CartPole-v1", 100_000, bellman_ppo, sb3_ppo),
+    # fast: 16 envs x 32 steps, 10 epochs of 2 minibatches of 256: the same samples, half the gradient steps
+    "ppo": Case("CartPole-v1", 100_000, bellman_ppo, sb3_ppo, fast=dict(n_envs=16, n_epochs=10)),
 }
 
 
@@ -70,24 +75,27 @@ def main() -> None:
     case = CASES[args.algo]
     steps = args.steps or case.steps
     print(f"{args.algo} on {case.env_id}, {steps} steps, {args.seeds} seeds, torch threads 1")
-    print(f"{'seed':>4} {'bellman s':>10} {'bellman return':>16} {'sb3 s':>8} {'sb3 return':>16} {'ratio':>6}")
-    times = {"bellman": [], "sb3": []}
-    scores = {"bellman": [], "sb3": []}
+    runs = {"sb3": lambda seed: case.sb3(case.env_id, steps, seed),
+            "bellman same": lambda seed: case.bellman(case.env_id, steps, seed, {})}
+    if case.fast is not None:
+        runs["bellman fast"] = lambda seed: case.bellman(case.env_id, steps, seed, case.fast)
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    scores: dict[str, list[float]] = {k: [] for k in runs}
     for seed in range(args.seeds):
-        row = {}
-        for side in ("bellman", "sb3"):
+        for name, run in runs.items():
             start = time.perf_counter()
-            model = getattr(case, side)(case.env_id, steps, seed)
-            times[side].append(time.perf_counter() - start)
-            mean, std = model.evaluate(EVAL_EPISODES) if side == "bellman" else evaluate_sb3(model, case.env_id, seed)
-            scores[side].append(mean)
-            row[side] = f"{mean:7.1f} +- {std:5.1f}"
-        print(f"{seed:>4} {times['bellman'][-1]:>10.1f} {row['bellman']:>16} {times['sb3'][-1]:>8.1f} "
-              f"{row['sb3']:>16} {times['sb3'][-1] / times['bellman'][-1]:>6.1f}")
-    tb, ts = sum(times["bellman"]), sum(times["sb3"])
-    print(f"mean eval return: bellman {statistics.mean(scores['bellman']):.1f}, sb3 {statistics.mean(scores['sb3']):.1f}")
-    print(f"total training wall-clock: bellman {tb:.1f} s, sb3 {ts:.1f} s, ratio sb3/bellman {ts / tb:.2f}x")
-
+            model = run(seed)
+            times[name].append(time.perf_counter() - start)
+            mean, std = evaluate_sb3(model, case.env_id, seed) if name == "sb3" else model.evaluate(EVAL_EPISODES)
+            scores[name].append(mean)
+            ratio = f"  sb3/this {times['sb3'][-1] / times[name][-1]:.2f}x" if name != "sb3" else ""
+            print(f"seed {seed}  {name:<13} train {times[name][-1]:7.1f} s  eval {mean:7.1f} +- {std:5.1f}{ratio}",
+                  flush=True)
+    print("total over seeds:")
+    for name in runs:
+        ratio = f"  sb3/this {sum(times['sb3']) / sum(times[name]):.2f}x" if name != "sb3" else ""
+        print(f"  {name:<13} train {sum(times[name]):7.1f} s  mean eval {statistics.mean(scores[name]):7.1f}"
+              f"  min eval {min(scores[name]):7.1f}{ratio}")
 
 if __name__ == "__main__":
     main()
