@@ -8,6 +8,9 @@ updates on the batch:
     critic (Sarsa):  w     <- w + alpha_w [r + gamma q(s', a'; w) - q(s, a; w)] grad_w q(s, a; w)
     actor:           theta <- theta + alpha_theta grad_theta ln pi(a|s; theta) q(s, a; w)
 
+optionally with the baseline v(s) = sum_a pi(a|s) q(s, a) subtracted from q(s, a) in the actor's step
+(Sutton & Barto 13.4: any action-independent baseline leaves the expected gradient unchanged).
+
 (no bootstrap after termination; a truncated episode bootstraps from q(s', a')). Discrete actions.
 """
 
@@ -27,13 +30,19 @@ from bellman.deep.nets import Policy
 class QACConfig(AgentConfig):
     """QAC settings. There is no published tuning for QAC on Gymnasium tasks: these are A2C-like choices
     (8 envs, Adam) checked on CartPole-v1; learning_rate is the actor's, critic_learning_rate the critic's.
+    The actor learns 10x slower than the critic (two time scales, as actor-critic convergence proofs
+    assume): with equal rates pi settles on one action before q can tell the actions apart.
 
+    baseline: subtract v(s) = sum_a pi(a|s) q(s, a) from q(s, a) in the actor's step. The expected
+    gradient is unchanged (sum_a grad pi(a|s) v(s) = 0) and its variance is lower; False gives the
+    textbook update (on CartPole-v1, seed 0: about 200 after 30k steps, against 500 with the baseline).
     ent_coef: weight of an entropy bonus on the actor (0: the plain algorithm).
     """
 
     n_envs: int = 8
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-4
     critic_learning_rate: float = 1e-3
+    baseline: bool = True
     ent_coef: float = 0.0
 
     def check(self) -> None:
@@ -83,9 +92,12 @@ class QAC(Agent):
         critic_loss.backward()
         self.q_optimizer.step()
 
-        # actor: grad ln pi(a|s) q(s, a)
+        # actor: grad ln pi(a|s) [q(s, a) - v(s)], v(s) = sum_a pi(a|s) q(s, a) when baseline
         log_pi, entropy = self.pi.log_prob_entropy(obs, a)
-        actor_loss = -(log_pi * q_sa.detach()).mean() - c.ent_coef * entropy.mean()
+        with torch.no_grad():
+            v_s = (self.pi(obs).probs * self.q(obs)).sum(1) if c.baseline else 0.0
+            weight = q_sa.detach() - v_s
+        actor_loss = -(log_pi * weight).mean() - c.ent_coef * entropy.mean()
         self.pi_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.pi_optimizer.step()
