@@ -279,6 +279,7 @@ class Agent:
         self.recent_returns: deque[float] = deque(maxlen=100)
         self._new_episodes: list[tuple[float, int]] = []
         self._eval_envs: dict[int, gym.vector.VectorEnv] = {}
+        self.logger_rows: list[dict[str, float]] = []
         self.obs, _ = self.envs.reset(seed=self.seed)
         self._reset_loop_state()
         self.setup()
@@ -422,7 +423,8 @@ class Agent:
         if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
             raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
         if episodes not in self._eval_envs:
-            self._eval_envs[episodes] = make_vec_env(self.env_source, episodes, self.config.vectorized)
+            source = copy.deepcopy(self.env_source) if isinstance(self.env_source, gym.Env) else self.env_source
+            self._eval_envs[episodes] = make_vec_env(source, episodes, self.config.vectorized)
         envs = self._eval_envs[episodes]
         obs, _ = envs.reset(seed=self.seed + 1_000_003)
         returns = np.zeros(episodes)
