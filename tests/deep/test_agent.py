@@ -1,7 +1,6 @@
 """The common core: config validation, env handling, errors, NaN guard, evaluation, checkpoints, resume."""
 
 import csv
-import json
 
 import gymnasium as gym
 import numpy as np
