@@ -51,9 +51,45 @@ def sb3_ppo(env_id: str, steps: int, seed: int):
     return model
 
 
+def bellman_dqn(env_id: str, steps: int, seed: int, overrides: dict):
+    from bellman.deep import DQN, DQNConfig
+    return DQN(env_id, DQNConfig.for_env(env_id, **overrides), seed=seed).learn(steps, progress=False)
+
+
+def sb3_dqn(env_id: str, steps: int, seed: int):
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.env_util import make_vec_env
+    # rl-baselines3-zoo hyperparams/dqn.yml, CartPole-v1
+    zoo = dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000, gamma=0.99,
+               target_update_interval=10, train_freq=256, gradient_steps=128, exploration_fraction=0.16,
+               exploration_final_eps=0.04, policy_kwargs=dict(net_arch=[256, 256]))
+    model = DQN("MlpPolicy", make_vec_env(env_id, n_envs=1, seed=seed), seed=seed, device="cpu", **zoo)
+    return model.learn(steps)
+
+
+def bellman_ddpg(env_id: str, steps: int, seed: int, overrides: dict):
+    from bellman.deep import DDPG, DDPGConfig
+    return DDPG(env_id, DDPGConfig.for_env(env_id, **overrides), seed=seed).learn(steps, progress=False)
+
+
+def sb3_ddpg(env_id: str, steps: int, seed: int):
+    import numpy as np
+    from stable_baselines3 import DDPG
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.noise import NormalActionNoise
+    # rl-baselines3-zoo hyperparams/ddpg.yml, Pendulum-v1
+    zoo = dict(gamma=0.98, buffer_size=200_000, learning_starts=10_000, gradient_steps=1, train_freq=1,
+               learning_rate=1e-3, policy_kwargs=dict(net_arch=[400, 300]),
+               action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)))
+    model = DDPG("MlpPolicy", make_vec_env(env_id, n_envs=1, seed=seed), seed=seed, device="cpu", **zoo)
+    return model.learn(steps)
+
+
 CASES: dict[str, Case] = {
     # fast: 16 envs x 32 steps, 10 epochs of 2 minibatches of 256: the same samples, half the gradient steps
     "ppo": Case("CartPole-v1", 100_000, bellman_ppo, sb3_ppo, fast=dict(n_envs=16, n_epochs=10)),
+    "dqn": Case("CartPole-v1", 100_000, bellman_dqn, sb3_dqn),
+    "ddpg": Case("Pendulum-v1", 20_000, bellman_ddpg, sb3_ddpg),
 }
 
 

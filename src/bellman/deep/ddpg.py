@@ -189,10 +189,12 @@ class DDPG(Agent):
             q_loss.backward()
             self.q_optimizer.step()
 
+            self.q.requires_grad_(False)  # the actor's step differentiates through q but changes only theta
             mu_loss = -self.q(obs, self.mu(obs)).mean()  # minus the DPG objective
             self.mu_optimizer.zero_grad(set_to_none=True)
             mu_loss.backward()
             self.mu_optimizer.step()
+            self.q.requires_grad_(True)
 
             polyak_update(self.q_target, self.q, c.tau)
             polyak_update(self.mu_target, self.mu, c.tau)
