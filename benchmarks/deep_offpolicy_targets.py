@@ -55,13 +55,6 @@ TARGETS: dict[str, tuple[Callable[[int], Any], int, int, float, str]] = {
 }
 
 
-def learn(agent: Any, until: int) -> None:
-    if hasattr(agent, "num_steps"):  # LinearQ counts steps itself and learns `total_steps` more
-        agent.learn(until - agent.num_steps)
-    else:
-        agent.learn(until, progress=False)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -75,7 +68,7 @@ def main() -> None:
             agent, start, first = make(seed), time.perf_counter(), None
             curve = []
             for until in range(every, total + 1, every):
-                learn(agent, until)
+                agent.learn(until, progress=False)
                 mean, std = agent.evaluate(20)
                 curve.append(f"{mean:.0f}")
                 met = mean >= target if target > 0 else mean > target

@@ -142,11 +142,11 @@ def test_linear_q_learning_one_hot_is_tabular_and_finds_the_optimal_policy():
 
 def test_linear_q_save_load_round_trip(tmp_path):
     agent = LinearQ("MountainCar-v0", seed=1).learn(2_000)
-    agent.save(tmp_path / "q.pkl")
-    loaded = LinearQ.load(tmp_path / "q.pkl")
+    agent.save(tmp_path / "q.pt")
+    loaded = LinearQ.load(tmp_path / "q.pt")
     np.testing.assert_array_equal(loaded.W, agent.W)
     obs = np.array([-0.5, 0.01])
-    assert loaded.predict(obs) == agent.predict(obs) and loaded.num_steps == 2_000
+    assert loaded.predict(obs) == agent.predict(obs) and loaded.step == 2_000
 
 
 def test_linear_q_rejects_bad_inputs():

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import pickle
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -30,6 +29,7 @@ import gymnasium as gym
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+from tqdm.auto import tqdm
 
 from bellman.mdp import TabularMDP
 
@@ -358,7 +358,7 @@ class LinearQ:
         self.rng = np.random.default_rng(self.seed)
         n_features = np.asarray(self.features(self.env.observation_space.sample())).size
         self.W = np.zeros((int(self.env.action_space.n), n_features))
-        self.num_steps = 0
+        self.step = 0
         self.episode_returns: list[float] = []
         self._obs: Any = None
 
@@ -385,13 +385,14 @@ class LinearQ:
             return int(self.rng.integers(q.size))
         return int(self.rng.choice(np.flatnonzero(q == q.max())))
 
-    def learn(self, total_steps: int) -> "LinearQ":
-        """Run `total_steps` more environment steps of Sarsa or Q-learning."""
+    def learn(self, total_steps: int, progress: bool = False) -> "LinearQ":
+        """Run Sarsa or Q-learning until `self.step` reaches `total_steps` (a total, as in `Agent.learn`)."""
         total_steps = _check_int("total_steps", total_steps, 0)
         c, W = self.config, self.W
         if self._obs is None:
-            self._start_episode(seed=self.seed if self.num_steps == 0 else None)
-        for _ in range(total_steps):
+            self._start_episode(seed=self.seed if self.step == 0 else None)
+        bar = tqdm(total=total_steps, initial=min(self.step, total_steps), disable=not progress, unit="step", leave=False)
+        while self.step < total_steps:
             phi, a = self._phi, self._a
             s_next, r, terminated, truncated, _ = self.env.step(a)
             phi_next = self.features(s_next)
@@ -401,15 +402,18 @@ class LinearQ:
             td_target = r + (0.0 if terminated else c.gamma * bootstrap)
             delta = td_target - W[a] @ phi
             W[a] += c.alpha * delta * phi
-            self.num_steps += 1
+            self.step += 1
             self._return += float(r)
             if not np.isfinite(delta):
-                raise ValueError(f"LinearQ diverged at step {self.num_steps}: the TD error is {delta}; lower alpha")
+                raise ValueError(f"LinearQ diverged at step {self.step}: the TD error is {delta}; lower alpha")
             if terminated or truncated:
                 self.episode_returns.append(self._return)
                 self._start_episode()
+                bar.update(self.step - bar.n)
+                bar.set_postfix(ret=f"{np.mean(self.episode_returns[-20:]):.1f}", refresh=False)
             else:
                 self._phi, self._a = phi_next, a_next
+        bar.close()
         return self
 
     def _start_episode(self, seed: int | None = None) -> None:
@@ -435,18 +439,22 @@ class LinearQ:
             self._obs = None
         return float(np.mean(returns)), float(np.std(returns))
 
-    def save(self, path: str | Path) -> None:
-        """Write config, weights, step counter and random state to `path` (a pickle)."""
-        state = {"config": asdict(self.config), "W": self.W, "seed": self.seed, "num_steps": self.num_steps,
-                 "rng": self.rng.bit_generator.state, "episode_returns": self.episode_returns, "env": self.env_spec}
-        with open(path, "wb") as f:
-            pickle.dump(state, f)
+    def save(self, path: str | Path) -> Path:
+        """Write config, weights, step counter and random state to `path`, atomically (temp file, fsync,
+        rename). A loaded agent continues training from a fresh episode."""
+        from bellman.deep import checkpoint
+
+        return checkpoint.save_atomic({
+            "config": asdict(self.config), "W": self.W, "seed": self.seed, "step": self.step,
+            "rng": self.rng.bit_generator.state, "episode_returns": self.episode_returns, "env": self.env_spec,
+        }, path)
 
     @classmethod
     def load(cls, path: str | Path, env: Any = None, features: Features | None = None) -> "LinearQ":
         """Rebuild an agent saved with `save` (pass `env` when it was not created from an env id)."""
-        with open(path, "rb") as f:
-            state = pickle.load(f)
+        from bellman.deep import checkpoint
+
+        state = checkpoint.load(path)
         env = env if env is not None else state["env"]
         if env is None:
             raise ValueError(f"{path} was saved from an env object, not an id: pass env=... to load it")
@@ -455,7 +463,7 @@ class LinearQ:
         if agent.W.shape != state["W"].shape:
             raise ValueError(f"saved weights have shape {state['W'].shape}, these features give {agent.W.shape}")
         agent.W[:] = state["W"]
-        agent.num_steps = state["num_steps"]
+        agent.step = state["step"]
         agent.rng.bit_generator.state = state["rng"]
         agent.episode_returns = list(state["episode_returns"])
         return agent
