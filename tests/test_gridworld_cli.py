@@ -114,6 +114,8 @@ def test_unknown_algo_is_a_one_line_error_listing_the_choices(tmp_path, command,
         (["solve", "--forbidden", "1;2"], "--forbidden must be a cell"),
         (["solve", "--target", "1,1"], "also a forbidden cell"),
         (["solve", "--gamma", 1.0], "gamma must be in [0, 1)"),
+        (["solve", "--rows", "abc"], "Invalid value for '--rows'"),
+        (["learn", "--bogus", 1], "No such option: --bogus"),
         (["learn", "--algo", "mc-basic", "--alpha", 0.1], "--alpha does not apply to --algo mc-basic"),
         (["learn", "--algo", "sarsa", "--alpha", 2.0, "--episodes", 1], "alpha"),
     ],
@@ -122,6 +124,12 @@ def test_bad_options_are_one_line_errors(tmp_path, args, message):
     result = invoke(*args, "--out", tmp_path)
     assert one_line_error(result), result.output
     assert message in result.output
+
+
+def test_missing_out_is_a_one_line_error():
+    result = invoke("solve")
+    assert one_line_error(result), result.output
+    assert "Missing option '--out'" in result.output
 
 
 @pytest.mark.parametrize("command", [[], ["solve"], ["learn"]])

@@ -16,6 +16,12 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 import typer
+from typer.core import TyperCommand
+
+try:  # typer >= 0.20 carries its own copy of click
+    from typer._click.exceptions import UsageError
+except ImportError:
+    from click.exceptions import UsageError
 from rich.console import Console
 
 from bellman import tabular, viz
@@ -57,6 +63,17 @@ def _one_line_errors() -> Iterator[None]:
     except (ValueError, TypeError, FileNotFoundError, KeyError) as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False)
         raise typer.Exit(2) from None
+
+
+class _OneLineUsageErrors(TyperCommand):
+    """A command whose malformed options (wrong type, missing --out) also end in one `error:` line."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except UsageError as e:
+            err.print(f"[bold red]error:[/] {e.format_message()} (see --help)", highlight=False)
+            raise typer.Exit(2) from None
 
 
 def _cell(text: str, option: str) -> tuple[int, int]:
@@ -131,7 +148,7 @@ def _out_dir(path: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------- solve
-@app.command()
+@app.command(cls=_OneLineUsageErrors)
 def solve(
     algo: str = typer.Option("value-iteration", "--algo", help=f"One of: {', '.join(SOLVERS)}."),
     rows: int = ROWS, cols: int = COLS, forbidden: Optional[str] = FORBIDDEN, target: Optional[str] = TARGET,
@@ -177,7 +194,7 @@ def solve(
 
 
 # ---------------------------------------------------------------------------------------- learn
-@app.command()
+@app.command(cls=_OneLineUsageErrors)
 def learn(
     algo: str = typer.Option("q-learning", "--algo", help=f"One of: {', '.join(LEARNERS)}."),
     rows: int = ROWS, cols: int = COLS, forbidden: Optional[str] = FORBIDDEN, target: Optional[str] = TARGET,
