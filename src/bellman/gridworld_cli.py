@@ -16,13 +16,14 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 import typer
+from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperCommand
 
 try:  # typer >= 0.20 carries its own copy of click
     from typer._click.exceptions import UsageError
 except ImportError:
     from click.exceptions import UsageError
-from rich.console import Console
 
 from bellman import tabular, viz
 from bellman.envs.gridworld import GridWorld
@@ -61,7 +62,7 @@ def _one_line_errors() -> Iterator[None]:
     try:
         yield
     except (ValueError, TypeError, FileNotFoundError, KeyError) as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -72,7 +73,7 @@ class _OneLineUsageErrors(TyperCommand):
         try:
             return super().parse_args(ctx, args)
         except UsageError as e:
-            err.print(f"[bold red]error:[/] {e.format_message()} (see --help)", highlight=False)
+            err.print(f"[bold red]error:[/] {escape(e.format_message())} (see --help)", highlight=False)
             raise typer.Exit(2) from None
 
 
@@ -136,7 +137,7 @@ def _describe(env: GridWorld) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> Path:
-    path.write_text(json.dumps(data, indent=1))
+    path.write_text(json.dumps(data))
     return path
 
 
