@@ -91,6 +91,11 @@ def value_loss(v: torch.Tensor, v_old: torch.Tensor, returns: torch.Tensor, clip
     return loss.mean()
 
 
+def approx_kl(log_ratio: torch.Tensor) -> torch.Tensor:
+    """KL(pi_old || pi) estimated from samples of pi_old: E[(ratio - 1) - ln ratio] (Schulman's k3)."""
+    return (log_ratio.exp() - 1.0 - log_ratio).mean()
+
+
 class PPO(Agent):
     """PPO-Clip for Discrete and Box action spaces."""
 
@@ -122,38 +127,38 @@ class PPO(Agent):
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         clip_eps = c.clip_eps * (frac if c.anneal_clip else 1.0)
-        params = self.optimizer.param_groups[0]["params"]
+        batch = (obs, actions, old_log_p, old_v, advantages, returns)
+        self.optimise(batch, clip_eps)
+        with torch.no_grad():  # statistics of the updated policy on the whole rollout
+            policy_loss, v_loss, entropy, log_ratio = self.losses(*batch, clip_eps)
+            clip_fraction = ((log_ratio.exp() - 1.0).abs() > clip_eps).float().mean()
+            stats = torch.stack([policy_loss, v_loss, entropy, approx_kl(log_ratio), clip_fraction]).tolist()
+        names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
+        return {**dict(zip(names, stats)), "learning_rate": lr}
 
-        n = len(obs)
-        history: list[torch.Tensor] = []
-        stop = False  # set by the KL early stop
+    def optimise(self, batch: tuple[torch.Tensor, ...], clip_eps: float) -> None:
+        """n_epochs passes of minibatch steps; stops once the approximate KL exceeds 1.5 target_kl."""
+        c = self.config
+        params = self.optimizer.param_groups[0]["params"]
         for _ in range(c.n_epochs):
-            for idx in torch.randperm(n).split(c.batch_size):
-                log_p, entropy = self.pi.log_prob_entropy(obs[idx], actions[idx])
-                log_ratio = log_p - old_log_p[idx]
-                ratio = log_ratio.exp()
-                a = advantages[idx]
-                if c.normalize_advantage and len(idx) > 1:
-                    a = (a - a.mean()) / (a.std() + 1e-8)
-                policy_loss = clipped_surrogate_loss(ratio, a, clip_eps)
-                v_loss = value_loss(self.v(obs[idx]), old_v[idx], returns[idx], c.clip_value)
-                entropy = entropy.mean()
-                loss = policy_loss + c.vf_coef * v_loss - c.ent_coef * entropy
-                with torch.no_grad():
-                    approx_kl = ((ratio - 1.0) - log_ratio).mean()  # k3 estimator of KL(pi_old || pi)
-                    clip_fraction = ((ratio - 1.0).abs() > clip_eps).float().mean()
-                if c.target_kl is not None and approx_kl.item() > 1.5 * c.target_kl:
-                    stop = True
-                    break
+            for idx in torch.randperm(len(batch[0])).split(c.batch_size):
+                policy_loss, v_loss, entropy, log_ratio = self.losses(*(x[idx] for x in batch), clip_eps)
+                if c.target_kl is not None and approx_kl(log_ratio).item() > 1.5 * c.target_kl:
+                    return
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                (policy_loss + c.vf_coef * v_loss - c.ent_coef * entropy).backward()
                 if c.max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
                 self.optimizer.step()
-                history.append(torch.stack([policy_loss.detach(), v_loss.detach(), entropy.detach(), approx_kl,
-                                            clip_fraction]))
-            if stop:
-                break
-        names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
-        means = torch.stack(history).mean(0).tolist() if history else [0.0] * len(names)
-        return {**dict(zip(names, means)), "learning_rate": lr}
+
+    def losses(self, obs: torch.Tensor, actions: torch.Tensor, old_log_p: torch.Tensor, old_v: torch.Tensor,
+               advantages: torch.Tensor, returns: torch.Tensor, clip_eps: float
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Clipped surrogate, value loss, mean entropy and ln(pi / pi_old) on a (mini)batch."""
+        c = self.config
+        log_p, entropy = self.pi.log_prob_entropy(obs, actions)
+        log_ratio = log_p - old_log_p
+        if c.normalize_advantage and len(advantages) > 1:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        policy_loss = clipped_surrogate_loss(log_ratio.exp(), advantages, clip_eps)
+        return policy_loss, value_loss(self.v(obs), old_v, returns, c.clip_value), entropy.mean(), log_ratio
