@@ -3,7 +3,8 @@ one process, seeds interleaved so both sides see the same load.
 
     python benchmarks/deep_vs_sb3.py --algo ppo --seeds 3
 
-Prints, per seed and in total, the training wall-clock of each side, the deterministic evaluation return
+Prints, per seed and in total, the training wall-clock and CPU time (process time: steadier than wall-clock
+on a shared machine) of each side, the deterministic evaluation return
 (20 episodes) and the wall-clock ratio SB3 / bellman. bellman runs with exactly SB3's settings ("same")
 and, when the case defines one, with its own faster setting ("fast", e.g. fewer, larger gradient steps),
 so the implementation speed and the speed of the recommended setting are both visible. Each algorithm
@@ -115,23 +116,29 @@ def main() -> None:
             "bellman same": lambda seed: case.bellman(case.env_id, steps, seed, {})}
     if case.fast is not None:
         runs["bellman fast"] = lambda seed: case.bellman(case.env_id, steps, seed, case.fast)
-    times: dict[str, list[float]] = {k: [] for k in runs}
+    wall: dict[str, list[float]] = {k: [] for k in runs}
+    cpu: dict[str, list[float]] = {k: [] for k in runs}
     scores: dict[str, list[float]] = {k: [] for k in runs}
+
+    def ratios(name: str, w: float, c: float, w_sb3: float, c_sb3: float) -> str:
+        return "" if name == "sb3" else f"  sb3/this: wall {w_sb3 / w:5.2f}x cpu {c_sb3 / c:5.2f}x"
+
     for seed in range(args.seeds):
         for name, run in runs.items():
-            start = time.perf_counter()
+            w0, c0 = time.perf_counter(), time.process_time()
             model = run(seed)
-            times[name].append(time.perf_counter() - start)
+            wall[name].append(time.perf_counter() - w0)
+            cpu[name].append(time.process_time() - c0)
             mean, std = evaluate_sb3(model, case.env_id, seed) if name == "sb3" else model.evaluate(EVAL_EPISODES)
             scores[name].append(mean)
-            ratio = f"  sb3/this {times['sb3'][-1] / times[name][-1]:.2f}x" if name != "sb3" else ""
-            print(f"seed {seed}  {name:<13} train {times[name][-1]:7.1f} s  eval {mean:7.1f} +- {std:5.1f}{ratio}",
-                  flush=True)
+            print(f"seed {seed}  {name:<13} wall {wall[name][-1]:7.1f} s  cpu {cpu[name][-1]:7.1f} s  "
+                  f"eval {mean:7.1f} +- {std:5.1f}"
+                  f"{ratios(name, wall[name][-1], cpu[name][-1], wall['sb3'][-1], cpu['sb3'][-1])}", flush=True)
     print("total over seeds:")
     for name in runs:
-        ratio = f"  sb3/this {sum(times['sb3']) / sum(times[name]):.2f}x" if name != "sb3" else ""
-        print(f"  {name:<13} train {sum(times[name]):7.1f} s  mean eval {statistics.mean(scores[name]):7.1f}"
-              f"  min eval {min(scores[name]):7.1f}{ratio}")
+        print(f"  {name:<13} wall {sum(wall[name]):7.1f} s  cpu {sum(cpu[name]):7.1f} s  "
+              f"mean eval {statistics.mean(scores[name]):7.1f}  min eval {min(scores[name]):7.1f}"
+              f"{ratios(name, sum(wall[name]), sum(cpu[name]), sum(wall['sb3']), sum(cpu['sb3']))}")
 
 if __name__ == "__main__":
     main()
