@@ -6,7 +6,8 @@ rewards only, no SFT on the template.
    generic sentences and markup with other tag names. It never sees the template, "think" or "answer".
    Any other local causal LM can be the base instead.
 2. A template (``TEMPLATE``, shortened from Table 1 of the R1 paper) that names the tags and ends with the
-   opening ``<think>``, so the model only has to discover how to close it and give the answer.
+   opening ``<think>`` followed by the question, so the model starts reasoning at once and has to discover
+   how to close the tag and give the answer.
 3. Rewards: ``format_reward`` (``...</think><answer>...</answer>``, each tag once) plus ``accuracy_reward``
    (the text inside <answer> is the right number), optimised with GRPO (``grpo.py``).
 
@@ -31,7 +32,7 @@ from bellman.llm.model import load_model
 from bellman.llm.sft import SFTConfig, SFTTrainer
 from bellman.llm.tasks import Task, arithmetic, arithmetic_reward, format_reward
 
-TEMPLATE = "Think in <think> </think>, then answer in <answer> </answer>.\nUser: {question}=\nAssistant: <think>"
+TEMPLATE = "Reason in <think> </think>, then answer in <answer> </answer>.\n<think>{question}="
 WORDS = ("the a one cat dog sun moon tree river stone bird fish red blue green small big old new runs sees finds "
          "likes eats sleeps jumps sings on in under over near and but so then very quite here there").split()
 TAGS = ("b i p em li ul div span title name note item code key val box tip list row col head body").split()
@@ -62,27 +63,36 @@ def worked_sum(question: str) -> str:
 
 
 def generic_text(rng: random.Random) -> str:
-    """One short generic document: a sentence said twice (which teaches copying), or markup with other tag
-    names around words or a worked sum."""
+    """One short generic document: a sentence said twice (which teaches copying), markup with other tag
+    names, or a small form (empty tags, then the same tags filled in) whose fields hold words or worked sums."""
     def words(k: int) -> str:
         return " ".join(rng.choice(WORDS) for _ in range(k))
-    if rng.random() < 0.4:
+
+    def content() -> str:
+        if rng.random() < 0.4:
+            q = f"{rng.randint(1, 999)}+{rng.randint(1, 999)}"
+            return f"{q}={worked_sum(q)}"
+        return words(rng.randint(1, 3))
+    kind = rng.random()
+    if kind < 0.3:
         s = words(rng.randint(2, 5)) + "."
         return f"{s} {words(rng.randint(1, 3))}, {s}"
     t, u = rng.sample(TAGS, 2)
-    inner = words(rng.randint(1, 3))
-    if rng.random() < 0.4:
-        q = f"{rng.randint(1, 999)}+{rng.randint(1, 999)}"
-        inner = f"{q}={worked_sum(q)}"
-    return f"<{t}>{inner}</{t}>" + rng.choice(("", f"<{u}>{words(rng.randint(1, 2))}</{u}>"))
+    if kind < 0.6:
+        return f"<{t}>{content()}</{t}>" + rng.choice(("", f"<{u}>{words(rng.randint(1, 2))}</{u}>"))
+    second = rng.choice((words(1), str(rng.randint(0, 999))))
+    return (f"{words(2)} <{t}> </{t}>, {words(1)} <{u}> </{u}>.\n"
+            f"<{t}>{content()}</{t}><{u}>{second}</{u}>")
 
 
 def base_corpus(task: Task, n_generic: int, seed: int = 0) -> list[dict]:
     """Pretraining rows of the base model: the task's training questions worked out as plain text
-    (addition: ``worked_sum``; otherwise ``question=answer``) and ``n_generic`` generic documents."""
+    (addition: ``worked_sum``; otherwise ``question=answer``), half of them after a generic line so that
+    arithmetic also follows other text, and ``n_generic`` generic documents."""
     rng = random.Random(seed)
-    rows = [{"prompt": r["prompt"], "completion": worked_sum(r["question"]) if "+" in r["question"]
-             else str(r["answer"])} for r in task.train]
+    rows = [{"prompt": (generic_text(rng) + "\n" if rng.random() < 0.5 else "") + r["prompt"],
+             "completion": worked_sum(r["question"]) if "+" in r["question"] else str(r["answer"])}
+            for r in task.train]
     rows += [{"prompt": "", "completion": generic_text(rng)} for _ in range(n_generic)]
     rng.shuffle(rows)
     return rows
@@ -97,13 +107,13 @@ class R1ZeroConfig:
     n_train: int = 5000
     n_test: int = 200
     base_model: str = "tiny"
-    pretrain_steps: int = 1500
+    pretrain_steps: int = 800
     pretrain_lr: float = 3e-3
     pretrain_batch_size: int = 64
-    n_generic: int = 1000
+    n_generic: int = 1500
     grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(
         learning_rate=1e-3, num_generations=8, prompts_per_step=8, beta=0.0, eps_low=0.2, eps_high=0.28,
-        loss_type="dapo", temperature=1.0, max_new_tokens=80, total_steps=60, eval_rows=200,
+        loss_type="dapo", temperature=1.0, max_new_tokens=80, total_steps=50, eval_rows=200,
         eval_max_new_tokens=80, checkpoint_every=20))
 
 
