@@ -7,6 +7,8 @@ import torch
 
 from bellman.llm.dpo import build_preference_pairs, dpo_loss
 
+torch.set_num_threads(1)   # tiny models: one thread is fastest on a shared 2-core machine
+
 # Hand-made sequence log-probs: policy and reference, chosen (w) and rejected (l).
 LOGP_W = torch.tensor([-4.0, -10.0])
 LOGP_L = torch.tensor([-6.0, -9.0])

@@ -6,6 +6,8 @@ import torch
 from bellman.llm.ppo import (RunningMoments, gae, kl_penalised_rewards, masked_whiten, policy_loss,
                              value_loss)
 
+torch.set_num_threads(1)   # tiny models: one thread is fastest on a shared 2-core machine
+
 # Two completions over 3 positions; the second is one token shorter (right padding).
 MASK = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
 

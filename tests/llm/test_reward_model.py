@@ -6,6 +6,8 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
+torch.set_num_threads(1)   # tiny models: one thread is fastest on a shared 2-core machine
+
 from bellman.llm.model import load_model
 from bellman.llm.reward_model import (RewardModel, RewardModelConfig, RewardModelTrainer, bradley_terry_loss,
                                       encode_pairs)
