@@ -9,7 +9,9 @@ so it is right only part of the time); then, each from that same SFT'd model,
          sees the task reward, only the learnt reward model's score;
 
 and the held-out accuracy (greedy, 200 test problems never trained on) before and after is printed side
-by side.
+by side. The reward model is imperfect (about 3 in 4 held-out pairs ranked right), so PPO over-optimises
+it when pushed: with lr 1e-4 and kl_coef 0.05 its score rises while accuracy falls (Gao et al. 2022,
+"Scaling laws for reward model overoptimization"); hence the small learning rate and strong KL here.
 
     .venv/bin/python benchmarks/llm_gains.py
 """
@@ -40,10 +42,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sft-steps", type=int, default=500)
     p.add_argument("--grpo-steps", type=int, default=40)
-    p.add_argument("--dpo-steps", type=int, default=40)
-    p.add_argument("--rm-steps", type=int, default=150)
+    p.add_argument("--dpo-steps", type=int, default=100)
+    p.add_argument("--rm-steps", type=int, default=300)
     p.add_argument("--ppo-steps", type=int, default=40)
-    p.add_argument("--pair-prompts", type=int, default=512, help="training prompts sampled for preference pairs")
+    p.add_argument("--pair-prompts", type=int, default=2000, help="training prompts sampled for preference pairs")
     p.add_argument("--generations", type=int, default=8, help="samples per prompt (GRPO group, pair sampling)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
@@ -77,7 +79,7 @@ def main() -> None:
           f"(test prompts) ({t_pairs:.0f} s)")
 
     t = time.perf_counter()
-    cfg = DPOConfig(out=str(out / "dpo"), total_steps=a.dpo_steps, learning_rate=1e-4, beta=0.1, batch_size=32, **common)
+    cfg = DPOConfig(out=str(out / "dpo"), total_steps=a.dpo_steps, learning_rate=3e-5, beta=0.1, batch_size=32, **common)
     results["DPO"] = DPOTrainer(copy.deepcopy(model), tok, task, cfg, pairs).train(), time.perf_counter() - t + t_pairs
 
     t = time.perf_counter()
@@ -87,8 +89,8 @@ def main() -> None:
     rm_eval = RewardModelTrainer(rm, tok, pairs, rm_cfg, eval_pairs=held_out).train()
     print(f"reward model: held-out preference accuracy {rm_eval['accuracy_before']:.3f} -> "
           f"{rm_eval['accuracy_after']:.3f}")
-    cfg = PPOConfig(out=str(out / "ppo"), total_steps=a.ppo_steps, learning_rate=1e-4, batch_size=64,
-                    num_ppo_epochs=2, num_mini_batches=2, kl_coef=0.05, temperature=1.0,
+    cfg = PPOConfig(out=str(out / "ppo"), total_steps=a.ppo_steps, learning_rate=1e-5, batch_size=64,
+                    num_ppo_epochs=2, num_mini_batches=2, kl_coef=0.2, temperature=1.0,
                     max_new_tokens=MAX_NEW_TOKENS, **common)
     results["PPO (reward model)"] = (PPOTrainer(copy.deepcopy(model), tok, task, cfg, rm).train(),
                                      time.perf_counter() - t + t_pairs)
