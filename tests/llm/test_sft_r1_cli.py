@@ -62,7 +62,7 @@ def test_worked_sum_is_correct_column_addition():
 
 def test_r1_zero_template_rewards_and_base_corpus():
     p = prompt({"question": "12+34"})
-    assert "12+34" in p and "<answer> </answer>" in p and p.endswith("<think>")
+    assert "<answer> </answer>" in p and p.endswith("<think>12+34=")
     comps = ["4+2=6</think><answer>46</answer>", "46", "x</think><answer>45</answer>"]
     assert accuracy_reward([p] * 3, comps, answer=["46"] * 3) == [1.0, 0.0, 0.0]
     assert format_reward([p] * 3, comps) == [1.0, 0.0, 1.0]
