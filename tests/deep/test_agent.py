@@ -15,8 +15,7 @@ TINY = dict(n_envs=2, n_steps=16, batch_size=16, n_epochs=2, hidden=(16,))
 
 
 def params(agent):
-    return torch.cat([p.detach().flatten() for p in agent.pi.parameters()] +
-                     [p.detach().flatten() for p in agent.v.parameters()])
+    return torch.cat([p.detach().flatten() for p in agent.optimizer.param_groups[0]["params"]])
 
 
 def test_unknown_config_key_names_close_match():

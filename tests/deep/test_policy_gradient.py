@@ -87,7 +87,7 @@ def test_trpo_step_satisfies_kl_bound_and_improves_surrogate(env_id):
     config = TRPOConfig(n_envs=2, n_steps=256, hidden=(32,), target_kl=0.005)
     agent = TRPO(env_id, config, seed=0)
     buf = agent.buffer
-    buf.collect(agent, agent.pi, agent.v)
+    buf.collect(agent, lambda s: (*agent.pi.sample(s), agent.v(s)), agent.v)
     obs, actions, old_log_p = buf.flat(buf.obs), buf.flat(buf.actions), buf.flat(buf.log_probs)
     advantages = torch.randn(len(obs), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

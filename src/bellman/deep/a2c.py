@@ -82,7 +82,7 @@ class A2C(Agent):
 
     def train_iteration(self) -> dict[str, float]:
         c, buf = self.config, self.buffer
-        buf.collect(self, self.pi, self.v)
+        buf.collect(self, lambda s: (*self.pi.sample(s), self.v(s)), self.v)
         if c.advantage == "gae":
             advantages = gae(buf.rewards, buf.values, buf.terminated, buf.dones, c.gamma, c.gae_lambda)
             returns = advantages + buf.values[:-1]

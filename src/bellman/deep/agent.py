@@ -347,8 +347,9 @@ class Agent:
               log_every: int = 1000, progress: bool = True) -> Agent:
         """Train until `self.step >= total_steps` (a total, so a resumed agent continues to the same end).
 
-        With `out`, metrics go to out/metrics.csv and TensorBoard, and a checkpoint to out/checkpoint.pt
-        every `checkpoint_every` steps (default: every 10% of the run) and at the end.
+        A metrics row is logged each time the step count passes a multiple of `log_every` (so a resumed run
+        logs at the same steps). With `out`, rows go to out/metrics.csv and TensorBoard, and a checkpoint to
+        out/checkpoint.pt every `checkpoint_every` steps (default: every 10% of the run) and at the end.
         """
         if isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer)) or total_steps < 0:
             raise ValueError(f"total_steps must be an int >= 0, got {total_steps!r}")
@@ -382,7 +383,7 @@ class Agent:
                 bar.update(self.step - before)
                 if self.recent_returns:
                     bar.set_postfix(ret=f"{np.mean(list(self.recent_returns)[-20:]):.1f}", refresh=False)
-                if self.step - step_last >= log_every or self.step >= self.total_steps:
+                if self.step // log_every > step_last // log_every or self.step >= self.total_steps:
                     now = time.perf_counter()
                     episodes = self._new_episodes
                     logger.log({"step": self.step,

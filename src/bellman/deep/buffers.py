@@ -8,14 +8,13 @@ Both expose state_dict / load_state_dict, so an agent's checkpoint carries them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 
 if TYPE_CHECKING:
     from bellman.deep.agent import Agent
-    from bellman.deep.nets import Policy, ValueNet
 
 
 class RolloutBuffer:
@@ -37,19 +36,21 @@ class RolloutBuffer:
         self.valid = torch.zeros(t, n, dtype=torch.bool)
         self.values = torch.zeros(t + 1, n)
 
-    def collect(self, agent: Agent, pi: Policy, v: ValueNet) -> None:
-        """Fill the buffer with n_steps vector steps of `agent` acting with pi; v(s) for every row and the last."""
+    def collect(self, agent: Agent, act: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+                value: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Fill the buffer with n_steps vector steps of `agent`; act(s) -> (a ~ pi(.|s), ln pi(a|s), v(s)) and
+        value(s) -> v(s) for the state after the last step."""
         with torch.inference_mode():
             for t in range(self.n_steps):
                 s = agent.encode(agent.obs)
-                a, log_p = pi.sample(s)
-                self.obs[t], self.actions[t], self.log_probs[t], self.values[t] = s, a, log_p, v(s)
+                a, log_p, v = act(s)
+                self.obs[t], self.actions[t], self.log_probs[t], self.values[t] = s, a, log_p, v
                 step = agent.env_step(a.numpy())
                 self.rewards[t] = torch.from_numpy(np.asarray(step.reward, dtype=np.float32))
                 self.terminated[t] = torch.from_numpy(step.terminated)
                 self.dones[t] = torch.from_numpy(step.terminated | step.truncated)
                 self.valid[t] = torch.from_numpy(step.valid)
-            self.values[-1] = v(agent.encode(agent.obs))
+            self.values[-1] = value(agent.encode(agent.obs))
 
     def flat(self, x: torch.Tensor) -> torch.Tensor:
         """The valid rows of a (T, n_envs, ...) tensor as one batch (B, ...)."""

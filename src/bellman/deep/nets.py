@@ -4,7 +4,8 @@
 "Implementation Matters in Deep RL"; the CleanRL / Stable-Baselines3 convention: gain sqrt(2) for
 hidden layers, a small gain for the policy head, 1 for the value head). `Policy` maps observations to
 a torch distribution over actions: categorical logits for `Discrete`, a diagonal Gaussian with a
-state-independent log standard deviation for `Box` (Sutton & Barto 2018, section 13.7).
+state-independent log standard deviation for `Box` (Sutton & Barto 2018, section 13.7). `ActorCritic`
+holds a policy and a value MLP evaluated as one batched network (fewer, larger kernels).
 """
 
 from __future__ import annotations
@@ -57,55 +58,123 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: str = "t
     return nn.Sequential(*layers)
 
 
-class Policy(nn.Module):
-    """pi(a|s, theta): categorical for Discrete actions, diagonal Gaussian N(mu(s), diag sigma^2) for Box."""
+def action_dim(action_space: spaces.Space) -> int:
+    """Output size of a policy head: logits for Discrete, the Gaussian mean for Box."""
+    if isinstance(action_space, spaces.Box):
+        return int(np.prod(action_space.shape))
+    if isinstance(action_space, spaces.Discrete):
+        return int(action_space.n)
+    raise TypeError(f"action space {action_space} is not supported; allowed: Discrete or Box")
 
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space,
-                 hidden: tuple[int, ...] = (64, 64), activation: str = "tanh", log_std_init: float = 0.0):
+
+class ActionDistribution(nn.Module):
+    """The distribution maths on a policy network's output `out`: logits for Discrete actions, the mean mu(s)
+    of a diagonal Gaussian N(mu(s), diag sigma^2) with a state-independent learned log sigma for Box."""
+
+    def __init__(self, action_space: spaces.Space, log_std_init: float = 0.0):
         super().__init__()
+        self.n_out = action_dim(action_space)
         self.continuous = isinstance(action_space, spaces.Box)
-        if self.continuous:
-            out = int(np.prod(action_space.shape))
-        elif isinstance(action_space, spaces.Discrete):
-            out = int(action_space.n)
-        else:
-            raise TypeError(f"action space {action_space} is not supported; allowed: Discrete or Box")
-        self.net = mlp(obs_dim(observation_space), hidden, out, activation, out_gain=0.01)
-        self.log_std = nn.Parameter(torch.full((out,), float(log_std_init))) if self.continuous else None
+        self.log_std = nn.Parameter(torch.full((self.n_out,), float(log_std_init))) if self.continuous else None
 
-    def forward(self, obs: torch.Tensor) -> Distribution:
-        """The action distribution pi(.|s) for a batch of encoded observations."""
-        out = self.net(obs)
+    def distribution(self, out: torch.Tensor) -> Distribution:
         if self.continuous:
             return Independent(Normal(out, self.log_std.exp().expand_as(out), validate_args=False), 1)
         return Categorical(logits=out, validate_args=False)
 
-    def mode(self, obs: torch.Tensor) -> torch.Tensor:
+    def mode_of(self, out: torch.Tensor) -> torch.Tensor:
         """The most likely action: argmax of the logits, or the Gaussian mean."""
-        out = self.net(obs)
         return out if self.continuous else out.argmax(-1)
 
-    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_from(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """a ~ pi(.|s) and ln pi(a|s), without building a Distribution (the rollout's fast path)."""
-        out = self.net(obs)
         if self.continuous:
-            std = self.log_std.exp()
             noise = torch.randn_like(out)
-            return out + std * noise, (-0.5 * noise.pow(2) - self.log_std - _HALF_LOG_2PI).sum(-1)
+            return out + self.log_std.exp() * noise, (-0.5 * noise.pow(2) - self.log_std - _HALF_LOG_2PI).sum(-1)
         log_p = out.log_softmax(-1)
         u = torch.rand(out.shape[:-1] + (1,))  # inverse-CDF sampling: cheaper than torch.multinomial
         action = (log_p.exp().cumsum(-1) < u).sum(-1).clamp_(max=out.shape[-1] - 1)
         return action, log_p.gather(-1, action.unsqueeze(-1)).squeeze(-1)
 
-    def log_prob_entropy(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def log_prob_entropy_of(self, out: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """ln pi(a|s) and the entropy H(pi(.|s)) for a batch (the update's fast path)."""
-        out = self.net(obs)
         if self.continuous:
             z = (action - out) / self.log_std.exp()
             log_prob = (-0.5 * z.pow(2) - self.log_std - _HALF_LOG_2PI).sum(-1)
             return log_prob, (0.5 + _HALF_LOG_2PI + self.log_std).sum().expand_as(log_prob)
         log_p = out.log_softmax(-1)
         return log_p.gather(-1, action.long().unsqueeze(-1)).squeeze(-1), -(log_p.exp() * log_p).sum(-1)
+
+
+class Policy(ActionDistribution):
+    """pi(a|s, theta): an MLP to logits (Discrete) or to the Gaussian mean (Box)."""
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space,
+                 hidden: tuple[int, ...] = (64, 64), activation: str = "tanh", log_std_init: float = 0.0):
+        super().__init__(action_space, log_std_init)
+        self.net = mlp(obs_dim(observation_space), hidden, self.n_out, activation, out_gain=0.01)
+
+    def forward(self, obs: torch.Tensor) -> Distribution:
+        """The action distribution pi(.|s) for a batch of encoded observations."""
+        return self.distribution(self.net(obs))
+
+    def mode(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.mode_of(self.net(obs))
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.sample_from(self.net(obs))
+
+    def log_prob_entropy(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.log_prob_entropy_of(self.net(obs), action)
+
+
+class ActorCritic(ActionDistribution):
+    """pi(a|s) and v(s) as two separate MLPs of the same shape, evaluated together: each layer of both is one
+    batched matrix product (torch.baddbmm over a leading axis of 2), half the kernels of two networks.
+    No weights are shared; the initialisation is that of `mlp` (value head gain 1, policy head 0.01)."""
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space,
+                 hidden: tuple[int, ...] = (64, 64), activation: str = "tanh", log_std_init: float = 0.0):
+        super().__init__(action_space, log_std_init)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation {activation!r} is not supported; allowed: {sorted(ACTIVATIONS)}")
+        self.activation = ACTIVATIONS[activation]()
+        sizes = (obs_dim(observation_space), *hidden, self.n_out)
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            last = i == len(sizes) - 2
+            w_pi, w_v = torch.empty(n_out, n_in), torch.zeros(n_out, n_in)  # nn.Linear's (out, in) layout
+            nn.init.orthogonal_(w_pi, 0.01 if last else math.sqrt(2))
+            nn.init.orthogonal_(w_v[:1] if last else w_v, 1.0 if last else math.sqrt(2))  # v is output 0
+            self.weights.append(nn.Parameter(torch.stack([w_pi.T, w_v.T])))
+            self.biases.append(nn.Parameter(torch.zeros(2, 1, n_out)))
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(policy output, v(s)) for a batch of encoded observations."""
+        x = obs.expand(2, *obs.shape)
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            x = torch.baddbmm(b, x, w)
+            if i < len(self.weights) - 1:
+                x = self.activation(x)
+        return x[0], x[1, :, 0]
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self(obs)[1]
+
+    def mode(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.mode_of(self(obs)[0])
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """a ~ pi(.|s), ln pi(a|s) and v(s)."""
+        out, v = self(obs)
+        return (*self.sample_from(out), v)
+
+    def log_prob_entropy_value(self, obs: torch.Tensor, action: torch.Tensor
+                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """ln pi(a|s), H(pi(.|s)) and v(s)."""
+        out, v = self(obs)
+        return (*self.log_prob_entropy_of(out, action), v)
 
 
 class ValueNet(nn.Module):

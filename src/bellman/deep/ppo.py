@@ -21,7 +21,7 @@ from gymnasium import spaces
 
 from bellman.deep.agent import Agent, AgentConfig
 from bellman.deep.buffers import RolloutBuffer
-from bellman.deep.nets import Policy, ValueNet, obs_dim
+from bellman.deep.nets import ActorCritic, obs_dim
 from bellman.deep.returns import gae
 
 
@@ -104,19 +104,17 @@ class PPO(Agent):
 
     def setup(self) -> None:
         c = self.config
-        self.pi = Policy(self.observation_space, self.action_space, c.hidden, c.activation, c.log_std_init)
-        self.v = ValueNet(self.observation_space, c.hidden, c.activation)
-        self.optimizer = torch.optim.Adam([*self.pi.parameters(), *self.v.parameters()], lr=c.learning_rate,
-                                          eps=1e-5, fused=True)
+        self.ac = ActorCritic(self.observation_space, self.action_space, c.hidden, c.activation, c.log_std_init)
+        self.optimizer = torch.optim.Adam(self.ac.parameters(), lr=c.learning_rate, eps=1e-5, fused=True)
         self.buffer = RolloutBuffer(c.n_steps, c.n_envs, obs_dim(self.observation_space),
                                     self.action_space.shape, isinstance(self.action_space, spaces.Discrete))
 
     def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        return self.pi.mode(obs) if deterministic else self.pi.sample(obs)[0]
+        return self.ac.mode(obs) if deterministic else self.ac.sample(obs)[0]
 
     def train_iteration(self) -> dict[str, float]:
         c, buf = self.config, self.buffer
-        buf.collect(self, self.pi, self.v)
+        buf.collect(self, self.ac.sample, self.ac.value)
         advantages = gae(buf.rewards, buf.values, buf.terminated, buf.dones, c.gamma, c.gae_lambda)
         returns = advantages + buf.values[:-1]
         obs, actions, old_log_p = buf.flat(buf.obs), buf.flat(buf.actions), buf.flat(buf.log_probs)
@@ -139,14 +137,17 @@ class PPO(Agent):
     def optimise(self, batch: tuple[torch.Tensor, ...], clip_eps: float) -> None:
         """n_epochs passes of minibatch steps; stops once the approximate KL exceeds 1.5 target_kl."""
         c = self.config
-        params = self.optimizer.param_groups[0]["params"]
+        params = list(self.ac.parameters())
         for _ in range(c.n_epochs):
             for idx in torch.randperm(len(batch[0])).split(c.batch_size):
                 policy_loss, v_loss, entropy, log_ratio = self.losses(*(x[idx] for x in batch), clip_eps)
                 if c.target_kl is not None and approx_kl(log_ratio).item() > 1.5 * c.target_kl:
                     return
+                loss = policy_loss + c.vf_coef * v_loss
+                if c.ent_coef > 0:  # with a zero weight the entropy needs no backward pass
+                    loss = loss - c.ent_coef * entropy
                 self.optimizer.zero_grad(set_to_none=True)
-                (policy_loss + c.vf_coef * v_loss - c.ent_coef * entropy).backward()
+                loss.backward()
                 if c.max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
                 self.optimizer.step()
@@ -156,9 +157,9 @@ class PPO(Agent):
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Clipped surrogate, value loss, mean entropy and ln(pi / pi_old) on a (mini)batch."""
         c = self.config
-        log_p, entropy = self.pi.log_prob_entropy(obs, actions)
+        log_p, entropy, v = self.ac.log_prob_entropy_value(obs, actions)
         log_ratio = log_p - old_log_p
         if c.normalize_advantage and len(advantages) > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         policy_loss = clipped_surrogate_loss(log_ratio.exp(), advantages, clip_eps)
-        return policy_loss, value_loss(self.v(obs), old_v, returns, c.clip_value), entropy.mean(), log_ratio
+        return policy_loss, value_loss(v, old_v, returns, c.clip_value), entropy.mean(), log_ratio

@@ -142,7 +142,7 @@ class TRPO(Agent):
 
     def train_iteration(self) -> dict[str, float]:
         c, buf = self.config, self.buffer
-        buf.collect(self, self.pi, self.v)
+        buf.collect(self, lambda s: (*self.pi.sample(s), self.v(s)), self.v)
         advantages = gae(buf.rewards, buf.values, buf.terminated, buf.dones, c.gamma, c.gae_lambda)
         returns = advantages + buf.values[:-1]
         obs, actions, old_log_p = buf.flat(buf.obs), buf.flat(buf.actions), buf.flat(buf.log_probs)
