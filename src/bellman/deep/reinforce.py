@@ -68,9 +68,9 @@ class REINFORCE(Agent):
     def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.pi.mode(obs) if deterministic else self.pi.sample(obs)[0]
 
-    def collect_episodes(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def collect_episodes(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One complete episode per env copy: (obs, actions, rewards, dones) as (T, n_envs, ...) tensors
-        and the mask of steps that belong to each copy's episode."""
+        and the mask of the steps that belong to each copy's episode."""
         self.reset_envs()
         running = np.ones(self.envs.num_envs, dtype=bool)
         obs, actions, rewards, dones, mask = [], [], [], [], []
