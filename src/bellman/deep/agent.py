@@ -34,13 +34,15 @@ What the core provides to `setup` / `train_iteration`:
     self.env_step(action, active=None) -> Transition, self.reset_envs(), self.step (real environment
     transitions so far), self.total_steps (the target of the running `learn`) and
     self.progress_remaining (1 -> 0 over `learn`, for annealing).
+Building blocks beside it: nets (mlp, Policy, ValueNet, ActorCritic), buffers (RolloutBuffer.collect for
+on-policy rollouts, ReplayBuffer), returns (gae, n_step_returns, discounted_returns).
 
 Vector environments use Gymnasium's default NEXT_STEP autoreset: the step after an episode ends only
 resets that copy. `env_step` marks such rows `valid=False` (not a transition: zero reward, action
 ignored); store or skip them accordingly. For a valid row, `next_obs` is the true next observation, also
 at the end of an episode, so a truncated episode can bootstrap from v(next_obs).
 
-Checkpoints hold every attribute that has `state_dict` / `load_state_dict` (networks, optimisers,
+Checkpoints hold every public attribute that has `state_dict` / `load_state_dict` (networks, optimisers,
 buffers, schedulers), the RNG states (python, numpy, torch), the environments (pickled with their RNGs,
 so training continues exactly as if never interrupted), the loop state and the step counter.
 """
