@@ -55,7 +55,7 @@ def bellman_grpo(path: Path, rows: list[dict], a) -> tuple[float, float]:
 
 def trl_grpo(path: Path, rows: list[dict], a) -> tuple[float, float]:
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
     from bellman.llm.tasks import arithmetic_reward
@@ -70,6 +70,7 @@ def trl_grpo(path: Path, rows: list[dict], a) -> tuple[float, float]:
     trainer = GRPOTrainer(model=model, reward_funcs=arithmetic_reward, args=args,
                           train_dataset=Dataset.from_list([{"prompt": r["prompt"], "answer": r["answer"]} for r in rows]),
                           processing_class=AutoTokenizer.from_pretrained(path))
+    trainer.remove_callback(PrinterCallback)
     t = time.perf_counter()
     trainer.train()
     dt = time.perf_counter() - t
@@ -100,7 +101,7 @@ def bellman_dpo(path: Path, pairs: list[dict], a) -> float:
 
 def trl_dpo(path: Path, pairs: list[dict], a) -> float:
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
     from trl import DPOConfig, DPOTrainer
     args = DPOConfig(output_dir=str(path.parent / "trl_dpo"), max_steps=a.steps, learning_rate=1e-5, beta=0.1,
                      loss_type="sigmoid", per_device_train_batch_size=a.pairs, use_cpu=True, bf16=False,
@@ -108,6 +109,7 @@ def trl_dpo(path: Path, pairs: list[dict], a) -> float:
                      disable_tqdm=True, seed=0)
     trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(path), args=args,
                          train_dataset=Dataset.from_list(pairs), processing_class=AutoTokenizer.from_pretrained(path))
+    trainer.remove_callback(PrinterCallback)
     t = time.perf_counter()
     trainer.train()
     return time.perf_counter() - t
@@ -128,6 +130,10 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     warnings.filterwarnings("ignore")
     logging.getLogger("transformers").setLevel(logging.ERROR)
+    import datasets
+    import transformers
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
 
     with tempfile.TemporaryDirectory() as tmp:
         path = tiny_dir(Path(tmp))
