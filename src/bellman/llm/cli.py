@@ -155,7 +155,7 @@ def rm(task: str = TASK, model: str = MODEL, out: Path = OUT, pairs: Path = PAIR
         None, m, tok, t, prompt_fn, rewards, eval_rows, generations, temperature, max_new_tokens, seed + 1, t.test)
     cfg = RewardModelConfig(out=str(out), total_steps=steps, learning_rate=lr, batch_size=batch_size, seed=seed,
                             eval_rows=eval_rows)
-    report(RewardModelTrainer(RewardModel.from_causal_lm(m, seed), tok, train, cfg, held_out).train(), out)
+    report(RewardModelTrainer(RewardModel.from_causal_lm(m, seed, tok.pad_token_id), tok, train, cfg, held_out).train(), out)
 
 
 @app.command()

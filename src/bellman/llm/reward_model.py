@@ -52,17 +52,23 @@ class RewardModel(torch.nn.Module):
             raise TypeError("RewardModel wraps an AutoModelForSequenceClassification with num_labels=1 and a "
                             f"`score` head, got {type(model).__name__}")
         if model.config.pad_token_id is None:
-            raise ValueError("the reward model config needs a pad_token_id")
+            raise ValueError("the reward model config needs a pad_token_id (pass the tokenizer's to from_causal_lm)")
         self.model = model
 
     @classmethod
-    def from_causal_lm(cls, lm: PreTrainedModel, seed: int = 0) -> "RewardModel":
-        """Copy the backbone of a causal LM (its weights, not the LM head) under a fresh seeded scalar head."""
+    def from_causal_lm(cls, lm: PreTrainedModel, seed: int = 0, pad_token_id: int | None = None) -> "RewardModel":
+        """Copy the backbone of a causal LM (its weights, not the LM head) under a fresh seeded scalar head.
+
+        ``pad_token_id`` (the tokenizer's) fills in a config that has none, so the saved model also works
+        with transformers' own sequence-classification forward.
+        """
         if not isinstance(lm, PreTrainedModel):
             raise TypeError(f"lm must be a transformers PreTrainedModel (merge LoRA adapters first), "
                             f"got {type(lm).__name__}")
         config = copy.deepcopy(lm.config)
         config.num_labels = 1
+        if config.pad_token_id is None:
+            config.pad_token_id = pad_token_id
         torch.manual_seed(seed)
         model = AutoModelForSequenceClassification.from_config(config)
         prefix = model.base_model_prefix
