@@ -72,6 +72,19 @@ def test_policy_loss_clips_the_ratio():
     assert frac.item() == pytest.approx(2 / 5)
 
 
+def test_only_completion_tokens_carry_loss():
+    """Garbage at padded positions (mask 0) changes neither loss; a completion token does."""
+    g = torch.Generator().manual_seed(0)
+    logp, old, adv, v, old_v, ret = (torch.randn(2, 3, generator=g) for _ in range(6))
+    junk = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 50.0]])          # only the padded slot [1, 2]
+    for fn, args in ((policy_loss, (logp, old, adv)), (value_loss, (v, old_v, ret))):
+        clean = fn(*args, MASK)[0]
+        dirty = fn(*(a + junk for a in args), MASK)[0]
+        assert dirty.item() == pytest.approx(clean.item(), abs=1e-6)
+        moved = fn(args[0] + junk.roll(-1, 1), *args[1:], MASK)[0]     # [1, 1] is a completion token
+        assert moved.item() != pytest.approx(clean.item(), abs=1e-3)
+
+
 def test_masked_whiten_ignores_padding():
     x = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 1000.0]])
     z = masked_whiten(x, MASK)
