@@ -55,6 +55,16 @@ TARGETS: dict[str, tuple[Callable[[int], Any], int, int, float, str]] = {
 }
 
 
+def train_until(agent: Any, until: int, total: int) -> None:
+    """Train to `until` steps of a run planned for `total` (schedules such as DQN's eps see the full run)."""
+    if not hasattr(agent, "train_iteration"):  # LinearQ has no schedule
+        agent.learn(until)
+        return
+    agent.total_steps = total
+    while agent.step < until:
+        agent.train_iteration()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -68,7 +78,7 @@ def main() -> None:
             agent, start, first = make(seed), time.perf_counter(), None
             curve = []
             for until in range(every, total + 1, every):
-                agent.learn(until, progress=False)
+                train_until(agent, until, total)
                 mean, std = agent.evaluate(20)
                 curve.append(f"{mean:.0f}")
                 met = mean >= target if target > 0 else mean > target

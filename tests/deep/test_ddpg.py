@@ -77,7 +77,7 @@ def test_ddpg_checkpoint_round_trip_and_continued_training(tmp_path, noise):
 
 
 def test_ddpg_learns_pendulum_quickly():
-    config = DDPGConfig.for_env("Pendulum-v1", hidden=(64, 64), learning_starts=1_000, batch_size=128)
-    agent = DDPG("Pendulum-v1", config, seed=0).learn(6_000, progress=False)
+    config = DDPGConfig.for_env("Pendulum-v1", hidden=(64, 64), learning_starts=500, batch_size=64)
+    agent = DDPG("Pendulum-v1", config, seed=0).learn(4_000, progress=False)
     mean, _ = agent.evaluate(episodes=10)
-    assert mean > -700  # random torques score about -1200; the full 20k-step run reaches -200
+    assert mean > -600  # random torques score about -1200; the full 20k-step run reaches -200
