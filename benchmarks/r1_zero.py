@@ -5,7 +5,7 @@ trained with GRPO on the R1-Zero format + accuracy rewards. Prints format reward
 and after, and the wall-clock and CPU seconds of each phase (CPU seconds are what an idle machine would take:
 the process is pinned to ``--threads`` threads).
 
-    .venv/bin/python benchmarks/r1_zero.py --out runs/bench_r1 [--threads 2] [--pretrain-steps 1500] [--grpo-steps 60]
+    .venv/bin/python benchmarks/r1_zero.py --out runs/bench_r1 [--threads 1] [--pretrain-steps 800] [--grpo-steps 50]
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ from bellman.llm.r1_zero import R1ZeroConfig, run
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("runs/bench_r1"))
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pretrain-steps", type=int, default=R1ZeroConfig.pretrain_steps)
     ap.add_argument("--grpo-steps", type=int, default=R1ZeroConfig().grpo.total_steps)
+    ap.add_argument("--base", default="tiny", help="tiny (pretrain the base first) or a base model directory")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    c = R1ZeroConfig(seed=a.seed, pretrain_steps=a.pretrain_steps)
+    c = R1ZeroConfig(seed=a.seed, pretrain_steps=a.pretrain_steps, base_model=a.base)
     c.grpo = replace(c.grpo, total_steps=a.grpo_steps, progress=False)
     wall, cpu = time.perf_counter(), time.process_time()
     r = run(a.out, c)
