@@ -106,7 +106,7 @@ def test_shared_prompt_gradients_equal_repeated_prompts():
     for fn, p in ((shared_prompt_logprobs, (p_ids, p_mask)),
                   (completion_logprobs, (p_ids.repeat_interleave(2, 0), p_mask.repeat_interleave(2, 0)))):
         model.zero_grad()
-        logp = fn(model, *p, c_ids, c_mask)
+        logp = fn(model, *p, c_ids, c_mask, temperature=0.7)
         logp.sum().backward()
         grads.append((logp.detach(), model.model.embed_tokens.weight.grad.clone()))
     torch.testing.assert_close(grads[0][0], grads[1][0], atol=1e-5, rtol=1e-5)

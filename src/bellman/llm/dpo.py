@@ -129,13 +129,17 @@ def sample_preference_pairs(model: PreTrainedModel, tok: PreTrainedTokenizerBase
 
 
 def shared_prompt_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
-                           completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
+                           completion_ids: torch.Tensor, completion_mask: torch.Tensor, temperature: float = 1.0,
+                           ) -> torch.Tensor:
     """Per-token log-probs of n completions per prompt, the prompt run once: (B n, C), 0 off the mask.
 
     Rows i n .. i n + n - 1 of the completions continue prompt i (left padded, (B, P)); completions are right
     padded. The prompt's keys / values are computed once and repeated for its n completions (gradients
-    flow through them), so the numbers equal ``completion_logprobs`` on the prompt repeated n times.
+    flow through them), so the numbers equal ``completion_logprobs`` on the prompt repeated n times (GRPO's
+    groups of G completions per prompt fit the same shape).
     """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
     n = completion_ids.shape[0] // prompt_ids.shape[0]
     if n * prompt_ids.shape[0] != completion_ids.shape[0]:
         raise ValueError(f"{completion_ids.shape[0]} completions do not split evenly over {prompt_ids.shape[0]} prompts")
@@ -147,7 +151,7 @@ def shared_prompt_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, pro
     positions = prompt_mask.sum(1, keepdim=True).repeat_interleave(n, 0) + torch.arange(completion_ids.shape[1])
     rest = model(input_ids=completion_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
                  use_cache=True).logits[:, :-1]
-    logits = torch.cat([out.logits[:, -1:].repeat_interleave(n, 0), rest], 1).float()
+    logits = torch.cat([out.logits[:, -1:].repeat_interleave(n, 0), rest], 1).float() / temperature
     logp = torch.log_softmax(logits, dim=-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
     return logp * completion_mask
 
@@ -156,13 +160,12 @@ def reference_logprobs(model: PreTrainedModel, ref_model: PreTrainedModel | None
                        temperature: float = 1.0, logprobs_fn: Callable = completion_logprobs) -> torch.Tensor:
     """Completion log-probs under the frozen reference: ``ref_model``, or, when it is None, ``model`` with its
     peft LoRA adapters switched off (the reference of a LoRA policy is its base model). No gradient.
-    ``logprobs_fn`` is ``completion_logprobs`` (with ``temperature``) or ``shared_prompt_logprobs``."""
-    kw = {"temperature": temperature} if logprobs_fn is completion_logprobs else {}
+    ``logprobs_fn`` is ``completion_logprobs`` or ``shared_prompt_logprobs``."""
     with torch.no_grad():
         if ref_model is not None:
-            return logprobs_fn(ref_model, *batch, **kw)
+            return logprobs_fn(ref_model, *batch, temperature=temperature)
         with model.disable_adapter():
-            return logprobs_fn(model, *batch, **kw)
+            return logprobs_fn(model, *batch, temperature=temperature)
 
 
 def frozen_reference(model: PreTrainedModel, ref_model: PreTrainedModel | None) -> PreTrainedModel | None:
