@@ -1,4 +1,7 @@
-"""The `bellman` command. Each part of the library adds its own sub-commands here."""
+"""The `bellman` command. Each part of the library adds its own sub-commands here.
+
+Sub-commands import torch and transformers lazily, so `bellman --help` stays quick.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +10,16 @@ import sys
 import typer
 from rich.console import Console
 
+from bellman.deep.cli import register as register_deep
+from bellman.gridworld_cli import app as gridworld_app
+from bellman.llm.cli import app as llm_app
+
 app = typer.Typer(help="bellman: reinforcement learning from the Bellman equation to LLM post-training.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
+app.add_typer(gridworld_app, name="gridworld")
+register_deep(app)
+app.add_typer(llm_app, name="llm")
 err = Console(stderr=True)
-
-from bellman.gridworld_cli import app as _gw; app.add_typer(_gw, name="gridworld")  # noqa: E402, E702
-
-from bellman.deep.cli import register as _register_deep; _register_deep(app)  # noqa: E402, E702
-
-from bellman.llm.cli import app as _llm; app.add_typer(_llm, name="llm")  # noqa: E402,E702
 
 
 def main() -> None:
