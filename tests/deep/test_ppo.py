@@ -64,3 +64,12 @@ def test_ppo_continuous_improves_on_pendulum():
     agent.learn(20_000, progress=False)
     after, _ = agent.evaluate(5)
     assert after > before + 200
+
+
+def test_learning_rate_anneals_linearly_to_zero():
+    config = PPOConfig(n_envs=2, n_steps=16, batch_size=32, n_epochs=1, hidden=(8,), learning_rate=1e-3,
+                       anneal_lr=True)
+    agent = PPO("CartPole-v1", config, seed=0).learn(320, log_every=1, progress=False)
+    for row in agent.logger_rows:  # one row per iteration; lr set from the step count after its rollout
+        assert row["learning_rate"] == pytest.approx(1e-3 * max(0.0, 1 - row["step"] / 320))
+    assert agent.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * max(0.0, 1 - agent.step / 320))
