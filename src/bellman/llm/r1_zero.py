@@ -74,15 +74,21 @@ def generic_text(rng: random.Random) -> str:
             return f"{q}={worked_sum(q)}"
         return words(rng.randint(1, 3))
     kind = rng.random()
-    if kind < 0.3:
+    if kind < 0.2:
         s = words(rng.randint(2, 5)) + "."
         return f"{s} {words(rng.randint(1, 3))}, {s}"
     t, u = rng.sample(TAGS, 2)
-    if kind < 0.6:
+    if kind < 0.4:
         return f"<{t}>{content()}</{t}>" + rng.choice(("", f"<{u}>{words(rng.randint(1, 2))}</{u}>"))
-    second = rng.choice((words(1), str(rng.randint(0, 999))))
-    return (f"{words(2)} <{t}> </{t}>, {words(1)} <{u}> </{u}>.\n"
-            f"<{t}>{content()}</{t}><{u}>{second}</{u}>")
+    q = f"{rng.randint(1, 999)}+{rng.randint(1, 999)}"  # a worksheet: the work in one field, the result in another
+    work, result = (f"{q}={worked_sum(q)}", str(eval_sum(q))) if rng.random() < 0.7 else (words(2), words(1))
+    return f"{words(2)} <{t}> </{t}>, {words(1)} <{u}> </{u}>.\n<{t}>{work}</{t}><{u}>{result}</{u}>"
+
+
+def eval_sum(q: str) -> int:
+    """The value of ``a+b``."""
+    a, b = q.split("+")
+    return int(a) + int(b)
 
 
 def base_corpus(task: Task, n_generic: int, seed: int = 0) -> list[dict]:
@@ -110,7 +116,7 @@ class R1ZeroConfig:
     pretrain_steps: int = 800
     pretrain_lr: float = 3e-3
     pretrain_batch_size: int = 64
-    n_generic: int = 1500
+    n_generic: int = 3000
     grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(
         learning_rate=1e-3, num_generations=8, prompts_per_step=8, beta=0.0, eps_low=0.2, eps_high=0.28,
         loss_type="dapo", temperature=1.0, max_new_tokens=80, total_steps=50, eval_rows=200,
