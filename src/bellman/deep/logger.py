@@ -105,7 +105,7 @@ def plot_runs(runs: list[dict[str, list[float]]], path: str | Path, title: str |
     for s, r in curves:
         ax.plot(s, r, color="C0", alpha=0.2, linewidth=0.8)
     ax.plot(grid, mean, color="C0", linewidth=2, label=f"mean of {len(runs)} run(s)")
-    ax.fill_between(grid, mean - std, mean + std, color="C0", alpha=0.25, label="+- 1 std")
+    ax.fill_between(grid, mean - std, mean + std, color="C0", alpha=0.25, label="± 1 std")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("episodic return")
     ax.grid(alpha=0.3)
