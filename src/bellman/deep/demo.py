@@ -19,8 +19,9 @@ def run(out: Path, seed: int = 0, steps: int = 100_000, progress: bool = True) -
     seconds = time.perf_counter() - start
     mean, std = agent.evaluate(20)
     rows = agent.logger_rows
-    curve = plot_runs([{"step": [r["step"] for r in rows], "episodic_return": [r["episodic_return"] for r in rows]}],
-                      out / "ppo_cartpole.png", title=f"PPO on CartPole-v1 (seed {seed}): eval {mean:.0f} ± {std:.0f}")
+    run_metrics = {"step": [r["step"] for r in rows], "episodic_return": [r["episodic_return"] for r in rows]}
+    curve = plot_runs([run_metrics], out / "ppo_cartpole.png",
+                      title=f"PPO on CartPole-v1 (seed {seed}): eval {mean:.0f} ± {std:.0f}")
     return {"algorithm": "PPO", "env": "CartPole-v1", "steps": agent.step, "seed": seed,
             "mean_return": mean, "std_return": std, "episodes": 20, "train_seconds": round(seconds, 1),
             "curve": str(curve)}
