@@ -32,7 +32,8 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="*", type=int, default=[0])
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"{'algo':<10} {'env':<12} {'steps':>7} {'seed':>4} {'eval return':>16} {'target':>7} {'ok':>3} {'train s':>8}")
+    print(f"{'algo':<10} {'env':<12} {'steps':>7} {'seed':>4} {'eval return':>16} {'target':>7} {'ok':>3} "
+          f"{'train s':>8}")
     for name, env_id, steps, target in TARGETS:
         if args.only and name not in args.only:
             continue

@@ -477,7 +477,8 @@ class Agent:
         if isinstance(source, bytes):
             source = cloudpickle.loads(source)
         if source is None:
-            raise ValueError(f"the environment of {path} could not be saved; pass it: {cls.__name__}.load(path, env=...)")
+            raise ValueError(f"the environment of {path} could not be saved; "
+                             f"pass it: {cls.__name__}.load(path, env=...)")
         config = saved_cls.config_class.from_dict(payload["config"])
         agent = saved_cls(source, config, seed=payload["seed"])
         for k, state in payload["state"].items():
