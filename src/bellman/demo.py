@@ -1,4 +1,5 @@
-"""`make demo`: the course grid world solved exactly and learned from experience.
+"""`make demo`: the course grid world solved exactly and learned from experience, PPO on CartPole,
+and the R1-Zero recipe on the built-in tiny language model.
 
 Writes pictures and figures under out/demo/ and prints where they are.
 """
@@ -52,11 +53,30 @@ def foundations(out: Path) -> dict:
     return figures
 
 
+def deep(out: Path) -> dict:
+    """PPO on CartPole-v1 for 100k steps, evaluated deterministically over 20 episodes."""
+    from bellman.deep import demo
+
+    result = demo.run(out)
+    console.print(f"  PPO CartPole-v1: {result['steps']} steps in {result['train_seconds']} s, evaluation "
+                  f"{result['mean_return']:.1f} +- {result['std_return']:.1f}  -> {result['curve']}")
+    return result
+
+
+def llm(out: Path) -> dict:
+    """The R1-Zero recipe on the built-in tiny model: format reward and accuracy before and after."""
+    from bellman.llm import demo
+
+    return demo.run(out)
+
+
+SECTIONS = {"foundations": foundations, "deep": deep, "llm": llm}
+
+
 def main(out: Path = Path("out/demo")) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    sections = {"foundations": foundations}
     summary = {}
-    for name, run in sections.items():
+    for name, run in SECTIONS.items():
         console.rule(f"[bold]{name}")
         start = time.perf_counter()
         summary[name] = run(out / name)
