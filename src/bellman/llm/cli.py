@@ -104,7 +104,7 @@ def eval_(task: str = TASK, model: str = MODEL, out: Path = OUT, template: str =
 @app.command("r1-zero")
 def r1_zero(task: str = typer.Option("arithmetic", help="arithmetic (2-3 digit addition)"), out: Path = OUT,
             model: str = typer.Option("tiny", help="tiny: pretrain the built-in base model first; or a base model dir"),
-            pretrain_steps: int = 1500, grpo_steps: int = 60, seed: int = 0) -> None:
+            pretrain_steps: int = 800, grpo_steps: int = 50, seed: int = 0) -> None:
     """The whole R1-Zero recipe: (tiny) base model taught plain arithmetic, then GRPO with format + accuracy."""
     from dataclasses import replace
 
