@@ -40,17 +40,19 @@ class RolloutBuffer:
                 value: Callable[[torch.Tensor], torch.Tensor]) -> None:
         """Fill the buffer with n_steps vector steps of `agent`; act(s) -> (a ~ pi(.|s), ln pi(a|s), v(s)) and
         value(s) -> v(s) for the state after the last step."""
+        # numpy views sharing the tensors' memory: a numpy row write costs far less than a torch one
+        obs, actions, log_probs, values = (x.numpy() for x in (self.obs, self.actions, self.log_probs, self.values))
+        rewards, terminated, dones, valid = (x.numpy() for x in (self.rewards, self.terminated, self.dones,
+                                                                  self.valid))
         with torch.inference_mode():
             for t in range(self.n_steps):
                 s = agent.encode(agent.obs)
                 a, log_p, v = act(s)
-                self.obs[t], self.actions[t], self.log_probs[t], self.values[t] = s, a, log_p, v
+                obs[t], actions[t], log_probs[t], values[t] = s.numpy(), a.numpy(), log_p.numpy(), v.numpy()
                 step = agent.env_step(a.numpy())
-                self.rewards[t] = torch.from_numpy(np.asarray(step.reward, dtype=np.float32))
-                self.terminated[t] = torch.from_numpy(step.terminated)
-                self.dones[t] = torch.from_numpy(step.terminated | step.truncated)
-                self.valid[t] = torch.from_numpy(step.valid)
-            self.values[-1] = value(agent.encode(agent.obs))
+                rewards[t], terminated[t], valid[t] = step.reward, step.terminated, step.valid
+                dones[t] = step.terminated | step.truncated
+            values[-1] = value(agent.encode(agent.obs)).numpy()
 
     def flat(self, x: torch.Tensor) -> torch.Tensor:
         """The valid rows of a (T, n_envs, ...) tensor as one batch (B, ...)."""

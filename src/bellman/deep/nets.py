@@ -139,6 +139,7 @@ class ActorCritic(ActionDistribution):
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation {activation!r} is not supported; allowed: {sorted(ACTIVATIONS)}")
         self.activation = ACTIVATIONS[activation]()
+        self.tanh = activation == "tanh"  # torch.tanh directly: no nn.Module call on the hot path
         sizes = (obs_dim(observation_space), *hidden, self.n_out)
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
@@ -149,14 +150,15 @@ class ActorCritic(ActionDistribution):
             nn.init.orthogonal_(w_v[:1] if last else w_v, 1.0 if last else math.sqrt(2))  # v is output 0
             self.weights.append(nn.Parameter(torch.stack([w_pi.T, w_v.T])))
             self.biases.append(nn.Parameter(torch.zeros(2, 1, n_out)))
+        # plain (w, b) pairs: iterating a ParameterList costs more than the small layers themselves
+        self.layers = list(zip(self.weights, self.biases))
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(policy output, v(s)) for a batch of encoded observations."""
         x = obs.expand(2, *obs.shape)
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            x = torch.baddbmm(b, x, w)
-            if i < len(self.weights) - 1:
-                x = self.activation(x)
+        for w, b in self.layers[:-1]:
+            x = torch.tanh(torch.baddbmm(b, x, w)) if self.tanh else self.activation(torch.baddbmm(b, x, w))
+        x = torch.baddbmm(self.layers[-1][1], x, self.layers[-1][0])
         return x[0], x[1, :, 0]
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:

@@ -149,7 +149,7 @@ class PPO(Agent):
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if c.max_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
+                    torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm, foreach=True)
                 self.optimizer.step()
 
     def losses(self, obs: torch.Tensor, actions: torch.Tensor, old_log_p: torch.Tensor, old_v: torch.Tensor,
