@@ -73,9 +73,9 @@ def test_policy_validation():
     assert np.array_equal(mdp.check_policy(np.array([1, 0])), [[0, 1], [1, 0]])
     with pytest.raises(ValueError, match="state 0 sums to 0.9"):
         mdp.check_policy([[0.5, 0.4], [1, 0]])
-    with pytest.raises(ValueError, match="negative"):
+    with pytest.raises(ValueError, match="not a probability"):
         mdp.check_policy([[1.5, -0.5], [1, 0]])
-    with pytest.raises(ValueError, match="not an action"):
+    with pytest.raises(ValueError, match="entries in 0..1"):
         mdp.check_policy(np.array([0, 2]))
     with pytest.raises(ValueError, match="shape"):
         mdp.check_policy(np.ones((3, 2)) / 2)

@@ -25,6 +25,37 @@ def _check_finite(name: str, x: np.ndarray) -> None:
         raise ValueError(f"{name} must be finite, but {name}{list(idx)} = {x[idx]}")
 
 
+def check_policy(policy: Any, n_states: int, n_actions: int, name: str = "policy") -> np.ndarray:
+    """Validate a policy and return it as an (S, A) array of probabilities.
+
+    Accepts an (S, A) array whose rows are distributions or an (S,) array of action indices.
+    """
+    pi = np.asarray(policy)
+    if pi.ndim == 1 and np.issubdtype(pi.dtype, np.integer):
+        if pi.shape != (n_states,) or pi.min() < 0 or pi.max() >= n_actions:
+            raise ValueError(
+                f"{name} as action indices must have shape ({n_states},) with entries in 0..{n_actions - 1}"
+            )
+        return np.eye(n_actions)[pi]
+    if not np.issubdtype(pi.dtype, np.number) or pi.shape != (n_states, n_actions):
+        raise ValueError(
+            f"{name} must be an (S, A) = ({n_states}, {n_actions}) array of probabilities, "
+            f"got dtype {pi.dtype} and shape {pi.shape}"
+        )
+    pi = pi.astype(np.float64)
+    if not np.all(np.isfinite(pi)) or pi.min() < 0:
+        s, a = (int(i) for i in np.argwhere(~(pi >= 0))[0])
+        raise ValueError(f"{name}[{s}, {a}] = {pi[s, a]} is not a probability in [0, 1]")
+    sums = pi.sum(axis=1)
+    bad = np.flatnonzero(np.abs(sums - 1.0) > ROW_SUM_TOL)
+    if bad.size:
+        raise ValueError(
+            f"{name} row for state {int(bad[0])} sums to {sums[bad[0]]:.10g}; "
+            "each row must be a distribution over actions (sum 1)"
+        )
+    return pi
+
+
 @dataclass(frozen=True, eq=False)
 class TabularMDP:
     """An MDP with S states, A actions, model P(s'|s,a), expected rewards R(s,a) and discount gamma.
@@ -151,39 +182,8 @@ class TabularMDP:
         return int(rng.choice(self.n_states, p=self.P[s, a]))
 
     def check_policy(self, policy: Any) -> np.ndarray:
-        """Return `policy` as an (S, A) array of probabilities, validating it.
-
-        Accepts an (S, A) array whose rows are distributions or an (S,) array of action indices.
-        """
-        S, A = self.n_states, self.n_actions
-        pi = np.asarray(policy)
-        if pi.ndim == 1:
-            if pi.shape != (S,) or not np.issubdtype(pi.dtype, np.integer):
-                raise ValueError(
-                    f"a deterministic policy must be an integer array of shape ({S},), "
-                    f"got dtype {pi.dtype} and shape {pi.shape}"
-                )
-            if pi.min() < 0 or pi.max() >= A:
-                s = int(np.flatnonzero((pi < 0) | (pi >= A))[0])
-                raise ValueError(f"policy[{s}] = {pi[s]} is not an action in 0..{A - 1}")
-            out = np.zeros((S, A))
-            out[np.arange(S), pi] = 1.0
-            return out
-        pi = pi.astype(np.float64)
-        if pi.shape != (S, A):
-            raise ValueError(f"a policy must have shape ({S}, {A}) or ({S},), got {pi.shape}")
-        _check_finite("policy", pi)
-        if pi.min() < 0:
-            s, a = (int(i) for i in np.argwhere(pi < 0)[0])
-            raise ValueError(f"policy[{s}, {a}] = {pi[s, a]} is negative; pi(a|s) must be in [0, 1]")
-        sums = pi.sum(axis=1)
-        bad = np.flatnonzero(np.abs(sums - 1) > ROW_SUM_TOL)
-        if bad.size:
-            raise ValueError(
-                f"policy row for state {int(bad[0])} sums to {sums[bad[0]]:.10g}; "
-                "each row must be a distribution over actions (sum 1)"
-            )
-        return pi
+        """`policy` as an (S, A) array of probabilities (see `check_policy`)."""
+        return check_policy(policy, self.n_states, self.n_actions)
 
     # --------------------------------------------------------------------------- constructors
     @classmethod

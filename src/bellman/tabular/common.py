@@ -17,7 +17,7 @@ import numpy as np
 from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
 from rich.progress import track
 
-from bellman.mdp import ROW_SUM_TOL
+from bellman.mdp import check_policy
 
 BOOKKEEPING_WRAPPERS = (OrderEnforcing, PassiveEnvChecker, TimeLimit)
 
@@ -80,34 +80,6 @@ def resolve_gamma(env: gym.Env, gamma: float | None) -> float:
     if not isinstance(gamma, (int, float, np.floating)) or not 0.0 <= gamma <= 1.0:
         raise ValueError(f"gamma must be in [0, 1], got {gamma!r}")
     return float(gamma)
-
-
-def check_policy(policy: Any, n_states: int, n_actions: int, name: str = "policy") -> np.ndarray:
-    """An (S, A) array whose rows are distributions (an (S,) array of action indices is accepted too)."""
-    pi = np.asarray(policy)
-    if pi.ndim == 1 and np.issubdtype(pi.dtype, np.integer):
-        if pi.shape != (n_states,) or pi.min() < 0 or pi.max() >= n_actions:
-            raise ValueError(
-                f"{name} as action indices must have shape ({n_states},) with entries in 0..{n_actions - 1}"
-            )
-        return np.eye(n_actions)[pi]
-    if not np.issubdtype(pi.dtype, np.number) or pi.shape != (n_states, n_actions):
-        raise ValueError(
-            f"{name} must be an (S, A) = ({n_states}, {n_actions}) array of probabilities, "
-            f"got dtype {pi.dtype} and shape {pi.shape}"
-        )
-    pi = pi.astype(np.float64)
-    if not np.all(np.isfinite(pi)) or pi.min() < 0:
-        s, a = (int(i) for i in np.argwhere(~(pi >= 0))[0])
-        raise ValueError(f"{name}[{s}, {a}] = {pi[s, a]} is not a probability in [0, 1]")
-    sums = pi.sum(axis=1)
-    bad = np.flatnonzero(np.abs(sums - 1.0) > ROW_SUM_TOL)
-    if bad.size:
-        raise ValueError(
-            f"{name} row for state {int(bad[0])} sums to {sums[bad[0]]:.10g}; "
-            "each row must be a distribution over actions (sum 1)"
-        )
-    return pi
 
 
 # ------------------------------------------------------------------------------- environment

@@ -14,10 +14,10 @@ import numpy as np
 from scipy.signal import lfilter
 
 from bellman.planning import greedy_policy
+from bellman.mdp import check_policy
 from bellman.tabular.common import (
     Env,
     TabularResult,
-    check_policy,
     check_positive_int,
     check_return,
     check_seed,

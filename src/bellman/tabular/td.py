@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
+from bellman.mdp import check_policy
 from bellman.tabular.common import (
     Env,
     TabularResult,
     check_alpha,
     check_initial,
-    check_policy,
     check_positive_int,
     check_return,
     check_seed,
