@@ -106,8 +106,7 @@ def linear_schedule(initial: float, final: float, fraction: float, progress: flo
 
 class QNet(nn.Module):
     """q(s, .; w): one output per action, with PyTorch's default layer initialisation (that of
-    Stable-Baselines3's DQN, under which the rl-baselines3-zoo settings were tuned; on CartPole-v1 it was
-    also the more stable of the two in our runs)."""
+    Stable-Baselines3's DQN, under which the rl-baselines3-zoo settings were tuned)."""
 
     def __init__(self, observation_space: spaces.Space, n_actions: int, hidden: tuple[int, ...], activation: str):
         super().__init__()
