@@ -103,3 +103,16 @@ def test_dqn_learns_cartpole_quickly():
     agent = DQN("CartPole-v1", config, seed=0).learn(6_000, progress=False)
     mean, _ = agent.evaluate(episodes=10)
     assert mean >= 100  # an untrained greedy policy balances about 10 steps; the full run reaches 500
+
+
+def test_anneal_lr_decays_the_learning_rate_linearly():
+    config = DQNConfig(**SMALL, anneal_lr=True)
+    agent = DQN("CartPole-v1", config, seed=0)
+    agent.total_steps = 1_000  # what learn(1_000) sets; step through its iterations by hand
+    while agent.step < 500:
+        agent.train_iteration()
+    assert agent.optimizer.param_groups[0]["lr"] == pytest.approx(config.learning_rate * (1 - agent.step / 1_000))
+    agent.learn(1_000, progress=False)
+    assert agent.optimizer.param_groups[0]["lr"] == 0.0  # the last phase starts at step 1000
+    constant = DQN("CartPole-v1", DQNConfig(**SMALL), seed=0).learn(1_000, progress=False)
+    assert constant.optimizer.param_groups[0]["lr"] == config.learning_rate

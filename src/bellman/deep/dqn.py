@@ -39,7 +39,8 @@ class DQNConfig(AgentConfig):
     batch_size: minibatch size. tau: 1 copies the target every target_update_interval env steps, < 1 Polyak-
     averages it at that interval. train_freq: env steps between training phases. gradient_steps: updates
     per phase. exploration_*: the linear eps schedule. max_grad_norm: global gradient clipping (None: off).
-    loss: "huber" or "mse". double: the Double DQN target.
+    loss: "huber" or "mse". double: the Double DQN target. anneal_lr: decay the learning rate linearly to 0
+    over the run (off in SB3 and the zoo).
     """
 
     learning_rate: float = 1e-4
@@ -57,6 +58,7 @@ class DQNConfig(AgentConfig):
     max_grad_norm: float | None = 10.0
     loss: str = "huber"
     double: bool = False
+    anneal_lr: bool = False
 
     presets = {
         # rl-baselines3-zoo hyperparams/dqn.yml, CartPole-v1
@@ -164,6 +166,8 @@ class DQN(Agent):
                 polyak_update(self.q_target, self.q, c.tau)
         if self.step < c.learning_starts:
             return {"epsilon": self.epsilon}
+        for group in self.optimizer.param_groups:
+            group["lr"] = c.learning_rate * (self.progress_remaining if c.anneal_lr else 1.0)
         losses, q_values = [], []
         for _ in range(c.gradient_steps):
             batch = self.buffer.sample(c.batch_size, self.rng)
