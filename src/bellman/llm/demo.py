@@ -1,7 +1,7 @@
 """A short R1-Zero run on the built-in tiny model: accuracy and format reward before and after.
 
 ``make demo`` calls ``run(out)``. The base model is taught plain worked arithmetic (no template), then GRPO
-with the R1-Zero format + accuracy rewards. This short run shows the pipeline end to end (about five CPU
+with the R1-Zero format + accuracy rewards. This short run shows the pipeline end to end (about four CPU
 minutes); it is too short for the base model to find the template, so expect format and accuracy near 0
 (see benchmarks/RESULTS.md, "LLM: R1-Zero and GRPO", for the longer runs and where they stand).
 """
@@ -16,7 +16,7 @@ from rich.console import Console
 
 from bellman.llm.r1_zero import R1ZeroConfig, run as run_r1_zero
 
-DEMO = R1ZeroConfig(pretrain_steps=200)
+DEMO = R1ZeroConfig(pretrain_steps=120)
 
 
 def run(out: pathlib.Path) -> dict:
