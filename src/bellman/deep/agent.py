@@ -123,6 +123,7 @@ class AgentConfig:
     def keys(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
 
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> AgentConfig:
         """Build from a dict, with a clear error for unknown keys."""
@@ -156,6 +157,32 @@ class AgentConfig:
                 cls.from_dict({key: None})  # raises the unknown-key error
             out[key] = _parse_text(key, text.strip(), hints[key])
         return out
+
+
+@dataclasses.dataclass
+class ReplayConfig(AgentConfig):
+    """Settings shared by the replay-based agents (DQN, DDPG), with Stable-Baselines3's names.
+
+    buffer_size: replay capacity. learning_starts: env steps of uniform random actions before learning.
+    batch_size: minibatch size. tau: target-network update rate (1 copies). train_freq: env steps between
+    training phases. gradient_steps: updates per phase.
+    """
+
+    buffer_size: int = 1_000_000
+    learning_starts: int = 100
+    batch_size: int = 256
+    tau: float = 0.005
+    train_freq: int = 1
+    gradient_steps: int = 1
+
+    def check(self) -> None:
+        super().check()
+        self.require(self.buffer_size >= 1, "buffer_size", "an int >= 1")
+        self.require(self.learning_starts >= 0, "learning_starts", "an int >= 0")
+        self.require(self.batch_size >= 1, "batch_size", "an int >= 1")
+        self.require(0.0 < self.tau <= 1.0, "tau", "a float in (0, 1]")
+        self.require(self.train_freq >= 1, "train_freq", "an int >= 1")
+        self.require(self.gradient_steps >= 1, "gradient_steps", "an int >= 1")
 
 
 def _coerce(owner: str, name: str, value: Any, tp: Any) -> Any:

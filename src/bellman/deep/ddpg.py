@@ -24,14 +24,14 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
-from bellman.deep.agent import Agent, AgentConfig
+from bellman.deep.agent import Agent, ReplayConfig
 from bellman.deep.buffers import ReplayBuffer
 from bellman.deep.dqn import polyak_update
 from bellman.deep.nets import mlp, obs_dim
 
 
 @dataclasses.dataclass
-class DDPGConfig(AgentConfig):
+class DDPGConfig(ReplayConfig):
     """Defaults of Stable-Baselines3 DDPG (net_arch [400, 300], Adam 1e-3, tau 0.005, batch 256);
     `DDPGConfig.for_env("Pendulum-v1")` adds the rl-baselines3-zoo tuned setting.
 
@@ -64,12 +64,6 @@ class DDPGConfig(AgentConfig):
 
     def check(self) -> None:
         super().check()
-        self.require(self.buffer_size >= 1, "buffer_size", "an int >= 1")
-        self.require(self.learning_starts >= 0, "learning_starts", "an int >= 0")
-        self.require(self.batch_size >= 1, "batch_size", "an int >= 1")
-        self.require(0.0 < self.tau <= 1.0, "tau", "a float in (0, 1]")
-        self.require(self.train_freq >= 1, "train_freq", "an int >= 1")
-        self.require(self.gradient_steps >= 1, "gradient_steps", "an int >= 1")
         self.require(self.noise in ("normal", "ou"), "noise", "'normal' or 'ou'")
         self.require(self.noise_std >= 0, "noise_std", "a float >= 0")
         self.require(self.ou_theta > 0, "ou_theta", "a float > 0")

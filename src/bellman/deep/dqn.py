@@ -25,13 +25,13 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
-from bellman.deep.agent import Agent, AgentConfig
+from bellman.deep.agent import Agent, ReplayConfig
 from bellman.deep.buffers import ReplayBuffer
 from bellman.deep.nets import mlp, obs_dim
 
 
 @dataclasses.dataclass
-class DQNConfig(AgentConfig):
+class DQNConfig(ReplayConfig):
     """Defaults of Stable-Baselines3 DQN (the Nature paper's algorithm with Huber loss and Adam);
     `DQNConfig.for_env("CartPole-v1")` adds the rl-baselines3-zoo tuned setting.
 
@@ -69,13 +69,7 @@ class DQNConfig(AgentConfig):
 
     def check(self) -> None:
         super().check()
-        self.require(self.buffer_size >= 1, "buffer_size", "an int >= 1")
-        self.require(self.learning_starts >= 0, "learning_starts", "an int >= 0")
-        self.require(self.batch_size >= 1, "batch_size", "an int >= 1")
-        self.require(0.0 < self.tau <= 1.0, "tau", "a float in (0, 1]")
         self.require(self.target_update_interval >= 1, "target_update_interval", "an int >= 1")
-        self.require(self.train_freq >= 1, "train_freq", "an int >= 1")
-        self.require(self.gradient_steps >= 1, "gradient_steps", "an int >= 1")
         self.require(0.0 < self.exploration_fraction <= 1.0, "exploration_fraction", "a float in (0, 1]")
         self.require(0.0 <= self.exploration_initial_eps <= 1.0, "exploration_initial_eps", "a float in [0, 1]")
         self.require(0.0 <= self.exploration_final_eps <= 1.0, "exploration_final_eps", "a float in [0, 1]")
