@@ -17,11 +17,17 @@ from bellman.mdp import TabularMDP
 TIE_TOL = 1e-9
 
 
-def _check_tolerances(tol: float, max_iterations: int) -> None:
+def check_iteration(mdp: TabularMDP, tol: float, max_iterations: int, v0: np.ndarray | None) -> np.ndarray:
+    """Validate the stopping rule of an iterative method and return its starting values (a copy of v0,
+    zeros by default)."""
     if not tol > 0:
         raise ValueError(f"tol must be a positive number, got {tol}")
     if int(max_iterations) != max_iterations or max_iterations < 1:
         raise ValueError(f"max_iterations must be a positive integer, got {max_iterations}")
+    v = np.zeros(mdp.n_states) if v0 is None else np.asarray(v0, dtype=np.float64).copy()
+    if v.shape != (mdp.n_states,):
+        raise ValueError(f"v0 must have shape ({mdp.n_states},), got {v.shape}")
+    return v
 
 
 def evaluate_policy(
@@ -43,10 +49,7 @@ def evaluate_policy(
     if method == "closed_form":
         return _solve(mdp, r_pi, P_pi)
     if method == "iterative":
-        _check_tolerances(tol, max_iterations)
-        v = np.zeros(mdp.n_states) if v0 is None else np.asarray(v0, dtype=np.float64).copy()
-        if v.shape != (mdp.n_states,):
-            raise ValueError(f"v0 must have shape ({mdp.n_states},), got {v.shape}")
+        v = check_iteration(mdp, tol, max_iterations, v0)
         for _ in range(int(max_iterations)):
             v_next = r_pi + mdp.gamma * (P_pi @ v)
             if np.max(np.abs(v_next - v)) < tol:

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from bellman.mdp import TabularMDP
-from bellman.planning.evaluation import _check_tolerances, evaluate_policy, greedy_policy
+from bellman.planning.evaluation import check_iteration, evaluate_policy, greedy_policy
 from bellman.planning.result import PlanningResult
 
 
@@ -50,13 +50,10 @@ def truncated_policy_iteration(
     Stops when the sup-norm change of v between iterations is below tol (sweeps = inf: when the policy
     is stable). `evaluation` is used only for sweeps = inf.
     """
-    _check_tolerances(tol, max_iterations)
     exact = math.isinf(sweeps)
     if not exact and (int(sweeps) != sweeps or sweeps < 1):
         raise ValueError(f"sweeps must be a positive integer or math.inf, got {sweeps}")
-    v = np.zeros(mdp.n_states) if v0 is None else np.asarray(v0, dtype=np.float64).copy()
-    if v.shape != (mdp.n_states,):
-        raise ValueError(f"v0 must have shape ({mdp.n_states},), got {v.shape}")
+    v = check_iteration(mdp, tol, max_iterations, v0)
     pi = greedy_policy(mdp.q_from_v(v)) if policy0 is None else mdp.check_policy(policy0)
     history, residuals = ([v.copy()] if keep_history else []), []
     for k in range(1, int(max_iterations) + 1):

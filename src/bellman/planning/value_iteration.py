@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from bellman.mdp import TabularMDP
-from bellman.planning.evaluation import _check_tolerances, greedy_policy
+from bellman.planning.evaluation import check_iteration, greedy_policy
 from bellman.planning.result import PlanningResult
 
 
@@ -25,10 +25,7 @@ def value_iteration(
     Returns v, q = R + gamma P v, the greedy policy (ties to the lowest action), the number of
     iterations, the residual ||v_{k+1} - v_k||_inf of each and, with keep_history, every v_k.
     """
-    _check_tolerances(tol, max_iterations)
-    v = np.zeros(mdp.n_states) if v0 is None else np.asarray(v0, dtype=np.float64).copy()
-    if v.shape != (mdp.n_states,):
-        raise ValueError(f"v0 must have shape ({mdp.n_states},), got {v.shape}")
+    v = check_iteration(mdp, tol, max_iterations, v0)
     history, residuals = ([v.copy()] if keep_history else []), []
     # the model in action-major order (row a*S + s holds P(.|s,a)): each sweep computes q_k as an (A, S)
     # array, whose max over actions runs along contiguous rows; the numbers are those of mdp.q_from_v
