@@ -5,7 +5,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from bellman.llm.model import (TinyConfig, char_tokenizer, completion_logprobs, encode_completions, encode_prompts,
-                               load_model, tiny_model)
+                               lean_supported, load_model, tiny_model)
 from bellman.llm.rollout import SamplingConfig, _filter, generate
 
 torch.set_num_threads(1)
@@ -68,6 +68,7 @@ def test_lora_and_switches():
     model, _ = load_model("tiny", lora=LoraSpec(r=4), gradient_checkpointing=True)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora" in n for n in trainable)
+    assert not lean_supported(model) and not lean_supported(load_model("tiny", gradient_checkpointing=True)[0])
     bf, _ = load_model("tiny", dtype="bfloat16")
     assert next(bf.parameters()).dtype == torch.bfloat16
 
@@ -94,6 +95,54 @@ def test_greedy_with_cache_equals_without(tiny):
     prompts = ["1+2=", "100+200=", "x", "hello world"]
     a = generate(model, tok, prompts, SamplingConfig(temperature=0, max_new_tokens=24))
     b = generate(model, tok, prompts, SamplingConfig(temperature=0, max_new_tokens=24, use_cache=False))
+    assert torch.equal(a.completion_ids, b.completion_ids)
+    torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-5, rtol=1e-5)
+
+
+def qwen2_tiny():
+    """A Qwen2 config (q/k/v biases, grouped-query attention: 4 query heads share 2 key/value heads)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+    tok = char_tokenizer()
+    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, pad_token_id=tok.pad_token_id,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(1)
+    model = Qwen2ForCausalLM(cfg).eval()
+    with torch.no_grad():  # non-zero biases, so that dropping one would show
+        for layer in model.model.layers:
+            for lin in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                lin.bias.normal_(0, 0.5)
+    return model, tok
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_lean_decoding_equals_hugging_face_generate(tiny, arch):
+    model, tok = tiny if arch == "llama" else qwen2_tiny()
+    assert lean_supported(model)
+    prompts = ["1+2=", "100+200=", "x", "hello world"]
+    ro = generate(model, tok, prompts, SamplingConfig(temperature=0, max_new_tokens=12))
+    p, pm = encode_prompts(tok, prompts)
+    hf = model.generate(input_ids=p, attention_mask=pm, do_sample=False, max_new_tokens=12,
+                        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)[:, p.shape[1]:]
+    assert torch.equal(ro.completion_ids, hf)
+    recomputed = completion_logprobs(model, ro.prompt_ids, ro.prompt_mask, ro.completion_ids, ro.completion_mask)
+    torch.testing.assert_close(ro.logprobs, recomputed, atol=1e-5, rtol=1e-5)
+    # sampling: the same seed gives the same rollout as decoding through HF's forward (no cache)
+    a = generate(model, tok, prompts, SamplingConfig(temperature=1.0, max_new_tokens=12), seed=3)
+    b = generate(model, tok, prompts, SamplingConfig(temperature=1.0, max_new_tokens=12, use_cache=False), seed=3)
+    assert torch.equal(a.completion_ids, b.completion_ids)
+    torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-5, rtol=1e-5)
+
+
+def test_models_outside_the_lean_path_decode_through_their_own_forward(tiny):
+    from peft import LoraConfig, get_peft_model
+    model, tok = tiny
+    peft_model = get_peft_model(tiny_model(TinyConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                                      num_attention_heads=2), seed=0)[0],
+                                LoraConfig(r=2, target_modules="all-linear")).eval()
+    assert not lean_supported(peft_model)  # fresh LoRA adapters leave the model's outputs unchanged
+    s = SamplingConfig(temperature=0, max_new_tokens=10)
+    a, b = generate(model, tok, ["12+3=", "7"], s), generate(peft_model, tok, ["12+3=", "7"], s)
     assert torch.equal(a.completion_ids, b.completion_ids)
     torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-5, rtol=1e-5)
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedModel, PreTrainedTokenizerFast
 
@@ -116,8 +117,7 @@ def encode_prompts(tok: PreTrainedTokenizerFast, prompts: list[str]) -> tuple[to
     """Token ids and attention mask of prompts, left padded: (B, P) each."""
     if not prompts or not all(isinstance(p, str) for p in prompts):
         raise ValueError("prompts must be a non-empty list of strings")
-    ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    return _pad(ids, tok.pad_token_id, left=True)
+    return _pad(tok(prompts, add_special_tokens=False)["input_ids"], tok.pad_token_id, left=True)
 
 
 def encode_completions(tok: PreTrainedTokenizerFast, completions: list[str], eos: bool = True,
@@ -125,7 +125,7 @@ def encode_completions(tok: PreTrainedTokenizerFast, completions: list[str], eos
     """Token ids and completion mask of completions, right padded, EOS appended if ``eos``: (B, C) each."""
     if not completions or not all(isinstance(c, str) for c in completions):
         raise ValueError("completions must be a non-empty list of strings")
-    ids = [tok(c, add_special_tokens=False)["input_ids"] + ([tok.eos_token_id] if eos else []) for c in completions]
+    ids = [x + ([tok.eos_token_id] if eos else []) for x in tok(completions, add_special_tokens=False)["input_ids"]]
     return _pad(ids, tok.pad_token_id, left=False)
 
 
@@ -159,3 +159,104 @@ def completion_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, prompt
                    logits_to_keep=c + 1).logits[:, :-1].float() / temperature
     logp = torch.log_softmax(logits, dim=-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
     return logp * completion_mask
+
+
+LEAN_ARCHITECTURES = ("LlamaForCausalLM", "Qwen2ForCausalLM")
+
+
+def lean_supported(model: PreTrainedModel) -> bool:
+    """True where ``lean_forward`` computes what the Hugging Face forward does: a plain Llama or Qwen2 causal
+    LM (no peft wrapper, no gradient checkpointing, no attention dropout) with a SiLU MLP and full attention
+    on every layer. Anything else runs through the model's own forward."""
+    cfg = getattr(model, "config", None)
+    return (type(model).__name__ in LEAN_ARCHITECTURES and cfg.hidden_act == "silu"
+            and not cfg.attention_dropout and not getattr(model, "is_activation_checkpointing", False)
+            and all(t == "full_attention" for t in getattr(cfg, "layer_types", None) or ()))
+
+
+class KVCache:
+    """Keys and values of every layer, preallocated to ``max_len`` positions and filled left to right."""
+
+    def __init__(self, model: PreTrainedModel, batch: int, max_len: int) -> None:
+        cfg, w = model.config, model.lm_head.weight
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        shape = (cfg.num_hidden_layers, batch, cfg.num_key_value_heads, max_len, head_dim)
+        self.k = torch.zeros(shape, dtype=w.dtype, device=w.device)
+        self.v = torch.zeros(shape, dtype=w.dtype, device=w.device)
+        self.length = 0
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write this call's keys / values (B, H_kv, T, d) after the cached ones; return all of them."""
+        end = self.length + k.shape[2]
+        self.k[layer, :, :, self.length:end] = k
+        self.v[layer, :, :, self.length:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    return F.rms_norm(x, weight.shape, weight, eps)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+
+def _cat(*layers: torch.nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Weights (and biases) of linear layers that read the same input, stacked into one matrix."""
+    bias = [lin.bias for lin in layers]
+    return (torch.cat([lin.weight for lin in layers]),
+            None if bias[0] is None else torch.cat(bias))
+
+
+def lean_weights(model: PreTrainedModel) -> list[tuple]:
+    """Per layer: (qkv, o, gate_up, down) as (weight, bias) with q/k/v and gate/up stacked, and the norms.
+    Built once per ``generate`` call; inside autograd the stacking is differentiable."""
+    out = []
+    for layer in model.model.layers:
+        a, mlp = layer.self_attn, layer.mlp
+        out.append((_cat(a.q_proj, a.k_proj, a.v_proj), (a.o_proj.weight, a.o_proj.bias),
+                    _cat(mlp.gate_proj, mlp.up_proj), (mlp.down_proj.weight, mlp.down_proj.bias),
+                    layer.input_layernorm, layer.post_attention_layernorm))
+    return out
+
+
+def lean_forward(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 position_ids: torch.Tensor, cache: KVCache | None = None, logits_to_keep: int = 0,
+                 weights: list[tuple] | None = None) -> torch.Tensor:
+    """Logits (B, T or logits_to_keep, V) of a Llama / Qwen2 model (``lean_supported``) in plain torch over its
+    own weights: the Hugging Face forward (eager attention) without its per-call machinery (mask builders,
+    cache objects, output records), which dominates one decoding step of a small model.
+
+    ``attention_mask`` (B, K) covers the cached keys and these T tokens; ``cache`` (if given) receives
+    this call's keys / values; ``weights`` is ``lean_weights(model)`` (built here if None).
+    Gradients flow as through the Hugging Face forward.
+    """
+    m, cfg, (b, t) = model.model, model.config, input_ids.shape
+    n_q, n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
+    d = model.model.layers[0].self_attn.head_dim
+    start = cache.length if cache is not None else 0
+    x = m.embed_tokens(input_ids)
+    cos, sin = m.rotary_emb(x, position_ids)
+    cos, sin = cos[:, None], sin[:, None]
+    key = torch.arange(start + t, device=x.device)
+    query = key[start:, None]
+    # causal over the keys that are not padding; a padding query sees itself (its output is never used)
+    allowed = ((key <= query) & attention_mask[:, None, None, :].bool()) | (key == query)
+    for i, ((w_qkv, b_qkv), (w_o, b_o), (w_gu, b_gu), (w_d, b_d), ln1, ln2) in enumerate(weights or lean_weights(model)):
+        h = _rms_norm(x, ln1.weight, ln1.variance_epsilon)
+        q, k, v = F.linear(h, w_qkv, b_qkv).view(b, t, n_q + 2 * n_kv, d).transpose(1, 2).split((n_q, n_kv, n_kv), 1)
+        q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(i, k, v)
+        if n_kv != n_q:
+            k, v = k.repeat_interleave(n_q // n_kv, 1), v.repeat_interleave(n_q // n_kv, 1)
+        scores = (q @ k.transpose(2, 3)) * d ** -0.5
+        p = scores.masked_fill(~allowed, float("-inf")).softmax(-1, dtype=torch.float32).to(q.dtype)
+        x = x + F.linear((p @ v).transpose(1, 2).reshape(b, t, n_q * d), w_o, b_o)
+        gate, up = F.linear(_rms_norm(x, ln2.weight, ln2.variance_epsilon), w_gu, b_gu).chunk(2, dim=-1)
+        x = x + F.linear(F.silu(gate) * up, w_d, b_d)
+    if cache is not None:
+        cache.length += t
+    x = _rms_norm(x[:, -logits_to_keep:] if logits_to_keep else x, m.norm.weight, m.norm.variance_epsilon)
+    return F.linear(x, model.lm_head.weight, model.lm_head.bias)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from bellman.llm.model import encode_prompts
+from bellman.llm.model import KVCache, encode_prompts, lean_forward, lean_supported, lean_weights
 
 
 @dataclass
@@ -82,7 +82,12 @@ def _filter(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
 @torch.no_grad()
 def generate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[str],
              sampling: SamplingConfig | None = None, seed: int | None = None) -> Rollout:
-    """Sample one completion per prompt (repeat prompts for groups); stops a row at EOS."""
+    """Sample one completion per prompt (repeat prompts for groups); stops a row at EOS.
+
+    With the KV cache on, Llama / Qwen2 models decode through ``lean_forward`` (same numbers as the
+    Hugging Face forward, without its per-call overhead) into a preallocated cache; other models, and
+    ``use_cache=False``, go through the model's own forward.
+    """
     s = sampling or SamplingConfig()
     prompt_ids, prompt_mask = encode_prompts(tok, prompts)
     device = next(model.parameters()).device
@@ -90,14 +95,21 @@ def generate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list
     g = torch.Generator(device=device)
     g.manual_seed(seed if seed is not None else int(torch.randint(2**31, ())))
     eos, pad = tok.eos_token_id, tok.pad_token_id
-    b = prompt_ids.shape[0]
-    ids, mask = prompt_ids, prompt_mask
-    pos = (mask.cumsum(1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=s.use_cache, logits_to_keep=1)
-    tokens, logps = [], []
+    (b, p), n = prompt_ids.shape, s.max_new_tokens
+    mask = torch.cat([prompt_mask, prompt_mask.new_ones(b, n)], dim=1)  # grows into the completion columns
+    pos = (prompt_mask.cumsum(1) - 1).clamp(min=0)
+    lean = s.use_cache and lean_supported(model)
+    if lean:
+        cache, weights = KVCache(model, b, p + n), lean_weights(model)
+        logits = lean_forward(model, prompt_ids, prompt_mask, pos, cache, logits_to_keep=1, weights=weights)
+    else:
+        out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, use_cache=s.use_cache,
+                    logits_to_keep=1)
+        logits = out.logits
+    ids, tokens, logps = prompt_ids, [], []
     done = torch.zeros(b, dtype=torch.bool, device=device)
-    for _ in range(s.max_new_tokens):
-        logits = out.logits[:, -1].float()
+    for t in range(n):
+        logits = logits[:, -1].float()
         logp_all = torch.log_softmax(logits / (s.temperature or 1.0), dim=-1)
         if s.temperature == 0:
             nxt = logits.argmax(-1)
@@ -110,15 +122,18 @@ def generate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list
         done = done | (nxt == eos)
         if bool(done.all()):
             break
-        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-        if s.use_cache:
-            pos = pos[:, -1:] + 1
-            out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos,
+        pos = pos[:, -1:] + 1
+        if lean:
+            logits = lean_forward(model, nxt[:, None], mask[:, :p + t + 1], pos, cache, weights=weights)
+        elif s.use_cache:
+            out = model(input_ids=nxt[:, None], attention_mask=mask[:, :p + t + 1], position_ids=pos,
                         past_key_values=out.past_key_values, use_cache=True)
+            logits = out.logits
         else:
             ids = torch.cat([ids, nxt[:, None]], dim=1)
-            out = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0),
-                        use_cache=False, logits_to_keep=1)
+            m = mask[:, :p + t + 1]
+            logits = model(input_ids=ids, attention_mask=m, position_ids=(m.cumsum(1) - 1).clamp(min=0),
+                           use_cache=False, logits_to_keep=1).logits
     completion_ids = torch.stack(tokens, dim=1)
     is_eos = (completion_ids == eos).long()
     # 1 up to and including the first EOS: positions where no EOS came strictly before
