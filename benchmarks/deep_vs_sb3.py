@@ -1,14 +1,16 @@
 """bellman vs Stable-Baselines3 on the same task, same hyper-parameters (rl-baselines3-zoo), same machine,
 one process, seeds interleaved so both sides see the same load.
 
-    python benchmarks/deep_vs_sb3.py --algo ppo --seeds 3
+    python benchmarks/deep_vs_sb3.py --algo ppo --seeds 3 [--sides sb3 same own]
 
 Prints, per seed and in total, the training wall-clock and CPU time (process time: steadier than wall-clock
 on a shared machine) of each side, the deterministic evaluation return
 (20 episodes) and the wall-clock ratio SB3 / bellman. bellman runs with exactly SB3's settings ("same")
-and, when the case defines one, with its own faster setting ("fast", e.g. fewer, larger gradient steps),
-so the implementation speed and the speed of the recommended setting are both visible. Each algorithm
-is one entry of CASES.
+and, when the case defines one, with its own documented setting for the same sample budget ("own": PPO's
+`fast=True` preset, more envs and fewer gradient steps; DQN's learning-rate annealing), so the implementation
+speed and the speed of the recommended setting are both visible. Each algorithm is one entry of CASES.
+SB3 runs with PyTorch's default float handling (denormals kept); bellman agents flush denormals to zero
+(`AgentConfig.flush_denormal`, on by default), part of what makes them faster.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class Case:
     steps: int
     bellman: Callable[[str, int, int, dict], object]  # (env_id, steps, seed, overrides) -> trained agent
     sb3: Callable[[str, int, int], object]  # (env_id, steps, seed) -> trained SB3 model
-    fast: dict | None = None  # bellman config overrides for the "fast" run (None: no such run)
+    own: tuple[str, dict] | None = None  # (label, bellman config overrides) of bellman's own setting, if any
 
 
 def bellman_ppo(env_id: str, steps: int, seed: int, overrides: dict):
@@ -87,9 +89,11 @@ def sb3_ddpg(env_id: str, steps: int, seed: int):
 
 
 CASES: dict[str, Case] = {
-    # fast: 10 epochs instead of 20 over each rollout of 8 x 32 steps: the same samples, half the gradient steps
-    "ppo": Case("CartPole-v1", 100_000, bellman_ppo, sb3_ppo, fast=dict(n_epochs=10)),
-    "dqn": Case("CartPole-v1", 100_000, bellman_dqn, sb3_dqn),
+    # PPOConfig.for_env("CartPole-v1", fast=True): 16 envs x 16 steps, 4 epochs at lr 3e-3 (1,560 gradient
+    # steps instead of 7,800), the same 100k samples
+    "ppo": Case("CartPole-v1", 100_000, bellman_ppo, sb3_ppo, own=("bellman fast", dict(fast=True))),
+    # the zoo setting with the learning rate annealed linearly to 0: the same samples and gradient steps
+    "dqn": Case("CartPole-v1", 100_000, bellman_dqn, sb3_dqn, own=("bellman anneal", dict(anneal_lr=True))),
     "ddpg": Case("Pendulum-v1", 20_000, bellman_ddpg, sb3_ddpg),
 }
 
@@ -107,15 +111,23 @@ def main() -> None:
     parser.add_argument("--algo", choices=sorted(CASES), default="ppo")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=None, help="override the case's step budget")
+    parser.add_argument("--sides", nargs="+", choices=("sb3", "same", "own"), default=["sb3", "same", "own"],
+                        help="which runs to make (sb3 is always made: the ratios need it)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     case = CASES[args.algo]
     steps = args.steps or case.steps
     print(f"{args.algo} on {case.env_id}, {steps} steps, {args.seeds} seeds, torch threads 1")
-    runs = {"sb3": lambda seed: case.sb3(case.env_id, steps, seed),
-            "bellman same": lambda seed: case.bellman(case.env_id, steps, seed, {})}
-    if case.fast is not None:
-        runs["bellman fast"] = lambda seed: case.bellman(case.env_id, steps, seed, case.fast)
+    def sb3(seed: int) -> object:
+        torch.set_flush_denormal(False)  # PyTorch's default (a bellman agent built before may have set it)
+        return case.sb3(case.env_id, steps, seed)
+
+    runs = {"sb3": sb3}
+    if "same" in args.sides:
+        runs["bellman same"] = lambda seed: case.bellman(case.env_id, steps, seed, {})
+    if case.own is not None and "own" in args.sides:
+        label, overrides = case.own
+        runs[label] = lambda seed: case.bellman(case.env_id, steps, seed, overrides)
     wall: dict[str, list[float]] = {k: [] for k in runs}
     cpu: dict[str, list[float]] = {k: [] for k in runs}
     scores: dict[str, list[float]] = {k: [] for k in runs}
@@ -131,12 +143,12 @@ def main() -> None:
             cpu[name].append(time.process_time() - c0)
             mean, std = evaluate_sb3(model, case.env_id, seed) if name == "sb3" else model.evaluate(EVAL_EPISODES)
             scores[name].append(mean)
-            print(f"seed {seed}  {name:<13} wall {wall[name][-1]:7.1f} s  cpu {cpu[name][-1]:7.1f} s  "
+            print(f"seed {seed}  {name:<14} wall {wall[name][-1]:7.1f} s  cpu {cpu[name][-1]:7.1f} s  "
                   f"eval {mean:7.1f} +- {std:5.1f}"
                   f"{ratios(name, wall[name][-1], cpu[name][-1], wall['sb3'][-1], cpu['sb3'][-1])}", flush=True)
     print("total over seeds:")
     for name in runs:
-        print(f"  {name:<13} wall {sum(wall[name]):7.1f} s  cpu {sum(cpu[name]):7.1f} s  "
+        print(f"  {name:<14} wall {sum(wall[name]):7.1f} s  cpu {sum(cpu[name]):7.1f} s  "
               f"mean eval {statistics.mean(scores[name]):7.1f}  min eval {min(scores[name]):7.1f}"
               f"{ratios(name, sum(wall[name]), sum(cpu[name]), sum(wall['sb3']), sum(cpu['sb3']))}")
 

@@ -116,3 +116,11 @@ def test_anneal_lr_decays_the_learning_rate_linearly():
     assert agent.optimizer.param_groups[0]["lr"] == 0.0  # the last phase starts at step 1000
     constant = DQN("CartPole-v1", DQNConfig(**SMALL), seed=0).learn(1_000, progress=False)
     assert constant.optimizer.param_groups[0]["lr"] == config.learning_rate
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_flush_denormal_setting_is_applied(flush):
+    DQN("CartPole-v1", DQNConfig(**SMALL, flush_denormal=flush), seed=0)
+    tiny = torch.tensor([1e-39])  # a denormal float32
+    assert ((tiny * 1.0).item() == 0.0) is flush
+    torch.set_flush_denormal(True)  # the default, for the tests that follow

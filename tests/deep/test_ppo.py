@@ -73,3 +73,22 @@ def test_learning_rate_anneals_linearly_to_zero():
     for row in agent.logger_rows:  # one row per iteration; lr set from the step count after its rollout
         assert row["learning_rate"] == pytest.approx(1e-3 * max(0.0, 1 - row["step"] / 320))
     assert agent.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * max(0.0, 1 - agent.step / 320))
+
+
+def test_fast_preset_is_the_zoo_setting_with_more_envs_and_fewer_epochs():
+    zoo, fast = PPOConfig.for_env("CartPole-v1"), PPOConfig.for_env("CartPole-v1", fast=True)
+    assert (fast.n_envs, fast.n_steps, fast.n_epochs, fast.learning_rate) == (16, 16, 4, 3e-3)
+    assert fast.n_envs * fast.n_steps == zoo.n_envs * zoo.n_steps == fast.batch_size  # 256 samples an iteration
+    assert fast.replace(n_envs=8, n_steps=32, n_epochs=20, learning_rate=1e-3) == zoo
+    assert PPOConfig.for_env("CartPole-v1", fast=True, n_epochs=6).n_epochs == 6  # explicit changes win
+    with pytest.raises(ValueError, match="no fast preset for 'Pendulum-v1'"):
+        PPOConfig.for_env("Pendulum-v1", fast=True)
+    with pytest.raises(TypeError, match="fast must be a bool"):
+        PPOConfig.for_env("CartPole-v1", fast="yes")
+
+
+def test_fast_preset_learns_cartpole():
+    agent = PPO("CartPole-v1", PPOConfig.for_env("CartPole-v1", fast=True), seed=0)
+    agent.learn(50_000, progress=False)
+    mean, _ = agent.evaluate(10)
+    assert mean >= 475  # half the benchmark's budget; the untrained policy balances about 10 steps

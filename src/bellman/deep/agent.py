@@ -86,6 +86,9 @@ class AgentConfig:
     n_envs: environment copies stepped together. gamma: discount. learning_rate: optimiser step size.
     hidden / activation: the MLP bodies. vectorized: use Gymnasium's numpy-vectorised implementation of
     the env when it has one (CartPole), else copies in one process. torch_threads: torch intra-op threads.
+    flush_denormal: treat denormal floats (magnitude < 1.2e-38) as 0 (`torch.set_flush_denormal`); the CPU's
+    slow path for them can make an Adam step several times slower, e.g. on the ReLU nets of DQN.
+    Both torch settings are process-wide and applied when an agent is built.
     """
 
     n_envs: int = 1
@@ -95,8 +98,10 @@ class AgentConfig:
     activation: str = "tanh"
     vectorized: bool = True
     torch_threads: int = 1
+    flush_denormal: bool = True
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {}  # tuned settings per env id (rl-baselines3-zoo)
+    fast_presets: ClassVar[dict[str, dict[str, Any]]] = {}  # bellman's own quicker settings, on top of presets
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -135,9 +140,16 @@ class AgentConfig:
         return cls(**values)
 
     @classmethod
-    def for_env(cls, env_id: str | None, **changes: Any) -> AgentConfig:
-        """The defaults, then the tuned preset for `env_id` if there is one, then `changes`."""
-        return cls.from_dict({**cls.presets.get(env_id or "", {}), **changes})
+    def for_env(cls, env_id: str | None, fast: bool = False, **changes: Any) -> AgentConfig:
+        """The defaults, then the tuned preset for `env_id` if there is one, then (with `fast`) the class's
+        quicker setting for it from `fast_presets`, then `changes`."""
+        if not isinstance(fast, bool):
+            raise TypeError(f"fast must be a bool, got {fast!r}")
+        if fast and (env_id or "") not in cls.fast_presets:
+            have = ", ".join(sorted(cls.fast_presets)) or "none"
+            raise ValueError(f"{cls.__name__} has no fast preset for {env_id!r}; it has one for: {have}")
+        fast_changes = cls.fast_presets[env_id or ""] if fast else {}
+        return cls.from_dict({**cls.presets.get(env_id or "", {}), **fast_changes, **changes})
 
     def replace(self, **changes: Any) -> AgentConfig:
         """A copy with some fields changed (validated like the constructor)."""
@@ -293,6 +305,7 @@ class Agent:
             raise ValueError(f"seed must be an int >= 0, got {seed!r}")
         self.config, self.seed = config, int(seed)
         torch.set_num_threads(config.torch_threads)
+        torch.set_flush_denormal(config.flush_denormal)
         random.seed(self.seed)
         torch.manual_seed(self.seed)
         self.rng = np.random.default_rng(self.seed)

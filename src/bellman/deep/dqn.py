@@ -162,8 +162,9 @@ class DQN(Agent):
             return {"epsilon": self.epsilon}
         for group in self.optimizer.param_groups:
             group["lr"] = c.learning_rate * (self.progress_remaining if c.anneal_lr else 1.0)
-        losses, q_values = [], []
-        for _ in range(c.gradient_steps):
+        params = list(self.q.parameters())
+        losses, q_values = torch.zeros(c.gradient_steps), torch.zeros(c.gradient_steps)
+        for i in range(c.gradient_steps):
             batch = self.buffer.sample(c.batch_size, self.rng)
             obs, next_obs = self.encode(batch["obs"].numpy()), self.encode(batch["next_obs"].numpy())
             with torch.no_grad():
@@ -174,8 +175,7 @@ class DQN(Agent):
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if c.max_grad_norm is not None:
-                nn.utils.clip_grad_norm_(self.q.parameters(), c.max_grad_norm)
+                nn.utils.clip_grad_norm_(params, c.max_grad_norm, foreach=True)
             self.optimizer.step()
-            losses.append(loss.item())
-            q_values.append(q_sa.mean().item())
-        return {"loss": float(np.mean(losses)), "q": float(np.mean(q_values)), "epsilon": self.epsilon}
+            losses[i], q_values[i] = loss.detach(), q_sa.detach().mean()
+        return {"loss": losses.mean().item(), "q": q_values.mean().item(), "epsilon": self.epsilon}
