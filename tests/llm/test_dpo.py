@@ -69,8 +69,10 @@ def test_preference_pairs_from_samples():
 
 # ---- the trainer on the built-in tiny model ---------------------------------------------------------------
 
-from bellman.llm.dpo import DPOConfig, DPOTrainer, sample_preference_pairs, shared_prompt_logprobs  # noqa: E402
-from bellman.llm.model import completion_logprobs, encode_completions, encode_prompts, load_model  # noqa: E402
+import bellman.llm.model as model_module  # noqa: E402
+from bellman.llm.dpo import DPOConfig, DPOTrainer, sample_preference_pairs  # noqa: E402
+from bellman.llm.model import (completion_logprobs, encode_completions, encode_prompts, load_model,  # noqa: E402
+                               shared_prompt_logprobs)
 from bellman.llm.rollout import SamplingConfig  # noqa: E402
 from bellman.llm.tasks import Task, arithmetic_reward  # noqa: E402
 
@@ -98,19 +100,25 @@ def test_only_completion_tokens_count(share_prompt):
             assert got.item() == pytest.approx(alone.sum().item(), abs=1e-4)
 
 
-def test_shared_prompt_gradients_equal_repeated_prompts():
+@pytest.mark.parametrize("lean", [True, False])
+def test_shared_prompt_gradients_equal_repeated_prompts(lean, monkeypatch):
     model, tok = load_model("tiny", seed=0)
+    if not lean:  # the Hugging Face forward with its DynamicCache, as for models outside the lean path
+        monkeypatch.setattr(model_module, "lean_supported", lambda m: False)
     p_ids, p_mask = encode_prompts(tok, ["1+2=", "100+20="])
     c_ids, c_mask = encode_completions(tok, ["3", "120", "4", "1"])
-    grads = []
+    results = []
     for fn, p in ((shared_prompt_logprobs, (p_ids, p_mask)),
                   (completion_logprobs, (p_ids.repeat_interleave(2, 0), p_mask.repeat_interleave(2, 0)))):
         model.zero_grad()
         logp = fn(model, *p, c_ids, c_mask, temperature=0.7)
         logp.sum().backward()
-        grads.append((logp.detach(), model.model.embed_tokens.weight.grad.clone()))
-    torch.testing.assert_close(grads[0][0], grads[1][0], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(grads[0][1], grads[1][1], atol=1e-5, rtol=1e-5)
+        results.append((logp.detach(), {n: q.grad.clone() for n, q in model.named_parameters()}))
+    (shared, shared_grads), (plain, plain_grads) = results
+    torch.testing.assert_close(shared, plain, atol=1e-5, rtol=1e-5)
+    assert shared_grads.keys() == plain_grads.keys()
+    for name, g in plain_grads.items():
+        torch.testing.assert_close(shared_grads[name], g, atol=1e-5, rtol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
 
 
 @pytest.mark.parametrize("loss_type, lr", [("sigmoid", 1e-3), ("ipo", 3e-4), ("hinge", 1e-3)])

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from bellman.llm.model import completion_logprobs
+from bellman.llm.model import completion_logprobs, shared_prompt_logprobs
 from bellman.llm.reward_model import check_pairs
 from bellman.llm.rollout import SamplingConfig, generate
 from bellman.llm.tasks import RewardFn, Task, call_reward, columns
@@ -126,34 +126,6 @@ def sample_preference_pairs(model: PreTrainedModel, tok: PreTrainedTokenizerBase
         completions += c
         rewards += [sum(s) for s in zip(*scores)]
     return build_preference_pairs(prompts, completions, rewards, max_pairs_per_prompt)
-
-
-def shared_prompt_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
-                           completion_ids: torch.Tensor, completion_mask: torch.Tensor, temperature: float = 1.0,
-                           ) -> torch.Tensor:
-    """Per-token log-probs of n completions per prompt, the prompt run once: (B n, C), 0 off the mask.
-
-    Rows i n .. i n + n - 1 of the completions continue prompt i (left padded, (B, P)); completions are right
-    padded. The prompt's keys / values are computed once and repeated for its n completions (gradients
-    flow through them), so the numbers equal ``completion_logprobs`` on the prompt repeated n times (GRPO's
-    groups of G completions per prompt fit the same shape).
-    """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    n = completion_ids.shape[0] // prompt_ids.shape[0]
-    if n * prompt_ids.shape[0] != completion_ids.shape[0]:
-        raise ValueError(f"{completion_ids.shape[0]} completions do not split evenly over {prompt_ids.shape[0]} prompts")
-    out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=(prompt_mask.cumsum(1) - 1).clamp(min=0),
-                use_cache=True, logits_to_keep=1)
-    cache = out.past_key_values
-    cache.batch_repeat_interleave(n)
-    mask = torch.cat([prompt_mask.repeat_interleave(n, 0), completion_mask], 1)
-    positions = prompt_mask.sum(1, keepdim=True).repeat_interleave(n, 0) + torch.arange(completion_ids.shape[1])
-    rest = model(input_ids=completion_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                 use_cache=True).logits[:, :-1]
-    logits = torch.cat([out.logits[:, -1:].repeat_interleave(n, 0), rest], 1).float() / temperature
-    logp = torch.log_softmax(logits, dim=-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
-    return logp * completion_mask
 
 
 def reference_logprobs(model: PreTrainedModel, ref_model: PreTrainedModel | None, *batch: torch.Tensor,

@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedModel, PreTrainedTokenizerFast
+from transformers import (AutoModelForCausalLM, AutoTokenizer, DynamicCache, LlamaConfig, PreTrainedModel,
+                          PreTrainedTokenizerFast)
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 CHARS = string.printable.replace("\x0b", "").replace("\x0c", "").replace("\r", "")
@@ -175,22 +176,28 @@ def lean_supported(model: PreTrainedModel) -> bool:
 
 
 class KVCache:
-    """Keys and values of every layer, preallocated to ``max_len`` positions and filled left to right."""
+    """Keys and values (B, H_kv, T, d) of every layer for ``lean_forward``, extended by every call it makes
+    (differentiable, like the Hugging Face ``DynamicCache`` it stands in for)."""
 
-    def __init__(self, model: PreTrainedModel, batch: int, max_len: int) -> None:
-        cfg, w = model.config, model.lm_head.weight
-        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        shape = (cfg.num_hidden_layers, batch, cfg.num_key_value_heads, max_len, head_dim)
-        self.k = torch.zeros(shape, dtype=w.dtype, device=w.device)
-        self.v = torch.zeros(shape, dtype=w.dtype, device=w.device)
+    def __init__(self) -> None:
+        self.k: list[torch.Tensor] = []
+        self.v: list[torch.Tensor] = []
         self.length = 0
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write this call's keys / values (B, H_kv, T, d) after the cached ones; return all of them."""
-        end = self.length + k.shape[2]
-        self.k[layer, :, :, self.length:end] = k
-        self.v[layer, :, :, self.length:end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+        """Append this call's keys / values to the layer's cached ones; return all of them."""
+        if layer == len(self.k):
+            self.k.append(k)
+            self.v.append(v)
+        else:
+            self.k[layer] = torch.cat([self.k[layer], k], dim=2)
+            self.v[layer] = torch.cat([self.v[layer], v], dim=2)
+        return self.k[layer], self.v[layer]
+
+    def batch_repeat_interleave(self, n: int) -> None:
+        """Repeat every row n times (n completions continuing one prompt); gradients flow to the original."""
+        self.k = [x.repeat_interleave(n, dim=0) for x in self.k]
+        self.v = [x.repeat_interleave(n, dim=0) for x in self.v]
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -260,3 +267,42 @@ def lean_forward(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask
         cache.length += t
     x = _rms_norm(x[:, -logits_to_keep:] if logits_to_keep else x, m.norm.weight, m.norm.variance_epsilon)
     return F.linear(x, model.lm_head.weight, model.lm_head.bias)
+
+
+def shared_prompt_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+                           completion_ids: torch.Tensor, completion_mask: torch.Tensor, temperature: float = 1.0,
+                           ) -> torch.Tensor:
+    """Per-token log-probs of n completions per prompt, the prompt run once: (B n, C), 0 off the mask.
+
+    Rows i n .. i n + n - 1 of the completions continue prompt i (left padded, (B, P)); completions are right
+    padded. The prompt's keys / values are computed once and repeated for its n completions (gradients
+    flow through them), so the numbers equal ``completion_logprobs`` on the prompt repeated n times (DPO's
+    chosen / rejected pairs and GRPO's groups of G completions per prompt fit this shape). Llama / Qwen2
+    models run through ``lean_forward``, others through their own forward and ``DynamicCache``.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    n = completion_ids.shape[0] // prompt_ids.shape[0]
+    if n * prompt_ids.shape[0] != completion_ids.shape[0]:
+        raise ValueError(f"{completion_ids.shape[0]} completions do not split evenly over {prompt_ids.shape[0]} prompts")
+    if lean_supported(model):
+        cache = KVCache()
+
+        def forward(ids, mask, pos, keep=0):
+            return lean_forward(model, ids, mask, pos, cache, logits_to_keep=keep)
+    else:
+        cache = DynamicCache(config=model.config)
+
+        def forward(ids, mask, pos, keep=0):
+            return model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
+                         logits_to_keep=keep).logits
+
+    first = forward(prompt_ids, prompt_mask, (prompt_mask.cumsum(1) - 1).clamp(min=0), keep=1)
+    cache.batch_repeat_interleave(n)
+    mask = torch.cat([prompt_mask.repeat_interleave(n, 0), completion_mask], 1)
+    positions = prompt_mask.sum(1, keepdim=True).repeat_interleave(n, 0) + torch.arange(completion_ids.shape[1],
+                                                                                           device=mask.device)
+    rest = forward(completion_ids, mask, positions)[:, :-1]
+    logits = torch.cat([first[:, -1:].repeat_interleave(n, 0), rest], 1).float() / temperature
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
+    return logp * completion_mask
