@@ -248,18 +248,20 @@ def lean_forward(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask
     cos, sin = cos[:, None], sin[:, None]
     key = torch.arange(start + t, device=x.device)
     query = key[start:, None]
-    # causal over the keys that are not padding; a padding query sees itself (its output is never used)
+    # additive mask: 0 where a query attends (causal, keys that are not padding; a padding query sees
+    # itself, its output is never used), -inf elsewhere
     allowed = ((key <= query) & attention_mask[:, None, None, :].bool()) | (key == query)
+    bias = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill_(~allowed, float("-inf"))
     for i, ((w_qkv, b_qkv), (w_o, b_o), (w_gu, b_gu), (w_d, b_d), ln1, ln2) in enumerate(weights or lean_weights(model)):
         h = _rms_norm(x, ln1.weight, ln1.variance_epsilon)
-        q, k, v = F.linear(h, w_qkv, b_qkv).view(b, t, n_q + 2 * n_kv, d).transpose(1, 2).split((n_q, n_kv, n_kv), 1)
-        q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+        qkv = F.linear(h, w_qkv, b_qkv).view(b, t, n_q + 2 * n_kv, d).transpose(1, 2)
+        q, k = _rotate(qkv[:, :n_q + n_kv], cos, sin).split((n_q, n_kv), 1)  # RoPE on queries and keys at once
+        v = qkv[:, n_q + n_kv:]
         if cache is not None:
             k, v = cache.update(i, k, v)
         if n_kv != n_q:
             k, v = k.repeat_interleave(n_q // n_kv, 1), v.repeat_interleave(n_q // n_kv, 1)
-        scores = (q @ k.transpose(2, 3)) * d ** -0.5
-        p = scores.masked_fill(~allowed, float("-inf")).softmax(-1, dtype=torch.float32).to(q.dtype)
+        p = torch.softmax(q @ k.transpose(2, 3) * d ** -0.5 + bias, -1, dtype=torch.float32).to(q.dtype)
         x = x + F.linear((p @ v).transpose(1, 2).reshape(b, t, n_q * d), w_o, b_o)
         gate, up = F.linear(_rms_norm(x, ln2.weight, ln2.variance_epsilon), w_gu, b_gu).chunk(2, dim=-1)
         x = x + F.linear(F.silu(gate) * up, w_d, b_d)
