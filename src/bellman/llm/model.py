@@ -176,23 +176,35 @@ def lean_supported(model: PreTrainedModel) -> bool:
 
 
 class KVCache:
-    """Keys and values (B, H_kv, T, d) of every layer for ``lean_forward``, extended by every call it makes
-    (differentiable, like the Hugging Face ``DynamicCache`` it stands in for)."""
+    """Keys and values (B, H_kv, T, d) of every layer for ``lean_forward``, extended by every call it makes.
 
-    def __init__(self) -> None:
+    With ``max_len`` (decoding without gradients) they are written into buffers of that many positions;
+    without it they grow by concatenation and stay differentiable, like the Hugging Face ``DynamicCache``.
+    """
+
+    def __init__(self, max_len: int | None = None) -> None:
+        self.max_len = max_len
         self.k: list[torch.Tensor] = []
         self.v: list[torch.Tensor] = []
         self.length = 0
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append this call's keys / values to the layer's cached ones; return all of them."""
+        if self.max_len is None:
+            if layer == len(self.k):
+                self.k.append(k)
+                self.v.append(v)
+            else:
+                self.k[layer] = torch.cat([self.k[layer], k], dim=2)
+                self.v[layer] = torch.cat([self.v[layer], v], dim=2)
+            return self.k[layer], self.v[layer]
         if layer == len(self.k):
-            self.k.append(k)
-            self.v.append(v)
-        else:
-            self.k[layer] = torch.cat([self.k[layer], k], dim=2)
-            self.v[layer] = torch.cat([self.v[layer], v], dim=2)
-        return self.k[layer], self.v[layer]
+            self.k.append(k.new_empty(*k.shape[:2], self.max_len, k.shape[3]))
+            self.v.append(v.new_empty(*v.shape[:2], self.max_len, v.shape[3]))
+        end = self.length + k.shape[2]
+        self.k[layer][:, :, self.length:end] = k
+        self.v[layer][:, :, self.length:end] = v
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
     def batch_repeat_interleave(self, n: int) -> None:
         """Repeat every row n times (n completions continuing one prompt); gradients flow to the original."""
@@ -252,7 +264,8 @@ def lean_forward(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask
     # itself, its output is never used), -inf elsewhere
     allowed = ((key <= query) & attention_mask[:, None, None, :].bool()) | (key == query)
     bias = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill_(~allowed, float("-inf"))
-    for i, ((w_qkv, b_qkv), (w_o, b_o), (w_gu, b_gu), (w_d, b_d), ln1, ln2) in enumerate(weights or lean_weights(model)):
+    weights = weights or lean_weights(model)
+    for i, ((w_qkv, b_qkv), (w_o, b_o), (w_gu, b_gu), (w_d, b_d), ln1, ln2) in enumerate(weights):
         h = _rms_norm(x, ln1.weight, ln1.variance_epsilon)
         qkv = F.linear(h, w_qkv, b_qkv).view(b, t, n_q + 2 * n_kv, d).transpose(1, 2)
         q, k = _rotate(qkv[:, :n_q + n_kv], cos, sin).split((n_q, n_kv), 1)  # RoPE on queries and keys at once
@@ -286,7 +299,8 @@ def shared_prompt_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, pro
         raise ValueError(f"temperature must be > 0, got {temperature}")
     n = completion_ids.shape[0] // prompt_ids.shape[0]
     if n * prompt_ids.shape[0] != completion_ids.shape[0]:
-        raise ValueError(f"{completion_ids.shape[0]} completions do not split evenly over {prompt_ids.shape[0]} prompts")
+        raise ValueError(f"{completion_ids.shape[0]} completions do not split evenly over "
+                         f"{prompt_ids.shape[0]} prompts")
     if lean_supported(model):
         cache = KVCache()
 

@@ -100,7 +100,7 @@ def generate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list
     pos = (prompt_mask.cumsum(1) - 1).clamp(min=0)
     lean = s.use_cache and lean_supported(model)
     if lean:
-        cache, weights = KVCache(), lean_weights(model)
+        cache, weights = KVCache(max_len=p + n), lean_weights(model)
         logits = lean_forward(model, prompt_ids, prompt_mask, pos, cache, logits_to_keep=1, weights=weights)
     else:
         out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, use_cache=s.use_cache,
