@@ -119,7 +119,7 @@ def qwen2_tiny():
 def test_lean_decoding_equals_hugging_face_generate(tiny, arch):
     model, tok = tiny if arch == "llama" else qwen2_tiny()
     assert lean_supported(model)
-    prompts = ["1+2=", "100+200=", "x", "hello world"]
+    prompts = ["1+2=", "100+200=", "1+2=", "x", "hello world", "100+200="]  # repeats: prefilled once
     ro = generate(model, tok, prompts, SamplingConfig(temperature=0, max_new_tokens=12))
     p, pm = encode_prompts(tok, prompts)
     hf = model.generate(input_ids=p, attention_mask=pm, do_sample=False, max_new_tokens=12,

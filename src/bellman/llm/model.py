@@ -206,10 +206,15 @@ class KVCache:
         self.v[layer][:, :, self.length:end] = v
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep these rows, in this order, repeats allowed (one prompt's keys / values for its n completions);
+        gradients flow back to the original rows."""
+        self.k = [x[rows] for x in self.k]
+        self.v = [x[rows] for x in self.v]
+
     def batch_repeat_interleave(self, n: int) -> None:
-        """Repeat every row n times (n completions continuing one prompt); gradients flow to the original."""
-        self.k = [x.repeat_interleave(n, dim=0) for x in self.k]
-        self.v = [x.repeat_interleave(n, dim=0) for x in self.v]
+        """Repeat every row n times in place, as ``DynamicCache.batch_repeat_interleave`` does."""
+        self.select(torch.arange(self.k[0].shape[0], device=self.k[0].device).repeat_interleave(n))
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

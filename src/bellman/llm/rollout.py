@@ -101,7 +101,16 @@ def generate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list
     lean = s.use_cache and lean_supported(model)
     if lean:
         cache, weights = KVCache(max_len=p + n), lean_weights(model)
-        logits = lean_forward(model, prompt_ids, prompt_mask, pos, cache, logits_to_keep=1, weights=weights)
+        # a prompt repeated for a group of completions is run once, its keys / values then repeated
+        first = {}
+        for i, q in enumerate(prompts):
+            first.setdefault(q, i)
+        slot = {q: j for j, q in enumerate(first)}
+        rows = torch.tensor(list(first.values()), device=device)
+        inverse = torch.tensor([slot[q] for q in prompts], device=device)
+        logits = lean_forward(model, prompt_ids[rows], prompt_mask[rows], pos[rows], cache, logits_to_keep=1,
+                              weights=weights)[inverse]
+        cache.select(inverse)
     else:
         out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, use_cache=s.use_cache,
                     logits_to_keep=1)
