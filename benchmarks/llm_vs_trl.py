@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import tempfile
 import time
 import warnings
@@ -138,7 +139,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = tiny_dir(Path(tmp))
         rows = arithmetic_rows(512)
-        print(f"tiny Llama from {path} | {a.threads} torch thread(s) | {a.steps} steps, best of {a.repeats}")
+        print(f"tiny Llama from {path} | {a.threads} torch thread(s) | {a.steps} steps, best of {a.repeats} | "
+              f"load average {os.getloadavg()[0]:.1f}")
         if a.only in (None, "grpo"):
             n = a.steps * a.prompts * a.generations
             times = {"trl": [], "bellman": []}
@@ -163,6 +165,7 @@ def main() -> None:
             print(f"  TRL      {n / t_trl:8.1f} completions/s  ({t_trl:6.1f} s)")
             print(f"  bellman  {n / t_bel:8.1f} completions/s  ({t_bel:6.1f} s)")
             print(f"  ratio bellman / TRL: {t_trl / t_bel:.2f}x")
+        print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
