@@ -115,6 +115,9 @@ def main() -> None:
                         help="which runs to make (sb3 is always made: the ratios need it)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    import stable_baselines3  # noqa: F401  one-time imports (torch._dynamo comes with the first manual_seed)
+    import bellman.deep  # noqa: F401      outside the timings of whichever side runs first
+    torch.manual_seed(0)
     case = CASES[args.algo]
     steps = args.steps or case.steps
     print(f"{args.algo} on {case.env_id}, {steps} steps, {args.seeds} seeds, torch threads 1")
