@@ -134,6 +134,16 @@ def test_lean_decoding_equals_hugging_face_generate(tiny, arch):
     torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-5, rtol=1e-5)
 
 
+def test_lean_forward_errors(tiny):
+    from bellman.llm.model import lean_forward
+    model, tok = tiny
+    ids, mask = encode_prompts(tok, ["1+2=", "7"])
+    with pytest.raises(ValueError, match="attention_mask"):
+        lean_forward(model, ids, mask[:, 1:], mask.cumsum(1) - 1)
+    with pytest.raises(ValueError, match="Llama / Qwen2"):
+        lean_forward(load_model("tiny", gradient_checkpointing=True)[0], ids, mask, mask.cumsum(1) - 1)
+
+
 def test_models_outside_the_lean_path_decode_through_their_own_forward(tiny):
     from peft import LoraConfig, get_peft_model
     model, tok = tiny

@@ -256,10 +256,16 @@ def lean_forward(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask
     this call's keys / values; ``weights`` is ``lean_weights(model)`` (built here if None).
     Gradients flow as through the Hugging Face forward.
     """
+    if not lean_supported(model):
+        raise ValueError(f"lean_forward runs plain Llama / Qwen2 models (see lean_supported), got "
+                         f"{type(model).__name__}; call the model's own forward instead")
+    start = cache.length if cache is not None else 0
+    if input_ids.dim() != 2 or attention_mask.shape != (input_ids.shape[0], start + input_ids.shape[1]):
+        raise ValueError(f"input_ids must be (B, T) and attention_mask (B, cached + T) = (B, {start} + T), got "
+                         f"{tuple(input_ids.shape)} and {tuple(attention_mask.shape)}")
     m, cfg, (b, t) = model.model, model.config, input_ids.shape
     n_q, n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
     d = model.model.layers[0].self_attn.head_dim
-    start = cache.length if cache is not None else 0
     x = m.embed_tokens(input_ids)
     cos, sin = m.rotary_emb(x, position_ids)
     cos, sin = cos[:, None], sin[:, None]

@@ -84,9 +84,9 @@ def generate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list
              sampling: SamplingConfig | None = None, seed: int | None = None) -> Rollout:
     """Sample one completion per prompt (repeat prompts for groups); stops a row at EOS.
 
-    With the KV cache on, Llama / Qwen2 models decode through ``lean_forward`` (same numbers as the
-    Hugging Face forward, without its per-call overhead); other models, and
-    ``use_cache=False``, go through the model's own forward.
+    With the KV cache on, Llama / Qwen2 models decode through ``lean_forward`` (the numbers of the Hugging
+    Face forward without its per-call overhead) into a preallocated cache, and a prompt repeated for a group
+    is prefilled once; other models, and ``use_cache=False``, go through the model's own forward.
     """
     s = sampling or SamplingConfig()
     prompt_ids, prompt_mask = encode_prompts(tok, prompts)
@@ -101,7 +101,7 @@ def generate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list
     lean = s.use_cache and lean_supported(model)
     if lean:
         cache, weights = KVCache(max_len=p + n), lean_weights(model)
-        # a prompt repeated for a group of completions is run once, its keys / values then repeated
+        # each distinct prompt is run once (rows: its first occurrence); inverse maps every row to it
         first = {}
         for i, q in enumerate(prompts):
             first.setdefault(q, i)
