@@ -107,7 +107,9 @@ class Trainer:
         self.out = Path(config.out) if config.out else None
         torch.manual_seed(config.seed)
         params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        # foreach: one kernel call per step for all tensors, the same numbers as the per-tensor loop
+        self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay,
+                                           foreach=True)
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.eval_before: dict[str, float] | None = None
