@@ -7,8 +7,11 @@ DPO with B pairs per step, beta 0.1, sigmoid loss. Gradient checkpointing off an
 The timed part is the training loop (TRL's ``trainer.train()``, bellman's ``trainer.train()`` with
 evaluation reduced to one greedy token on one row); construction (dataset tokenisation, model copies)
 is excluded on both sides. Each side runs ``--repeats`` times, alternating, and the best time is kept.
+``--phases`` adds one more GRPO run per side that times its parts (sampling, log-prob forwards, backward,
+AdamW step) by wrapping the functions that do them, and prints their median cost per step.
 
     .venv/bin/python benchmarks/llm_vs_trl.py --steps 8 --repeats 2
+    .venv/bin/python benchmarks/llm_vs_trl.py --only grpo --steps 20 --repeats 1 --phases
 """
 
 from __future__ import annotations
@@ -79,6 +82,53 @@ def trl_grpo(path: Path, rows: list[dict], a) -> tuple[float, float]:
     return dt, sum(lengths) / len(lengths)
 
 
+def timed_calls(targets: dict[str, tuple[object, str]], run) -> dict[str, list[float]]:
+    """Run ``run()`` with each ``(owner, attribute)`` function wrapped to record the wall time of every call."""
+    times: dict[str, list[float]] = {name: [] for name in targets}
+    originals = [(owner, attr, getattr(owner, attr)) for owner, attr in targets.values()]
+    for name, (owner, attr, f) in zip(targets, originals):
+        def timed(*args, _f=f, _name=name, **kwargs):
+            t = time.perf_counter()
+            try:
+                return _f(*args, **kwargs)
+            finally:
+                times[_name].append(time.perf_counter() - t)
+        setattr(owner, attr, timed)
+    try:
+        run()
+    finally:
+        for owner, attr, f in originals:
+            setattr(owner, attr, f)
+    return times
+
+
+def grpo_phases(path: Path, rows: list[dict], a) -> None:
+    """Median cost per step of each part of a GRPO step, bellman and TRL (first two steps left out)."""
+    import bellman.llm.grpo as bellman_grpo_module
+    from trl import GRPOTrainer as TRLGRPOTrainer
+    common = {"backward": (torch.Tensor, "backward"), "AdamW step": (torch.optim.AdamW, "step")}
+    sides = {
+        "bellman": ({"sampling": (bellman_grpo_module, "generate"),
+                     "log-prob forwards (policy, reference)": (bellman_grpo_module, "completion_logprobs"),
+                     **common}, lambda: bellman_grpo(path, rows, a)),
+        "TRL": ({"sampling": (TRLGRPOTrainer, "_generate"),
+                 "log-prob forwards (policy, reference)": (TRLGRPOTrainer, "_get_per_token_logps_and_entropies"),
+                 **common}, lambda: trl_grpo(path, rows, a)),
+    }
+    per_step = {}
+    for side, (targets, run) in sides.items():
+        t = time.perf_counter()
+        times = timed_calls(targets, run)
+        per_step[side] = {"whole run / steps": (time.perf_counter() - t) / a.steps}
+        for name, ts in times.items():
+            calls = len(ts) // a.steps
+            ts = sorted(ts[2 * calls:])
+            per_step[side][name] = calls * ts[len(ts) // 2]
+    print("GRPO parts, median ms per step (one timed run per side)")
+    for name in per_step["bellman"]:
+        print(f"  {name:40s} bellman {1000 * per_step['bellman'][name]:7.1f}   TRL {1000 * per_step['TRL'][name]:7.1f}")
+
+
 def preference_pairs(rows: list[dict]) -> list[dict[str, str]]:
     """Correct answer (chosen) against an off-by-one-digit answer (rejected)."""
     return [{"prompt": r["prompt"], "chosen": r["answer"], "rejected": str(int(r["answer"]) + 10 ** (i % 3))}
@@ -127,6 +177,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--only", choices=["grpo", "dpo"], default=None)
+    p.add_argument("--phases", action="store_true", help="also time the parts of a GRPO step on both sides")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     warnings.filterwarnings("ignore")
@@ -153,6 +204,8 @@ def main() -> None:
             print(f"  TRL      {n / t_trl:8.1f} completions/s  ({t_trl:6.1f} s, mean length {l_trl:.1f})")
             print(f"  bellman  {n / t_bel:8.1f} completions/s  ({t_bel:6.1f} s, mean length {l_bel:.1f})")
             print(f"  ratio bellman / TRL: {t_trl / t_bel:.2f}x")
+            if a.phases:
+                grpo_phases(path, rows, a)
         if a.only in (None, "dpo"):
             pairs = preference_pairs(rows)
             n = a.steps * a.pairs * 2
