@@ -11,7 +11,13 @@ is excluded on both sides. Each side runs ``--repeats`` times, alternating, and 
 AdamW step) by wrapping the functions that do them, and prints their median cost per step.
 
     .venv/bin/python benchmarks/llm_vs_trl.py --steps 8 --repeats 2
+``--kernels`` times, alone and interleaved (min and median of 25 calls), bellman's decoding of one GRPO
+batch through its lean forward, through the Hugging Face forward and by ``model.generate``, and one DPO
+policy forward + backward through the lean shared-prompt path, the Hugging Face one and a plain forward of
+the repeated prompts.
+
     .venv/bin/python benchmarks/llm_vs_trl.py --only grpo --steps 20 --repeats 1 --phases
+    .venv/bin/python benchmarks/llm_vs_trl.py --kernels --steps 0
 """
 
 from __future__ import annotations
@@ -129,6 +135,70 @@ def grpo_phases(path: Path, rows: list[dict], a) -> None:
         print(f"  {name:40s} bellman {1000 * per_step['bellman'][name]:7.1f}   TRL {1000 * per_step['TRL'][name]:7.1f}")
 
 
+def kernels(path: Path, rows: list[dict], a) -> None:
+    """Interleaved min / median of the decoding and DPO-forward variants (see the module docstring)."""
+    from transformers import GenerationConfig
+
+    import bellman.llm.model as model_module
+    import bellman.llm.rollout as rollout
+    from bellman.llm.model import completion_logprobs, encode_completions, encode_prompts, load_model
+    model, tok = load_model(path)
+    prompts = [r["prompt"] for r in rows[:a.prompts] for _ in range(a.generations)]
+    sampling = rollout.SamplingConfig(temperature=1.0, max_new_tokens=a.max_new_tokens)
+    p_ids, p_mask = encode_prompts(tok, prompts)
+    gen_cfg = GenerationConfig(do_sample=True, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=a.max_new_tokens,
+                               pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    pairs = preference_pairs(rows[:a.pairs])
+    dpo_p = encode_prompts(tok, [x["prompt"] for x in pairs])
+    dpo_c = encode_completions(tok, [x[side] for x in pairs for side in ("chosen", "rejected")])
+    dpo_p2 = tuple(t.repeat_interleave(2, 0) for t in dpo_p)
+
+    def without_lean(f):
+        def run():
+            lean = model_module.lean_supported
+            rollout.lean_supported = model_module.lean_supported = lambda m: False
+            try:
+                f()
+            finally:
+                rollout.lean_supported = model_module.lean_supported = lean
+        return run
+
+    def decode():
+        model.eval()
+        rollout.generate(model, tok, prompts, sampling, seed=0)
+
+    def hf_generate():
+        model.eval()
+        with torch.no_grad():
+            model.generate(input_ids=p_ids, attention_mask=p_mask, generation_config=gen_cfg)
+
+    def dpo_shared():
+        model.train()
+        model_module.shared_prompt_logprobs(model, *dpo_p, *dpo_c).sum().backward()
+
+    def dpo_plain():
+        model.train()
+        completion_logprobs(model, *dpo_p2, *dpo_c).sum().backward()
+
+    variants = {
+        f"decode {len(prompts)} rows x {a.max_new_tokens} tokens: bellman, lean forward": decode,
+        "  the same through the Hugging Face forward": without_lean(decode),
+        "  Hugging Face model.generate": hf_generate,
+        f"DPO forward + backward, {a.pairs} pairs: shared prompt, lean forward": dpo_shared,
+        "  shared prompt through the Hugging Face forward": without_lean(dpo_shared),
+        "  prompt repeated, plain Hugging Face forward": dpo_plain,
+    }
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(25):
+        for name, f in variants.items():
+            t = time.perf_counter()
+            f()
+            times[name].append(time.perf_counter() - t)
+    for name, ts in times.items():
+        ts = sorted(ts)
+        print(f"{name:70s} min {1000 * ts[0]:6.1f}  median {1000 * ts[len(ts) // 2]:6.1f} ms")
+
+
 def preference_pairs(rows: list[dict]) -> list[dict[str, str]]:
     """Correct answer (chosen) against an off-by-one-digit answer (rejected)."""
     return [{"prompt": r["prompt"], "chosen": r["answer"], "rejected": str(int(r["answer"]) + 10 ** (i % 3))}
@@ -178,6 +248,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--only", choices=["grpo", "dpo"], default=None)
     p.add_argument("--phases", action="store_true", help="also time the parts of a GRPO step on both sides")
+    p.add_argument("--kernels", action="store_true", help="time decoding and DPO forward variants alone")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     warnings.filterwarnings("ignore")
@@ -192,7 +263,9 @@ def main() -> None:
         rows = arithmetic_rows(512)
         print(f"tiny Llama from {path} | {a.threads} torch thread(s) | {a.steps} steps, best of {a.repeats} | "
               f"load average {os.getloadavg()[0]:.1f}")
-        if a.only in (None, "grpo"):
+        if a.kernels:
+            kernels(path, rows, a)
+        if a.steps and a.only in (None, "grpo"):
             n = a.steps * a.prompts * a.generations
             times = {"trl": [], "bellman": []}
             for _ in range(a.repeats):
@@ -206,7 +279,7 @@ def main() -> None:
             print(f"  ratio bellman / TRL: {t_trl / t_bel:.2f}x")
             if a.phases:
                 grpo_phases(path, rows, a)
-        if a.only in (None, "dpo"):
+        if a.steps and a.only in (None, "dpo"):
             pairs = preference_pairs(rows)
             n = a.steps * a.pairs * 2
             times = {"trl": [], "bellman": []}
