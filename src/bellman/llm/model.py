@@ -15,6 +15,11 @@ left-padded batch gives the same log-probs as one unpadded forward pass per row.
 The built-in tiny model is a small Llama config from transformers (``LlamaForCausalLM``) with a
 character-level tokenizer built in code with ``tokenizers`` and wrapped as ``PreTrainedTokenizerFast``,
 so ``save_pretrained`` / ``from_pretrained`` round-trip like any hub model. No hub download ever.
+
+``lean_forward`` runs a Llama / Qwen2 model in plain torch over its own weights (the Hugging Face numbers
+without the per-call machinery that dominates one decoding step of a small model); ``generate`` decodes
+through it and ``shared_prompt_logprobs`` uses it, falling back to the model's own forward for anything
+``lean_supported`` rejects (other architectures, peft wrappers, gradient checkpointing).
 """
 
 from __future__ import annotations
