@@ -9,13 +9,12 @@ evaluation reduced to one greedy token on one row); construction (dataset tokeni
 is excluded on both sides. Each side runs ``--repeats`` times, alternating, and the best time is kept.
 ``--phases`` adds one more GRPO run per side that times its parts (sampling, log-prob forwards, backward,
 AdamW step) by wrapping the functions that do them, and prints their median cost per step.
-
-    .venv/bin/python benchmarks/llm_vs_trl.py --steps 8 --repeats 2
 ``--kernels`` times, alone and interleaved (min and median of 25 calls), bellman's decoding of one GRPO
 batch through its lean forward, through the Hugging Face forward and by ``model.generate``, and one DPO
 policy forward + backward through the lean shared-prompt path, the Hugging Face one and a plain forward of
 the repeated prompts.
 
+    .venv/bin/python benchmarks/llm_vs_trl.py --steps 10 --repeats 3
     .venv/bin/python benchmarks/llm_vs_trl.py --only grpo --steps 20 --repeats 1 --phases
     .venv/bin/python benchmarks/llm_vs_trl.py --kernels --steps 0
 """
