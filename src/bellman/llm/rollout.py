@@ -20,7 +20,7 @@ the trainer writes with ``save_pretrained``, then re-encode prompts/completions 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -79,7 +79,6 @@ def _filter(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     return logits
 
 
-@torch.no_grad()
 def generate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[str],
              sampling: SamplingConfig | None = None, seed: int | None = None) -> Rollout:
     """Sample one completion per prompt (repeat prompts for groups); stops a row at EOS.
@@ -87,8 +86,16 @@ def generate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list
     With the KV cache on, Llama / Qwen2 models decode through ``lean_forward`` (the numbers of the Hugging
     Face forward without its per-call overhead) into a preallocated cache, and a prompt repeated for a group
     is prefilled once; other models, and ``use_cache=False``, go through the model's own forward.
+    Decoding runs under ``torch.inference_mode``; the returned tensors are ordinary copies, so a loss may
+    use them.
     """
-    s = sampling or SamplingConfig()
+    with torch.inference_mode():
+        ro = _decode(model, tok, prompts, sampling or SamplingConfig(), seed)
+    return Rollout(*(getattr(ro, f.name).clone() for f in fields(Rollout)))
+
+
+def _decode(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[str], s: SamplingConfig,
+            seed: int | None) -> Rollout:
     prompt_ids, prompt_mask = encode_prompts(tok, prompts)
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
