@@ -133,7 +133,7 @@ def reference_logprobs(model: PreTrainedModel, ref_model: PreTrainedModel | None
     """Completion log-probs under the frozen reference: ``ref_model``, or, when it is None, ``model`` with its
     peft LoRA adapters switched off (the reference of a LoRA policy is its base model). No gradient.
     ``logprobs_fn`` is ``completion_logprobs`` or ``shared_prompt_logprobs``."""
-    with torch.no_grad():
+    with torch.inference_mode():
         if ref_model is not None:
             return logprobs_fn(ref_model, *batch, temperature=temperature)
         with model.disable_adapter():

@@ -196,7 +196,7 @@ class GRPOTrainer(Trainer):
             return None
         args = (ro.prompt_ids[sl], ro.prompt_mask[sl], ro.completion_ids[sl], ro.completion_mask[sl],
                 self.config.temperature)
-        with torch.no_grad():
+        with torch.inference_mode():  # the reference log-probs are constants of the loss
             if self.peft:
                 with self.model.disable_adapter():
                     return completion_logprobs(self.model, *args)
