@@ -254,7 +254,7 @@ def lean_forward(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask
                  position_ids: torch.Tensor, cache: KVCache | None = None, logits_to_keep: int = 0,
                  weights: list[tuple] | None = None) -> torch.Tensor:
     """Logits (B, T or logits_to_keep, V) of a Llama / Qwen2 model (``lean_supported``) in plain torch over its
-    own weights: the Hugging Face forward (eager attention) without its per-call machinery (mask builders,
+    own weights: the Hugging Face forward without its per-call machinery (mask builders,
     cache objects, output records), which dominates one decoding step of a small model.
 
     ``attention_mask`` (B, K) covers the cached keys and these T tokens; ``cache`` (if given) receives
@@ -290,8 +290,11 @@ def lean_forward(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask
             k, v = cache.update(i, k, v)
         if n_kv != n_q:
             k, v = k.repeat_interleave(n_q // n_kv, 1), v.repeat_interleave(n_q // n_kv, 1)
-        p = torch.softmax(q @ k.transpose(2, 3) * d ** -0.5 + bias, -1, dtype=torch.float32).to(q.dtype)
-        x = x + F.linear((p @ v).transpose(1, 2).reshape(b, t, n_q * d), w_o, b_o)
+        if t == 1:  # decoding, one query per row: eager attention is the cheapest call
+            o = torch.softmax(q @ k.transpose(2, 3) * d ** -0.5 + bias, -1, dtype=torch.float32).to(q.dtype) @ v
+        else:  # SDPA's fused kernels: no (T, K) score matrix kept for long prompts on GPUs
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=d ** -0.5)
+        x = x + F.linear(o.transpose(1, 2).reshape(b, t, n_q * d), w_o, b_o)
         gate, up = F.linear(_rms_norm(x, ln2.weight, ln2.variance_epsilon), w_gu, b_gu).chunk(2, dim=-1)
         x = x + F.linear(F.silu(gate) * up, w_d, b_d)
     if cache is not None:
