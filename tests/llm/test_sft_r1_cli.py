@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from bellman.cli import app
 from bellman.llm.model import TinyConfig, tiny_model
-from bellman.llm.r1_zero import accuracy_reward, base_corpus, prompt, worked_sum
+from bellman.llm.r1_zero import TEMPLATE, accuracy_reward, base_corpus, prompt, worked_sum
 from bellman.llm.sft import SFTConfig, SFTTrainer, sft_loss
 from bellman.llm.tasks import Task, arithmetic, arithmetic_reward, format_reward
 
@@ -68,7 +68,7 @@ def test_r1_zero_template_rewards_and_base_corpus():
     assert format_reward([p] * 3, comps) == [1.0, 0.0, 1.0]
     corpus = base_corpus(arithmetic(n_train=50, n_test=5), n_generic=200)
     text = " ".join(r["prompt"] + r["completion"] for r in corpus)
-    assert "think" not in text and "answer" not in text and "</" in text  # other tags, never the template's
+    assert "</" in text and not any(t in text for t in ("<think>", "</think>", "<answer>", "</answer>", TEMPLATE.split("\n")[0]))
 
 
 def test_cli_sft_then_eval_and_errors(tmp_path):

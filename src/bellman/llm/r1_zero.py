@@ -3,7 +3,9 @@ rewards only, no SFT on the template.
 
 1. A base model. Here the built-in tiny model is first taught plain text (``base_corpus``): worked
    arithmetic (column addition with carries, e.g. ``736+37=6+7+0=13 A3,3+3+1=7 A73,7+0+0=7 A773``) and
-   generic sentences and markup with other tag names. It never sees the template, "think" or "answer".
+   generic text: repeated phrases and markup whose tag names are common words or made-up letters, so the
+   model learns to close and refill a tag by copying its name from the context (induction). It never sees
+   the template or a <think> / <answer> tag ("think" and "answer" occur only as plain words).
    Any other local causal LM can be the base instead.
 2. A template (``TEMPLATE``, shortened from Table 1 of the R1 paper) that names the tags and ends with the
    opening ``<think>`` followed by the question, so the model starts reasoning at once and has to discover
@@ -20,6 +22,7 @@ Usage::
 from __future__ import annotations
 
 import random
+import string
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,8 +37,9 @@ from bellman.llm.tasks import Task, arithmetic, arithmetic_reward, format_reward
 
 TEMPLATE = "Reason in <think> </think>, then answer in <answer> </answer>.\n<think>{question}="
 WORDS = ("the a one cat dog sun moon tree river stone bird fish red blue green small big old new runs sees finds "
-         "likes eats sleeps jumps sings on in under over near and but so then very quite here there").split()
-TAGS = ("b i p em li ul div span title name note item code key val box tip list row col head body").split()
+         "likes eats sleeps jumps sings on in under over near and but so then very quite here there think answer "
+         "reason sum add work note list item name page book word line part step").split()
+FORBIDDEN = ("think", "answer")
 
 
 def prompt(row: dict) -> str:
@@ -62,27 +66,42 @@ def worked_sum(question: str) -> str:
     return ",".join(steps)
 
 
-def generic_text(rng: random.Random) -> str:
-    """One short generic document: a sentence said twice (which teaches copying), markup with other tag
-    names, or a small form (empty tags, then the same tags filled in) whose fields hold words or worked sums."""
-    def words(k: int) -> str:
-        return " ".join(rng.choice(WORDS) for _ in range(k))
+def words(rng: random.Random, k: int) -> str:
+    """``k`` random words."""
+    return " ".join(rng.choice(WORDS) for _ in range(k))
 
+
+def generic_text(rng: random.Random) -> str:
+    """One short generic document: a sentence said twice (which teaches copying), markup with made-up tag
+    names, or a small form (empty tags, then the same tags filled in) whose fields hold words or worked sums."""
     def content() -> str:
         if rng.random() < 0.4:
             q = f"{rng.randint(1, 999)}+{rng.randint(1, 999)}"
             return f"{q}={worked_sum(q)}"
-        return words(rng.randint(1, 3))
+        return words(rng, rng.randint(1, 3))
     kind = rng.random()
-    if kind < 0.2:
-        s = words(rng.randint(2, 5)) + "."
-        return f"{s} {words(rng.randint(1, 3))}, {s}"
-    t, u = rng.sample(TAGS, 2)
-    if kind < 0.4:
-        return f"<{t}>{content()}</{t}>" + rng.choice(("", f"<{u}>{words(rng.randint(1, 2))}</{u}>"))
+    if kind < 0.3:
+        s = " ".join(tag_name(rng) for _ in range(rng.randint(2, 5))) + "."
+        return f"{s} {words(rng, rng.randint(1, 3))}, {s}"
+    t, u = tag_name(rng), tag_name(rng)
+    while u == t:
+        u = tag_name(rng)
+    if kind < 0.5:
+        return f"<{t}>{content()}</{t}>" + rng.choice(("", f"<{u}>{words(rng, rng.randint(1, 2))}</{u}>"))
     q = f"{rng.randint(1, 999)}+{rng.randint(1, 999)}"  # a worksheet: the work in one field, the result in another
-    work, result = (f"{q}={worked_sum(q)}", str(eval_sum(q))) if rng.random() < 0.7 else (words(2), words(1))
-    return f"{words(2)} <{t}> </{t}>, {words(1)} <{u}> </{u}>.\n<{t}>{work}</{t}><{u}>{result}</{u}>"
+    work, result = (f"{q}={worked_sum(q)}", str(eval_sum(q))) if rng.random() < 0.7 else \
+        (words(rng, 2), words(rng, 1))
+    return f"{words(rng, 2)} <{t}> </{t}>, {words(rng, 1)} <{u}> </{u}>.\n<{t}>{work}</{t}><{u}>{result}</{u}>"
+
+
+def tag_name(rng: random.Random) -> str:
+    """A tag name: a common word or made-up letters, never "think" or "answer" (the template's tags). Made-up
+    names can only be closed or refilled by copying them from the context, not by recalling a list."""
+    while True:
+        name = rng.choice(WORDS) if rng.random() < 0.6 else \
+            "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(2, 7)))
+        if name not in FORBIDDEN:
+            return name
 
 
 def eval_sum(q: str) -> int:
@@ -92,16 +111,18 @@ def eval_sum(q: str) -> int:
 
 
 def base_corpus(task: Task, n_generic: int, seed: int = 0) -> list[dict]:
-    """Pretraining rows of the base model: the task's training questions worked out as plain text
-    (addition: ``worked_sum``; otherwise ``question=answer``), half of them after a generic line so that
-    arithmetic also follows other text, and ``n_generic`` generic documents."""
+    """Pretraining documents of the base model, each trained on in full (loss on every token): the task's
+    training questions worked out as plain text (addition: ``question=worked_sum``; otherwise
+    ``question=answer``), half of them after a generic sentence so that arithmetic also follows other text,
+    and ``n_generic`` generic documents."""
     rng = random.Random(seed)
-    rows = [{"prompt": (generic_text(rng) + "\n" if rng.random() < 0.5 else "") + r["prompt"],
-             "completion": worked_sum(r["question"]) if "+" in r["question"] else str(r["answer"])}
-            for r in task.train]
-    rows += [{"prompt": "", "completion": generic_text(rng)} for _ in range(n_generic)]
-    rng.shuffle(rows)
-    return rows
+
+    def worked(r: dict) -> str:
+        return r["prompt"] + (worked_sum(r["question"]) if "+" in r["question"] else str(r["answer"]))
+    docs = [(f"{words(rng, rng.randint(2, 6))}.\n" if rng.random() < 0.5 else "") + worked(r) for r in task.train]
+    docs += [generic_text(rng) for _ in range(n_generic)]
+    rng.shuffle(docs)
+    return [{"prompt": "", "completion": d} for d in docs]
 
 
 @dataclass
