@@ -24,6 +24,11 @@ def test_train_eval_plot_resume(tmp_path):
     saved = json.loads((out / "eval.json").read_text())
     assert set(saved) == {"mean_return", "std_return", "episodes"} and saved["episodes"] == 3
     assert json.loads((out / "config.json").read_text())["config"]["hidden"] == [8]
+    fast = tmp_path / "fast"
+    result = runner.invoke(app, ["train", "ppo", "--fast", "--steps", "256", "--out", str(fast), *TINY[8:]])
+    assert result.exit_code == 0, result.output
+    config = json.loads((fast / "config.json").read_text())["config"]
+    assert (config["n_envs"], config["n_steps"], config["n_epochs"]) == (16, 16, 4) and config["hidden"] == [8]
 
     result = runner.invoke(app, ["eval", str(out), "--episodes", "3"])
     assert result.exit_code == 0 and json.loads(result.output) == saved  # deterministic evaluation
@@ -42,6 +47,7 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
         (["train", "ppo", "--set", "clip=0.1", "--out", str(tmp_path / "c")], "unknown PPOConfig key"),
         (["train", "ppo", "--set", "gamma=2", "--out", str(tmp_path / "d")], "PPOConfig.gamma = 2.0 is invalid"),
         (["eval", str(tmp_path / "missing")], "no checkpoint"),
+        (["train", "dqn", "--fast", "--out", str(tmp_path / "e")], "DQNConfig has no fast preset for 'CartPole-v1'"),
     ]
     for args, message in cases:
         result = runner.invoke(app, args)

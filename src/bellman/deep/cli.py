@@ -47,6 +47,7 @@ def train(
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(Path("runs/run"), "--out", help="folder for metrics, checkpoint and eval.json"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="config override key=value (repeatable)"),
+    fast: bool = typer.Option(False, "--fast", help="start from the algorithm's fast preset for ENV (PPO: CartPole-v1)"),
     resume: bool = typer.Option(False, "--resume", help="continue from OUT/checkpoint.pt"),
     episodes: int = typer.Option(20, "--episodes", help="evaluation episodes at the end"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -61,7 +62,7 @@ def train(
     else:
         if ckpt.exists():
             raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-        config = cls.config_class.for_env(env, **cls.config_class.parse(set_ or []))
+        config = cls.config_class.for_env(env, fast=fast, **cls.config_class.parse(set_ or []))
         agent = cls(env, config, seed=seed)
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(
