@@ -104,15 +104,20 @@ def eval_(task: str = TASK, model: str = MODEL, out: Path = OUT, template: str =
 @app.command("r1-zero")
 def r1_zero(task: str = typer.Option("arithmetic", help="arithmetic (2-3 digit addition)"), out: Path = OUT,
             model: str = typer.Option("tiny", help="tiny: pretrain the built-in base model first; or a base model dir"),
-            pretrain_steps: int = 800, grpo_steps: int = 50, seed: int = 0) -> None:
+            pretrain_steps: int | None = typer.Option(None, help="base pretraining steps (default: R1ZeroConfig.pretrain_steps)"),
+            grpo_steps: int | None = typer.Option(None, help="GRPO steps (default: R1ZeroConfig.grpo.total_steps)"),
+            seed: int = 0) -> None:
     """The whole R1-Zero recipe: (tiny) base model taught plain arithmetic, then GRPO with format + accuracy."""
     from dataclasses import replace
 
     from bellman.llm.r1_zero import R1ZeroConfig, run
     if task != "arithmetic":
         raise ValueError(f"r1-zero runs the arithmetic task, got {task!r}")
-    c = R1ZeroConfig(seed=seed, base_model=model, pretrain_steps=pretrain_steps)
-    c.grpo = replace(c.grpo, total_steps=grpo_steps)
+    c = R1ZeroConfig(seed=seed, base_model=model)
+    if pretrain_steps is not None:
+        c.pretrain_steps = pretrain_steps
+    if grpo_steps is not None:
+        c.grpo = replace(c.grpo, total_steps=grpo_steps)
     report(run(out, c), out)
 
 
