@@ -5,7 +5,7 @@ trained with GRPO on the R1-Zero format + accuracy rewards. Prints format reward
 and after, and the wall-clock and CPU seconds of each phase (CPU seconds are what an idle machine would take:
 the process is pinned to ``--threads`` threads).
 
-    .venv/bin/python benchmarks/r1_zero.py --out runs/bench_r1 [--threads 1] [--pretrain-steps 800] [--grpo-steps 50]
+    .venv/bin/python benchmarks/r1_zero.py --out runs/bench_r1 [--threads 1] [--pretrain-steps N] [--grpo-steps M] [--base DIR]
 """
 
 from __future__ import annotations

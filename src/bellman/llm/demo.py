@@ -1,9 +1,10 @@
 """A short R1-Zero run on the built-in tiny model: accuracy and format reward before and after.
 
-``make demo`` calls ``run(out)``. The base model is taught plain worked arithmetic (no template), then GRPO
-with the R1-Zero format + accuracy rewards. This short run shows the pipeline end to end (about four CPU
-minutes); it is too short for the base model to find the template, so expect format and accuracy near 0
-(see benchmarks/RESULTS.md, "LLM: R1-Zero and GRPO", for the longer runs and where they stand).
+``make demo`` calls ``run(out)``. The base model is taught plain worked arithmetic and generic text (no
+template), then GRPO with the R1-Zero format + accuracy rewards. This short run (about four CPU minutes)
+shows the pipeline end to end; its base model is far too young to copy the template's tags (that appears
+after about 1000 pretraining steps), so expect format and accuracy near 0. The full recipe is
+``bellman llm r1-zero --out runs/r1`` (see benchmarks/RESULTS.md, "LLM: R1-Zero and GRPO").
 """
 
 from __future__ import annotations
