@@ -10,8 +10,8 @@ and, when the case defines one, with its own documented setting for the same sam
 `fast=True` preset, more envs and fewer gradient steps; DQN: a lower, annealed learning rate), so the
 implementation speed and the speed of the recommended setting are both visible. Each algorithm is one
 entry of CASES.
-SB3 runs with PyTorch's default float handling (denormals kept); bellman agents flush denormals to zero
-(`AgentConfig.flush_denormal`, on by default), part of what makes them faster.
+SB3 runs with PyTorch's default float handling (denormals kept); bellman agents here flush denormals to zero
+(`AgentConfig.flush_denormal=True`, an opt-in process-wide setting), part of what makes them faster.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ class Case:
 
 def bellman_ppo(env_id: str, steps: int, seed: int, overrides: dict):
     from bellman.deep import PPO, PPOConfig
-    agent = PPO(env_id, PPOConfig.for_env(env_id, **overrides), seed=seed)  # the preset is rl-zoo's
+    config = PPOConfig.for_env(env_id, flush_denormal=True, **overrides)  # the preset is rl-zoo's
+    agent = PPO(env_id, config, seed=seed)
     agent.learn(steps, progress=False)
     return agent
 
@@ -57,7 +58,8 @@ def sb3_ppo(env_id: str, steps: int, seed: int):
 
 def bellman_dqn(env_id: str, steps: int, seed: int, overrides: dict):
     from bellman.deep import DQN, DQNConfig
-    return DQN(env_id, DQNConfig.for_env(env_id, **overrides), seed=seed).learn(steps, progress=False)
+    config = DQNConfig.for_env(env_id, flush_denormal=True, **overrides)
+    return DQN(env_id, config, seed=seed).learn(steps, progress=False)
 
 
 def sb3_dqn(env_id: str, steps: int, seed: int):
@@ -73,7 +75,8 @@ def sb3_dqn(env_id: str, steps: int, seed: int):
 
 def bellman_ddpg(env_id: str, steps: int, seed: int, overrides: dict):
     from bellman.deep import DDPG, DDPGConfig
-    return DDPG(env_id, DDPGConfig.for_env(env_id, **overrides), seed=seed).learn(steps, progress=False)
+    config = DDPGConfig.for_env(env_id, flush_denormal=True, **overrides)
+    return DDPG(env_id, config, seed=seed).learn(steps, progress=False)
 
 
 def sb3_ddpg(env_id: str, steps: int, seed: int):

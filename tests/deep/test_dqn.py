@@ -120,7 +120,9 @@ def test_anneal_lr_decays_the_learning_rate_linearly():
 
 @pytest.mark.parametrize("flush", [True, False])
 def test_flush_denormal_setting_is_applied(flush):
-    DQN("CartPole-v1", DQNConfig(**SMALL, flush_denormal=flush), seed=0)
-    tiny = torch.tensor([1e-39])  # a denormal float32
-    assert ((tiny * 1.0).item() == 0.0) is flush
-    torch.set_flush_denormal(True)  # the default, for the tests that follow
+    try:
+        DQN("CartPole-v1", DQNConfig(**SMALL, flush_denormal=flush), seed=0)
+        tiny = torch.tensor([1e-39])  # a denormal float32
+        assert ((tiny * 1.0).item() == 0.0) is flush
+    finally:
+        torch.set_flush_denormal(False)  # PyTorch's default, for the tests that follow

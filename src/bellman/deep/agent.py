@@ -87,7 +87,8 @@ class AgentConfig:
     hidden / activation: the MLP bodies. vectorized: use Gymnasium's numpy-vectorised implementation of
     the env when it has one (CartPole), else copies in one process. torch_threads: torch intra-op threads.
     flush_denormal: treat denormal floats (magnitude < 1.2e-38) as 0 (`torch.set_flush_denormal`); the CPU's
-    slow path for them can make an Adam step several times slower, e.g. on the ReLU nets of DQN.
+    slow path for them can make an Adam step several times slower, e.g. on the ReLU nets of DQN. Off by
+    default: it changes float arithmetic for everything else in the process too (numpy included).
     Both torch settings are process-wide and applied when an agent is built.
     """
 
@@ -98,7 +99,7 @@ class AgentConfig:
     activation: str = "tanh"
     vectorized: bool = True
     torch_threads: int = 1
-    flush_denormal: bool = True
+    flush_denormal: bool = False
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {}  # tuned settings per env id (rl-baselines3-zoo)
     fast_presets: ClassVar[dict[str, dict[str, Any]]] = {}  # bellman's own quicker settings, on top of presets
