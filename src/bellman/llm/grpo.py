@@ -31,7 +31,6 @@ Usage::
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -39,6 +38,7 @@ from typing import Literal
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from bellman.llm.dpo import frozen_reference, reference_logprobs
 from bellman.llm.model import completion_logprobs
 from bellman.llm.rollout import Rollout, SamplingConfig, generate
 from bellman.llm.tasks import RewardFn, Task, call_reward, columns
@@ -167,10 +167,8 @@ class GRPOTrainer(Trainer):
         if len(w) != len(self.rewards):
             raise ValueError(f"reward_weights has {len(w)} entries for {len(self.rewards)} reward functions")
         self.weights = torch.tensor(w, dtype=torch.float)
-        self.peft = hasattr(model, "disable_adapter")
-        self.ref = None
-        if config.beta > 0 and not self.peft:  # a LoRA model's reference is itself with adapters off
-            self.ref = copy.deepcopy(model).eval().requires_grad_(False)
+        # beta 0 keeps no reference; a LoRA model's reference is itself with adapters off (ref None)
+        self.ref = frozen_reference(model, None) if config.beta > 0 else None
 
     def sample(self, step: int, n_prompts: int, round_: int = 0) -> tuple[Rollout, torch.Tensor, dict]:
         """Sample n_prompts x G completions; returns the rollout, total rewards (B,) and reward metrics."""
@@ -194,13 +192,8 @@ class GRPOTrainer(Trainer):
     def _ref_logprobs(self, ro: Rollout, sl: slice) -> torch.Tensor | None:
         if self.config.beta == 0:
             return None
-        args = (ro.prompt_ids[sl], ro.prompt_mask[sl], ro.completion_ids[sl], ro.completion_mask[sl],
-                self.config.temperature)
-        with torch.inference_mode():  # the reference log-probs are constants of the loss
-            if self.peft:
-                with self.model.disable_adapter():
-                    return completion_logprobs(self.model, *args)
-            return completion_logprobs(self.ref, *args)
+        batch = (ro.prompt_ids[sl], ro.prompt_mask[sl], ro.completion_ids[sl], ro.completion_mask[sl])
+        return reference_logprobs(self.model, self.ref, *batch, temperature=self.config.temperature)
 
     def train_step(self, step: int) -> dict[str, float]:
         c, g = self.config, self.config.num_generations
