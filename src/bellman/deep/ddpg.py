@@ -35,9 +35,8 @@ class DDPGConfig(ReplayConfig):
     """Defaults of Stable-Baselines3 DDPG (net_arch [400, 300], Adam 1e-3, tau 0.005, batch 256);
     `DDPGConfig.for_env("Pendulum-v1")` adds the rl-baselines3-zoo tuned setting.
 
-    buffer_size: replay capacity. learning_starts: env steps of uniform random actions before learning.
-    batch_size: minibatch size. tau: Polyak rate of both target networks. train_freq: env steps between
-    training phases. gradient_steps: updates per phase. noise: "normal" or "ou" (Ornstein-Uhlenbeck).
+    The replay settings are `ReplayConfig`'s (tau: Polyak rate of both target networks).
+    noise: "normal" or "ou" (Ornstein-Uhlenbeck).
     noise_std: sigma of the noise in units of the action half-range. ou_theta, ou_dt: the OU process
     dx = theta (0 - x) dt + sigma sqrt(dt) N(0, 1) (the paper: theta 0.15, sigma 0.2).
     """
@@ -45,12 +44,6 @@ class DDPGConfig(ReplayConfig):
     learning_rate: float = 1e-3
     hidden: tuple[int, ...] = (400, 300)
     activation: str = "relu"
-    buffer_size: int = 1_000_000
-    learning_starts: int = 100
-    batch_size: int = 256
-    tau: float = 0.005
-    train_freq: int = 1
-    gradient_steps: int = 1
     noise: str = "normal"
     noise_std: float = 0.1
     ou_theta: float = 0.15
