@@ -94,9 +94,7 @@ class A2C(Agent):
         if c.normalize_advantage and len(advantages) > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
 
-        lr = c.learning_rate * (self.progress_remaining if c.anneal_lr else 1.0)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        self.anneal_learning_rate(c.anneal_lr)
         log_p, entropy = self.pi.log_prob_entropy(obs, actions)
         policy_loss = -(log_p * advantages).mean()
         value_loss = (self.v(obs) - returns).pow(2).mean()

@@ -129,7 +129,6 @@ class AgentConfig:
     def keys(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
 
-
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> AgentConfig:
         """Build from a dict, with a clear error for unknown keys."""
@@ -384,6 +383,14 @@ class Agent:
     def progress_remaining(self) -> float:
         """1 at the start of `learn`, 0 at `total_steps` (for learning-rate and clip annealing)."""
         return 1.0 if self.total_steps <= 0 else max(0.0, 1.0 - self.step / self.total_steps)
+
+    def anneal_learning_rate(self, anneal: bool) -> float:
+        """Set `self.optimizer`'s rate to learning_rate, times `progress_remaining` when `anneal` (the linear
+        schedule of Stable-Baselines3); returns the rate."""
+        lr = self.config.learning_rate * (self.progress_remaining if anneal else 1.0)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
 
     # ---- training loop ---------------------------------------------------------------------------
     def learn(self, total_steps: int, out: str | Path | None = None, checkpoint_every: int | None = None,

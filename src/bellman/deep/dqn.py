@@ -165,8 +165,7 @@ class DQN(Agent):
                 polyak_update(self.q_target, self.q, c.tau)
         if self.step < c.learning_starts:
             return {"epsilon": self.epsilon}
-        for group in self.optimizer.param_groups:
-            group["lr"] = c.learning_rate * (self.progress_remaining if c.anneal_lr else 1.0)
+        self.anneal_learning_rate(c.anneal_lr)
         params = list(self.q.parameters())
         losses, q_values = torch.zeros(c.gradient_steps), torch.zeros(c.gradient_steps)
         for i in range(c.gradient_steps):

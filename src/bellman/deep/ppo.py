@@ -125,11 +125,8 @@ class PPO(Agent):
         obs, actions, old_log_p = buf.flat(buf.obs), buf.flat(buf.actions), buf.flat(buf.log_probs)
         old_v, advantages, returns = buf.flat(buf.values[:-1]), buf.flat(advantages), buf.flat(returns)
 
-        frac = self.progress_remaining
-        lr = c.learning_rate * (frac if c.anneal_lr else 1.0)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        clip_eps = c.clip_eps * (frac if c.anneal_clip else 1.0)
+        lr = self.anneal_learning_rate(c.anneal_lr)
+        clip_eps = c.clip_eps * (self.progress_remaining if c.anneal_clip else 1.0)
         batch = (obs, actions, old_log_p, old_v, advantages, returns)
         self.optimise(batch, clip_eps)
         with torch.no_grad():  # statistics of the updated policy on the whole rollout
