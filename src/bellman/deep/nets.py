@@ -40,11 +40,17 @@ def obs_to_tensor(obs: np.ndarray, space: spaces.Space, device: str | torch.devi
     return x.reshape(x.shape[0], -1) if x.dim() > 1 else x.reshape(1, -1)
 
 
+def activation_class(name: str) -> type[nn.Module]:
+    """The activation module called `name` (a key of ACTIVATIONS)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation {name!r} is not supported; allowed: {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
 def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: str = "tanh",
         out_gain: float = 1.0) -> nn.Sequential:
     """in_dim -> hidden... -> out_dim, orthogonal weights (gain sqrt 2 inside, `out_gain` last), zero biases."""
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation {activation!r} is not supported; allowed: {sorted(ACTIVATIONS)}")
+    act = activation_class(activation)
     sizes = (in_dim, *hidden, out_dim)
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -54,7 +60,7 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: str = "t
         nn.init.zeros_(linear.bias)
         layers.append(linear)
         if not last:
-            layers.append(ACTIVATIONS[activation]())
+            layers.append(act())
     return nn.Sequential(*layers)
 
 
@@ -136,9 +142,7 @@ class ActorCritic(ActionDistribution):
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space,
                  hidden: tuple[int, ...] = (64, 64), activation: str = "tanh", log_std_init: float = 0.0):
         super().__init__(action_space, log_std_init)
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation {activation!r} is not supported; allowed: {sorted(ACTIVATIONS)}")
-        self.activation = ACTIVATIONS[activation]()
+        self.activation = activation_class(activation)()
         self.tanh = activation == "tanh"  # torch.tanh directly: no nn.Module call on the hot path
         sizes = (obs_dim(observation_space), *hidden, self.n_out)
         self.weights = nn.ParameterList()
