@@ -71,14 +71,17 @@ def words(rng: random.Random, k: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(k))
 
 
+def random_sum(rng: random.Random) -> tuple[str, int]:
+    """A random ``a+b`` (1 to 999 each) written out as ``a+b=worked_sum``, and its value."""
+    a, b = rng.randint(1, 999), rng.randint(1, 999)
+    return f"{a}+{b}={worked_sum(f'{a}+{b}')}", a + b
+
+
 def generic_text(rng: random.Random) -> str:
-    """One short generic document: a sentence said twice (which teaches copying), markup with made-up tag
-    names, or a small form (empty tags, then the same tags filled in) whose fields hold words or worked sums."""
+    """One short generic document: a phrase of tag names said twice (which teaches copying), markup, or a
+    small form (empty tags, then the same tags filled in) whose fields hold words or worked sums."""
     def content() -> str:
-        if rng.random() < 0.4:
-            q = f"{rng.randint(1, 999)}+{rng.randint(1, 999)}"
-            return f"{q}={worked_sum(q)}"
-        return words(rng, rng.randint(1, 3))
+        return random_sum(rng)[0] if rng.random() < 0.4 else words(rng, rng.randint(1, 3))
     kind = rng.random()
     if kind < 0.3:
         s = " ".join(tag_name(rng) for _ in range(rng.randint(2, 5))) + "."
@@ -88,9 +91,8 @@ def generic_text(rng: random.Random) -> str:
         u = tag_name(rng)
     if kind < 0.5:
         return f"<{t}>{content()}</{t}>" + rng.choice(("", f"<{u}>{words(rng, rng.randint(1, 2))}</{u}>"))
-    q = f"{rng.randint(1, 999)}+{rng.randint(1, 999)}"  # a worksheet: the work in one field, the result in another
-    work, result = (f"{q}={worked_sum(q)}", str(eval_sum(q))) if rng.random() < 0.7 else \
-        (words(rng, 2), words(rng, 1))
+    work, total = random_sum(rng)  # a worksheet: the work in one field, the result in another
+    work, result = (work, str(total)) if rng.random() < 0.7 else (words(rng, 2), words(rng, 1))
     return f"{words(rng, 2)} <{t}> </{t}>, {words(rng, 1)} <{u}> </{u}>.\n<{t}>{work}</{t}><{u}>{result}</{u}>"
 
 
@@ -102,12 +104,6 @@ def tag_name(rng: random.Random) -> str:
             "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(2, 7)))
         if name not in FORBIDDEN:
             return name
-
-
-def eval_sum(q: str) -> int:
-    """The value of ``a+b``."""
-    a, b = q.split("+")
-    return int(a) + int(b)
 
 
 def base_corpus(task: Task, n_generic: int, seed: int = 0) -> list[dict]:
