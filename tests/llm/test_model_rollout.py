@@ -142,6 +142,21 @@ def test_lean_forward_errors(tiny):
         lean_forward(model, ids, mask[:, 1:], mask.cumsum(1) - 1)
     with pytest.raises(ValueError, match="Llama / Qwen2"):
         lean_forward(load_model("tiny", gradient_checkpointing=True)[0], ids, mask, mask.cumsum(1) - 1)
+    with pytest.raises(ValueError, match="segments"):
+        lean_forward(model, ids, mask, mask.cumsum(1) - 1, segments=mask[:, 1:])
+
+
+def test_lean_forward_segments_give_each_packed_sequence_its_own_forward(tiny):
+    from bellman.llm.model import lean_forward
+    model, tok = tiny
+    a, b = (tok(t, add_special_tokens=False)["input_ids"] for t in ("12+34=46", "7+8=15"))
+    ids = torch.tensor([a + b])
+    segments = torch.tensor([[1] * len(a) + [2] * len(b)])
+    positions = torch.tensor([list(range(len(a))) + list(range(len(b)))])
+    with torch.no_grad():
+        packed = lean_forward(model, ids, segments > 0, positions, segments=segments)[0]
+        alone = [model(torch.tensor([x])).logits[0] for x in (a, b)]
+    torch.testing.assert_close(packed, torch.cat(alone), rtol=1e-5, atol=1e-5)
 
 
 def test_models_outside_the_lean_path_decode_through_their_own_forward(tiny):

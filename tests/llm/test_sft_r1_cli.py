@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from bellman.cli import app
 from bellman.llm.model import TinyConfig, tiny_model
 from bellman.llm.r1_zero import TEMPLATE, accuracy_reward, base_corpus, prompt, worked_sum
-from bellman.llm.sft import SFTConfig, SFTTrainer, sft_loss
+from bellman.llm.sft import SFTConfig, SFTTrainer, best_fit_decreasing, packed_sft_loss, sft_loss
 from bellman.llm.tasks import Task, arithmetic, arithmetic_reward, format_reward
 
 torch.set_num_threads(1)
@@ -30,6 +30,29 @@ def test_sft_loss_is_cross_entropy_on_completion_tokens_only():
         nll += torch.nn.functional.cross_entropy(logits[-k - 1:-1], targets, reduction="sum")
         n += k
     assert loss.item() == pytest.approx((nll / n).item(), rel=1e-5)
+
+
+def test_best_fit_decreasing_fills_rows_without_overflow():
+    lengths = [5, 3, 7, 2, 4, 1, 6]
+    rows = best_fit_decreasing(lengths, 7)
+    assert sorted(i for r in rows for i in r) == list(range(len(lengths)))
+    assert all(sum(lengths[i] for i in r) <= 7 for r in rows) and len(rows) == 4  # 28 tokens in 4 rows of 7
+    with pytest.raises(ValueError, match="does not fit"):
+        best_fit_decreasing([8], 7)
+
+
+def test_packed_sft_loss_equals_padded_loss_and_its_gradient():
+    model, tok = tiny_model(SMALL, seed=0)
+    prompts, completions = ["12+3=", "1+1=", "100+200=", "5+5="], ["15", "2", "300 and more", "10"]
+    padded = sft_loss(model, tok, prompts, completions)
+    padded.backward()
+    g_padded = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    packed = packed_sft_loss(model, tok, prompts, completions)
+    packed.backward()
+    assert packed.item() == pytest.approx(padded.item(), rel=1e-5)
+    for g, p in zip(g_padded, model.parameters()):
+        torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-6)
 
 
 def test_sft_learns_a_copy_task():

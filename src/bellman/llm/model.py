@@ -252,14 +252,16 @@ def lean_weights(model: PreTrainedModel) -> list[tuple]:
 
 def lean_forward(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                  position_ids: torch.Tensor, cache: KVCache | None = None, logits_to_keep: int = 0,
-                 weights: list[tuple] | None = None) -> torch.Tensor:
+                 weights: list[tuple] | None = None, segments: torch.Tensor | None = None) -> torch.Tensor:
     """Logits (B, T or logits_to_keep, V) of a Llama / Qwen2 model (``lean_supported``) in plain torch over its
     own weights: the Hugging Face forward without its per-call machinery (mask builders,
     cache objects, output records), which dominates one decoding step of a small model.
 
     ``attention_mask`` (B, K) covers the cached keys and these T tokens; ``cache`` (if given) receives
     this call's keys / values; ``weights`` is ``lean_weights(model)`` (built here if None).
-    Gradients flow as through the Hugging Face forward.
+    ``segments`` (B, T), for rows that pack several sequences (no cache): a token attends only to earlier
+    tokens with the same segment id, so each sequence gets the numbers of its own forward pass when its
+    ``position_ids`` restart at 0. Gradients flow as through the Hugging Face forward.
     """
     if not lean_supported(model):
         raise ValueError(f"lean_forward runs plain Llama / Qwen2 models (see lean_supported), got "
@@ -268,6 +270,9 @@ def lean_forward(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask
     if input_ids.dim() != 2 or attention_mask.shape != (input_ids.shape[0], start + input_ids.shape[1]):
         raise ValueError(f"input_ids must be (B, T) and attention_mask (B, cached + T) = (B, {start} + T), got "
                          f"{tuple(input_ids.shape)} and {tuple(attention_mask.shape)}")
+    if segments is not None and (cache is not None or segments.shape != input_ids.shape):
+        raise ValueError(f"segments must be (B, T) = {tuple(input_ids.shape)} and come without a cache, got "
+                         f"{tuple(segments.shape)}{' and a cache' if cache is not None else ''}")
     m, cfg, (b, t) = model.model, model.config, input_ids.shape
     n_q, n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
     d = model.model.layers[0].self_attn.head_dim
@@ -278,7 +283,10 @@ def lean_forward(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask
     query = key[start:, None]
     # additive mask: 0 where a query attends (causal, keys that are not padding; a padding query sees
     # itself, its output is never used), -inf elsewhere
-    allowed = ((key <= query) & attention_mask[:, None, None, :].bool()) | (key == query)
+    allowed = (key <= query) & attention_mask[:, None, None, :].bool()
+    if segments is not None:
+        allowed = allowed & (segments[:, None, :, None] == segments[:, None, None, :])
+    allowed = allowed | (key == query)
     bias = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill_(~allowed, float("-inf"))
     weights = weights or lean_weights(model)
     for i, ((w_qkv, b_qkv), (w_o, b_o), (w_gu, b_gu), (w_d, b_d), ln1, ln2) in enumerate(weights):
