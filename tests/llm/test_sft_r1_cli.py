@@ -1,6 +1,7 @@
 """SFT (loss on completion tokens only), the R1-Zero pieces and the `bellman llm` command line."""
 
 import json
+import math
 import random
 
 import pytest
@@ -62,6 +63,27 @@ def test_sft_learns_a_copy_task():
     cfg = SFTConfig(learning_rate=1e-2, batch_size=10, total_steps=60, eval_max_new_tokens=3, progress=False)
     result = SFTTrainer(model, tok, task, cfg).train()
     assert result["accuracy_before"] <= 0.2 and result["accuracy_after"] == 1.0
+
+
+def test_learning_rate_schedules_warm_up_then_decay_to_zero():
+    model, tok = tiny_model(SMALL, seed=0)
+    task = arithmetic(n_train=20, n_test=2)
+    lrs = {}
+    for name in ("constant", "linear", "cosine"):
+        cfg = SFTConfig(learning_rate=1e-2, total_steps=10, warmup_steps=2, lr_scheduler=name, batch_size=4,
+                        eval_rows=1, eval_max_new_tokens=1, progress=False)
+        trainer = SFTTrainer(model, tok, task, cfg)
+        lrs[name] = []
+        for step in range(10):
+            trainer.train_step(step)
+            lrs[name].append(trainer.optimizer.param_groups[0]["lr"])
+    assert lrs["constant"] == pytest.approx([0.0, 5e-3] + [1e-2] * 8)
+    assert lrs["linear"] == pytest.approx([0.0, 5e-3] + [1e-2 * (10 - s) / 8 for s in range(2, 10)])
+    assert lrs["cosine"] == pytest.approx([0.0, 5e-3] + [5e-3 * (1 + math.cos(math.pi * (s - 2) / 8)) for s in range(2, 10)])
+    with pytest.raises(ValueError, match="lr_scheduler"):
+        SFTConfig(lr_scheduler="step")
+    with pytest.raises(ValueError, match="warmup_steps"):
+        SFTConfig(total_steps=5, warmup_steps=6)
 
 
 def test_sft_input_errors():

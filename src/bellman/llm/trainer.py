@@ -26,19 +26,26 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
 
 from bellman.llm.rollout import SamplingConfig, generate
 from bellman.llm.tasks import RewardFn, Task, call_reward, columns
 
 
+LR_SCHEDULERS = ("constant", "linear", "cosine")
+
+
 @dataclass
 class TrainerConfig:
-    """Fields every trainer shares. ``out`` None keeps everything in memory (no files)."""
+    """Fields every trainer shares. ``out`` None keeps everything in memory (no files). The learning rate
+    warms up linearly over ``warmup_steps``, then stays constant or decays (linear / cosine) to 0 at
+    ``total_steps`` (transformers' ``get_scheduler``)."""
 
     out: str | None = None
     total_steps: int = 100
     learning_rate: float = 1e-5
+    lr_scheduler: str = "constant"
+    warmup_steps: int = 0
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     seed: int = 0
@@ -54,6 +61,10 @@ class TrainerConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.eval_rows < 0:
             raise ValueError(f"eval_rows must be >= 0, got {self.eval_rows}")
+        if self.lr_scheduler not in LR_SCHEDULERS:
+            raise ValueError(f"lr_scheduler must be one of {LR_SCHEDULERS}, got {self.lr_scheduler!r}")
+        if not 0 <= self.warmup_steps <= self.total_steps:
+            raise ValueError(f"warmup_steps must be in [0, total_steps={self.total_steps}], got {self.warmup_steps}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if not self.max_grad_norm > 0:
@@ -110,6 +121,10 @@ class Trainer:
         # foreach: one kernel call per step for all tensors, the same numbers as the per-tensor loop
         self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay,
                                            foreach=True)
+        name = "constant_with_warmup" if config.lr_scheduler == "constant" else config.lr_scheduler
+        # the factor of update `step` (a function of the step alone, so a resumed run continues the schedule)
+        self.lr_factor = get_scheduler(name, self.optimizer, num_warmup_steps=config.warmup_steps,
+                                       num_training_steps=config.total_steps).lr_lambdas[0]
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.eval_before: dict[str, float] | None = None
@@ -128,13 +143,16 @@ class Trainer:
         return self.config.seed * 1_000_003 + step
 
     def optimizer_step(self, step: int, loss: torch.Tensor | None = None) -> float:
-        """Clip the global grad norm, step the optimiser, zero grads; returns the norm before clipping."""
+        """Clip the global grad norm, step the optimiser at the scheduled learning rate of ``step``, zero grads;
+        returns the norm before clipping."""
         if loss is not None and not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower the learning rate")
         params = [p for p in self.model.parameters() if p.requires_grad]
         norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
         if not torch.isfinite(norm):
             raise FloatingPointError(f"gradient norm is {norm.item()} at step {step}")
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.learning_rate * self.lr_factor(step)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return float(norm)
