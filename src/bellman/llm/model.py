@@ -174,9 +174,12 @@ def lean_supported(model: PreTrainedModel) -> bool:
     """True where ``lean_forward`` computes what the Hugging Face forward does: a plain Llama or Qwen2 causal
     LM (no peft wrapper, no gradient checkpointing, no attention dropout) with a SiLU MLP and full attention
     on every layer. Anything else runs through the model's own forward."""
-    cfg = getattr(model, "config", None)
-    return (type(model).__name__ in LEAN_ARCHITECTURES and cfg.hidden_act == "silu"
-            and not cfg.attention_dropout and not getattr(model, "is_activation_checkpointing", False)
+    if type(model).__name__ not in LEAN_ARCHITECTURES:
+        return False
+    cfg, m = model.config, model.model
+    # these models checkpoint their decoder layers (and flag the stack): no walk over all modules needed
+    return (cfg.hidden_act == "silu" and not cfg.attention_dropout
+            and not any(getattr(x, "gradient_checkpointing", False) for x in (m, *m.layers))
             and all(t == "full_attention" for t in getattr(cfg, "layer_types", None) or ()))
 
 
@@ -226,9 +229,17 @@ def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor
     return F.rms_norm(x, weight.shape, weight, eps)
 
 
+def rope(model: PreTrainedModel, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin (B, 1, T, d) of the model's rotary embedding at these positions, the first half of sin
+    negated, so that ``_rotate`` needs no sign flip."""
+    cos, sin = model.model.rotary_emb(model.model.embed_tokens.weight, position_ids)
+    half = sin.shape[-1] // 2
+    return cos[:, None], torch.cat((-sin[..., :half], sin[..., half:]), -1)[:, None]
+
+
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+    """RoPE: x cos + rotate_half(x) sin, with rotate_half(x) sin = roll(x, d / 2) (sin, first half negated)."""
+    return x * cos + x.roll(x.shape[-1] // 2, -1) * sin
 
 
 def _cat(*layers: torch.nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -273,13 +284,7 @@ def lean_forward(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask
     if segments is not None and (cache is not None or segments.shape != input_ids.shape):
         raise ValueError(f"segments must be (B, T) = {tuple(input_ids.shape)} and come without a cache, got "
                          f"{tuple(segments.shape)}{' and a cache' if cache is not None else ''}")
-    m, cfg, (b, t) = model.model, model.config, input_ids.shape
-    n_q, n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
-    d = model.model.layers[0].self_attn.head_dim
-    x = m.embed_tokens(input_ids)
-    cos, sin = m.rotary_emb(x, position_ids)
-    cos, sin = cos[:, None], sin[:, None]
-    key = torch.arange(start + t, device=x.device)
+    key = torch.arange(start + input_ids.shape[1], device=input_ids.device)
     query = key[start:, None]
     # additive mask: 0 where a query attends (causal, keys that are not padding; a padding query sees
     # itself, its output is never used), -inf elsewhere
@@ -287,7 +292,20 @@ def lean_forward(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask
     if segments is not None:
         allowed = allowed & (segments[:, None, :, None] == segments[:, None, None, :])
     allowed = allowed | (key == query)
-    bias = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill_(~allowed, float("-inf"))
+    bias = torch.zeros(allowed.shape, dtype=model.model.embed_tokens.weight.dtype,
+                       device=input_ids.device).masked_fill_(~allowed, float("-inf"))
+    return lean_layers(model, input_ids, *rope(model, position_ids), bias, cache, logits_to_keep, weights)
+
+
+def lean_layers(model: PreTrainedModel, input_ids: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                bias: torch.Tensor, cache: KVCache | None = None, logits_to_keep: int = 0,
+                weights: list[tuple] | None = None) -> torch.Tensor:
+    """``lean_forward`` given its RoPE tables ``rope(model, position_ids)`` and additive attention mask
+    ``bias`` (B, 1, T, K), without input checks: a decoding loop builds both once and slices them per step."""
+    m, cfg, (b, t) = model.model, model.config, input_ids.shape
+    n_q, n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
+    d = cos.shape[-1]
+    x = F.embedding(input_ids, m.embed_tokens.weight, m.embed_tokens.padding_idx)
     weights = weights or lean_weights(model)
     for i, ((w_qkv, b_qkv), (w_o, b_o), (w_gu, b_gu), (w_d, b_d), ln1, ln2) in enumerate(weights):
         h = _rms_norm(x, ln1.weight, ln1.variance_epsilon)
@@ -329,10 +347,10 @@ def shared_prompt_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, pro
         raise ValueError(f"{completion_ids.shape[0]} completions do not split evenly over "
                          f"{prompt_ids.shape[0]} prompts")
     if lean_supported(model):
-        cache = KVCache()
+        cache, weights = KVCache(), lean_weights(model)
 
         def forward(ids, mask, pos, keep=0):
-            return lean_forward(model, ids, mask, pos, cache, logits_to_keep=keep)
+            return lean_forward(model, ids, mask, pos, cache, logits_to_keep=keep, weights=weights)
     else:
         cache = DynamicCache(config=model.config)
 
