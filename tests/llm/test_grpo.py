@@ -149,6 +149,24 @@ def test_log_probs_run_each_group_prompt_once_with_the_numbers_of_the_plain_forw
         torch.testing.assert_close(ro.logprobs[sl], plain, atol=1e-5, rtol=0)
 
 
+def test_fused_adamw_gives_the_numbers_of_the_foreach_loop():
+    model, tok = tiny_model(SMALL, seed=0)
+    tr = GRPOTrainer(model, tok, _task(), _cfg(weight_decay=0.1))
+    params = [p for p in model.parameters() if p.requires_grad]
+    copies = [p.detach().clone().requires_grad_() for p in params]
+    foreach = torch.optim.AdamW(copies, lr=tr.config.learning_rate, weight_decay=0.1, foreach=True)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        for p, q in zip(params, copies):
+            p.grad = torch.randn(p.shape, generator=g)
+            q.grad = p.grad.clone()
+        tr.optimizer.step()
+        foreach.step()
+    assert tr.optimizer.defaults["fused"]
+    for p, q in zip(params, copies):
+        torch.testing.assert_close(p.detach(), q.detach(), atol=1e-6, rtol=0)
+
+
 def test_checkpoint_round_trip_continues_identically(tmp_path):
     m1, tok = tiny_model(SMALL, seed=0)
     GRPOTrainer(m1, tok, _task(), _cfg(tmp_path / "a", total_steps=4)).train()

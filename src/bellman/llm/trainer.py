@@ -107,9 +107,9 @@ class Trainer:
         self.out = Path(config.out) if config.out else None
         torch.manual_seed(config.seed)
         params = [p for p in model.parameters() if p.requires_grad]
-        # foreach: one kernel call per step for all tensors, the same numbers as the per-tensor loop
+        # fused: one kernel per tensor for the whole update, the numbers of the per-tensor loop up to float rounding
         self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay,
-                                           foreach=True)
+                                           fused=True)
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.eval_before: dict[str, float] | None = None
