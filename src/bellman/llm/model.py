@@ -220,10 +220,6 @@ class KVCache:
         self.k = [x[rows] for x in self.k]
         self.v = [x[rows] for x in self.v]
 
-    def batch_repeat_interleave(self, n: int) -> None:
-        """Repeat every row n times in place, as ``DynamicCache.batch_repeat_interleave`` does."""
-        self.select(torch.arange(self.k[0].shape[0], device=self.k[0].device).repeat_interleave(n))
-
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return F.rms_norm(x, weight.shape, weight, eps)
@@ -335,10 +331,10 @@ def shared_prompt_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, pro
     """Per-token log-probs of n completions per prompt, the prompt run once: (B n, C), 0 off the mask.
 
     Rows i n .. i n + n - 1 of the completions continue prompt i (left padded, (B, P)); completions are right
-    padded. The prompt's keys / values are computed once and repeated for its n completions (gradients
-    flow through them), so the numbers equal ``completion_logprobs`` on the prompt repeated n times (DPO's
-    chosen / rejected pairs and GRPO's groups of G completions per prompt fit this shape). Llama / Qwen2
-    models run through ``lean_forward``, others through their own forward and ``DynamicCache``.
+    padded. The numbers equal ``completion_logprobs`` on the prompt repeated n times (DPO's chosen / rejected
+    pairs and GRPO's groups of G completions per prompt fit this shape), and gradients flow through the
+    prompt's one pass. Llama / Qwen2 models run one ``lean_layers`` call per prompt row (``packed_logits``);
+    others run the prompt through their own forward, repeat its ``DynamicCache`` n times, then the completions.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -347,23 +343,45 @@ def shared_prompt_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, pro
         raise ValueError(f"{completion_ids.shape[0]} completions do not split evenly over "
                          f"{prompt_ids.shape[0]} prompts")
     if lean_supported(model):
-        cache, weights = KVCache(), lean_weights(model)
-
-        def forward(ids, mask, pos, keep=0):
-            return lean_forward(model, ids, mask, pos, cache, logits_to_keep=keep, weights=weights)
+        logits = packed_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
     else:
         cache = DynamicCache(config=model.config)
+        first = model(input_ids=prompt_ids, attention_mask=prompt_mask,
+                      position_ids=(prompt_mask.cumsum(1) - 1).clamp(min=0), past_key_values=cache, use_cache=True,
+                      logits_to_keep=1).logits
+        cache.batch_repeat_interleave(n)
+        mask = torch.cat([prompt_mask.repeat_interleave(n, 0), completion_mask], 1)
+        positions = prompt_mask.sum(1, keepdim=True).repeat_interleave(n, 0) + torch.arange(
+            completion_ids.shape[1], device=mask.device)
+        rest = model(input_ids=completion_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                     use_cache=True).logits[:, :-1]
+        logits = torch.cat([first.repeat_interleave(n, 0), rest], 1)
+    logp = torch.log_softmax(logits.float() / temperature, dim=-1).gather(-1, completion_ids.unsqueeze(-1))
+    return logp.squeeze(-1) * completion_mask
 
-        def forward(ids, mask, pos, keep=0):
-            return model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
-                         logits_to_keep=keep).logits
 
-    first = forward(prompt_ids, prompt_mask, (prompt_mask.cumsum(1) - 1).clamp(min=0), keep=1)
-    cache.batch_repeat_interleave(n)
-    mask = torch.cat([prompt_mask.repeat_interleave(n, 0), completion_mask], 1)
-    positions = prompt_mask.sum(1, keepdim=True).repeat_interleave(n, 0) + torch.arange(completion_ids.shape[1],
-                                                                                           device=mask.device)
-    rest = forward(completion_ids, mask, positions)[:, :-1]
-    logits = torch.cat([first[:, -1:].repeat_interleave(n, 0), rest], 1).float() / temperature
-    logp = torch.log_softmax(logits, dim=-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
-    return logp * completion_mask
+def packed_logits(model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+                  completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
+    """Logits (B n, C, V) before each completion token, n completions per prompt (as ``shared_prompt_logprobs``),
+    from one ``lean_layers`` call over rows ``prompt_i, completion_i1, ..., completion_in`` (B, P + n C): a
+    completion token attends to the prompt and to its own completion's earlier tokens, at the positions it
+    has after the prompt alone."""
+    (b, p), c = prompt_ids.shape, completion_ids.shape[1]
+    n, device = completion_ids.shape[0] // b, prompt_ids.device
+    ids = torch.cat([prompt_ids, completion_ids.reshape(b, n * c)], 1)
+    keys = torch.cat([prompt_mask, completion_mask.reshape(b, n * c)], 1).bool()
+    # segment of every column: 0 the prompt, k the k-th completion
+    seg = torch.cat([torch.zeros(p, dtype=torch.long, device=device),
+                     torch.arange(1, n + 1, device=device).repeat_interleave(c)])
+    col = torch.arange(p + n * c, device=device)
+    tree = (col <= col[:, None]) & ((seg == seg[:, None]) | (seg == 0))  # (query, key)
+    allowed = tree & keys[:, None, None, :] | (col == col[:, None])  # a padding query sees itself, unused
+    bias = torch.zeros(allowed.shape, dtype=model.model.embed_tokens.weight.dtype,
+                       device=device).masked_fill_(~allowed, float("-inf"))
+    positions = torch.cat([(prompt_mask.cumsum(1) - 1).clamp(min=0),
+                           prompt_mask.sum(1, keepdim=True) + torch.arange(c, device=device).repeat(n)], 1)
+    logits = lean_layers(model, ids, *rope(model, positions), bias)
+    # column of the token before completion k's token j: the prompt's last for j = 0, else p + k c + j - 1
+    before = p - 1 + torch.arange(c, device=device) + c * torch.arange(n, device=device)[:, None]
+    before[:, 0] = p - 1
+    return logits[:, before.reshape(-1)].reshape(b * n, c, -1)
