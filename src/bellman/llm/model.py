@@ -362,26 +362,39 @@ def shared_prompt_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, pro
 
 def packed_logits(model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
                   completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
-    """Logits (B n, C, V) before each completion token, n completions per prompt (as ``shared_prompt_logprobs``),
-    from one ``lean_layers`` call over rows ``prompt_i, completion_i1, ..., completion_in`` (B, P + n C): a
-    completion token attends to the prompt and to its own completion's earlier tokens, at the positions it
-    has after the prompt alone."""
-    (b, p), c = prompt_ids.shape, completion_ids.shape[1]
-    n, device = completion_ids.shape[0] // b, prompt_ids.device
-    ids = torch.cat([prompt_ids, completion_ids.reshape(b, n * c)], 1)
-    keys = torch.cat([prompt_mask, completion_mask.reshape(b, n * c)], 1).bool()
-    # segment of every column: 0 the prompt, k the k-th completion
-    seg = torch.cat([torch.zeros(p, dtype=torch.long, device=device),
-                     torch.arange(1, n + 1, device=device).repeat_interleave(c)])
-    col = torch.arange(p + n * c, device=device)
-    tree = (col <= col[:, None]) & ((seg == seg[:, None]) | (seg == 0))  # (query, key)
-    allowed = tree & keys[:, None, None, :] | (col == col[:, None])  # a padding query sees itself, unused
+    """Logits (B n, C, V) before each completion token, n completions per prompt (as ``shared_prompt_logprobs``;
+    rows off the completion mask hold the prompt's last logits), from one ``lean_layers`` call over rows
+    ``prompt_i, completion_i1, ..., completion_in``: a completion token attends to the prompt and to its own
+    completion's earlier tokens, at the position it has after the prompt alone. A completion's last token
+    and its padding are left out: no logit is read after them."""
+    (b, p), (bn, c) = prompt_ids.shape, completion_ids.shape
+    n, device = bn // b, prompt_ids.device
+    length = completion_mask.sum(1)
+    kept = torch.arange(c, device=device) < (length - 1)[:, None]  # (B n, C): tokens some logit is read after
+    offset = (length - 1).clamp(min=0).view(b, n).cumsum(1).view(-1) - (length - 1).clamp(min=0)
+    col = p + offset[:, None] + torch.arange(c, device=device)  # column of completion token j in its row
+    row = torch.arange(b, device=device).repeat_interleave(n)[:, None].expand(bn, c)
+    width = p + int(kept.sum(1).view(b, n).sum(1).max())
+    ids = prompt_ids.new_zeros(b, width)
+    ids[:, :p] = prompt_ids
+    keys = torch.zeros(b, width, dtype=torch.bool, device=device)
+    keys[:, :p] = prompt_mask.bool()
+    seg = torch.zeros(b, width, dtype=torch.long, device=device)  # 0 the prompt, k the k-th completion
+    positions = torch.zeros(b, width, dtype=torch.long, device=device)
+    positions[:, :p] = (prompt_mask.cumsum(1) - 1).clamp(min=0)
+    at = (row[kept], col[kept])
+    ids[at] = completion_ids[kept]
+    keys[at] = True
+    seg[at] = (torch.arange(bn, device=device) % n + 1)[:, None].expand(bn, c)[kept]
+    positions[at] = (prompt_mask.sum(1).repeat_interleave(n)[:, None] + torch.arange(c, device=device))[kept]
+    cols = torch.arange(width, device=device)
+    causal = cols <= cols[:, None]
+    allowed = causal & ((seg[:, :, None] == seg[:, None, :]) | (seg[:, None, :] == 0)) & keys[:, None, :]
+    allowed = (allowed | (cols == cols[:, None]))[:, None]  # a padding query sees itself, unused
     bias = torch.zeros(allowed.shape, dtype=model.model.embed_tokens.weight.dtype,
                        device=device).masked_fill_(~allowed, float("-inf"))
-    positions = torch.cat([(prompt_mask.cumsum(1) - 1).clamp(min=0),
-                           prompt_mask.sum(1, keepdim=True) + torch.arange(c, device=device).repeat(n)], 1)
     logits = lean_layers(model, ids, *rope(model, positions), bias)
-    # column of the token before completion k's token j: the prompt's last for j = 0, else p + k c + j - 1
-    before = p - 1 + torch.arange(c, device=device) + c * torch.arange(n, device=device)[:, None]
+    # the logit before token j: the prompt's last for j = 0 (and off the mask), else token j - 1's column
+    before = torch.where(kept, col, p - 1).roll(1, 1)
     before[:, 0] = p - 1
-    return logits[:, before.reshape(-1)].reshape(b * n, c, -1)
+    return logits.reshape(b * width, -1)[(row * width + before).reshape(-1)].reshape(bn, c, -1)
