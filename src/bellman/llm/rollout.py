@@ -139,7 +139,7 @@ def _decode(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[
         nxt.masked_fill_(done, pad)
         tokens.append(nxt)
         done |= nxt == eos
-        if bool(done.all()):
+        if t == n - 1 or bool(done.all()):  # no logits needed after the last token
             break
         if lean:
             logits = lean_layers(model, nxt[:, None], cos[:, :, t:t + 1], sin[:, :, t:t + 1], bias[..., :p + t + 1],

@@ -106,9 +106,9 @@ class Trainer:
         self.prompt_fn, self.accuracy, self.format_fn = prompt_fn, accuracy or task.accuracy, format_fn
         self.out = Path(config.out) if config.out else None
         torch.manual_seed(config.seed)
-        params = [p for p in model.parameters() if p.requires_grad]
+        self.params = [p for p in model.parameters() if p.requires_grad]
         # fused: one kernel per tensor for the whole update, the numbers of the per-tensor loop up to float rounding
-        self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay,
+        self.optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=config.weight_decay,
                                            fused=True)
         self.step = 0
         self.history: list[dict[str, float]] = []
@@ -131,8 +131,7 @@ class Trainer:
         """Clip the global grad norm, step the optimiser, zero grads; returns the norm before clipping."""
         if loss is not None and not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower the learning rate")
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
         if not torch.isfinite(norm):
             raise FloatingPointError(f"gradient norm is {norm.item()} at step {step}")
         self.optimizer.step()
