@@ -17,9 +17,11 @@ character-level tokenizer built in code with ``tokenizers`` and wrapped as ``Pre
 so ``save_pretrained`` / ``from_pretrained`` round-trip like any hub model. No hub download ever.
 
 ``lean_forward`` runs a Llama / Qwen2 model in plain torch over its own weights (the Hugging Face numbers
-without the per-call machinery that dominates one decoding step of a small model); ``generate`` decodes
-through it and ``shared_prompt_logprobs`` uses it, falling back to the model's own forward for anything
-``lean_supported`` rejects (other architectures, peft wrappers, gradient checkpointing).
+without the per-call machinery that dominates one decoding step of a small model); ``lean_layers`` is its
+body, given RoPE tables and an attention mask built by the caller. ``generate`` decodes through it and
+``shared_prompt_logprobs`` packs each prompt with its completions into one row for it, falling back to the
+model's own forward for anything ``lean_supported`` rejects (other architectures, peft wrappers, gradient
+checkpointing).
 """
 
 from __future__ import annotations

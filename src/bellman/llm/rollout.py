@@ -83,9 +83,10 @@ def generate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list
              sampling: SamplingConfig | None = None, seed: int | None = None) -> Rollout:
     """Sample one completion per prompt (repeat prompts for groups); stops a row at EOS.
 
-    With the KV cache on, Llama / Qwen2 models decode through ``lean_forward`` (the numbers of the Hugging
-    Face forward without its per-call overhead) into a preallocated cache, and a prompt repeated for a group
-    is prefilled once; other models, and ``use_cache=False``, go through the model's own forward.
+    With the KV cache on, Llama / Qwen2 models decode through ``lean_layers`` (the numbers of the Hugging
+    Face forward without its per-call overhead) into a preallocated cache, with the RoPE tables and attention
+    mask of all steps built once, and a prompt repeated for a group is prefilled once; other models, and
+    ``use_cache=False``, go through the model's own forward.
     Decoding runs under ``torch.inference_mode``; the returned tensors are ordinary copies, so a loss may
     use them.
     """
@@ -141,12 +142,11 @@ def _decode(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[
         done |= nxt == eos
         if t == n - 1 or bool(done.all()):  # no logits needed after the last token
             break
+        pos = pos[:, -1:] + 1
         if lean:
             logits = lean_layers(model, nxt[:, None], cos[:, :, t:t + 1], sin[:, :, t:t + 1], bias[..., :p + t + 1],
                                  cache, weights=weights)
-            continue
-        pos = pos[:, -1:] + 1
-        if s.use_cache:
+        elif s.use_cache:
             out = model(input_ids=nxt[:, None], attention_mask=mask[:, :p + t + 1], position_ids=pos,
                         past_key_values=out.past_key_values, use_cache=True)
             logits = out.logits
