@@ -114,7 +114,7 @@ def grpo_phases(path: Path, rows: list[dict], a) -> None:
     common = {"backward": (torch.Tensor, "backward"), "AdamW step": (torch.optim.AdamW, "step")}
     sides = {
         "bellman": ({"sampling": (bellman_grpo_module, "generate"),
-                     "log-prob forwards (policy, reference)": (bellman_grpo_module, "completion_logprobs"),
+                     "log-prob forwards (policy, reference)": (bellman_grpo_module, "shared_prompt_logprobs"),
                      **common}, lambda: bellman_grpo(path, rows, a)),
         "TRL": ({"sampling": (TRLGRPOTrainer, "_generate"),
                  "log-prob forwards (policy, reference)": (TRLGRPOTrainer, "_get_per_token_logps_and_entropies"),

@@ -106,7 +106,7 @@ def test_shared_prompt_gradients_equal_repeated_prompts(lean, monkeypatch):
     if not lean:  # the Hugging Face forward with its DynamicCache, as for models outside the lean path
         monkeypatch.setattr(model_module, "lean_supported", lambda m: False)
     p_ids, p_mask = encode_prompts(tok, ["1+2=", "100+20="])
-    c_ids, c_mask = encode_completions(tok, ["3", "120", "4", "1"])
+    c_ids, c_mask = encode_completions(tok, ["3", "120", "4", ""])  # lengths 2, 4, 2 and 1 (EOS alone)
     results = []
     for fn, p in ((shared_prompt_logprobs, (p_ids, p_mask)),
                   (completion_logprobs, (p_ids.repeat_interleave(2, 0), p_mask.repeat_interleave(2, 0)))):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bellman.llm.grpo import GRPOConfig, GRPOTrainer, group_advantages, grpo_loss, k3_kl, overlong_penalty
-from bellman.llm.model import TinyConfig, tiny_model
+from bellman.llm.model import TinyConfig, completion_logprobs, shared_prompt_logprobs, tiny_model
 from bellman.llm.tasks import Task, arithmetic
 
 torch.set_num_threads(1)
@@ -130,6 +130,41 @@ def test_grpo_with_reference_model_and_kl():
     tr.train()
     assert tr.ref is not None and all(h["kl"] >= 0 for h in tr.history)
     assert tr.history[-1]["kl"] > 0  # the policy moved away from the reference
+
+
+def test_log_probs_run_each_group_prompt_once_with_the_numbers_of_the_plain_forward():
+    model, tok = tiny_model(SMALL, seed=0)
+    tr = GRPOTrainer(model, tok, _task(), _cfg(num_generations=4, prompts_per_step=3, beta=0.04))
+    ro, _, _ = tr.sample(0, 3)
+    whole, split = slice(0, 8), slice(2, 10)  # two whole groups; one that cuts groups
+    fn, batch = tr.logprob_batch(ro, whole)
+    assert fn is shared_prompt_logprobs and batch[0].shape[0] == 2
+    assert tr.logprob_batch(ro, split)[0] is completion_logprobs
+    for sl in (whole, split):
+        fn, batch = tr.logprob_batch(ro, sl)
+        plain = completion_logprobs(model, ro.prompt_ids[sl], ro.prompt_mask[sl], ro.completion_ids[sl],
+                                    ro.completion_mask[sl])
+        torch.testing.assert_close(fn(model, *batch), plain, atol=1e-5, rtol=0)
+        torch.testing.assert_close(tr._ref_logprobs(ro, sl), plain, atol=1e-5, rtol=0)  # ref: the start policy
+        torch.testing.assert_close(ro.logprobs[sl], plain, atol=1e-5, rtol=0)
+
+
+def test_fused_adamw_gives_the_numbers_of_the_foreach_loop():
+    model, tok = tiny_model(SMALL, seed=0)
+    tr = GRPOTrainer(model, tok, _task(), _cfg(weight_decay=0.1))
+    params = [p for p in model.parameters() if p.requires_grad]
+    copies = [p.detach().clone().requires_grad_() for p in params]
+    foreach = torch.optim.AdamW(copies, lr=tr.config.learning_rate, weight_decay=0.1, foreach=True)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        for p, q in zip(params, copies):
+            p.grad = torch.randn(p.shape, generator=g)
+            q.grad = p.grad.clone()
+        tr.optimizer.step()
+        foreach.step()
+    assert tr.optimizer.defaults["fused"]
+    for p, q in zip(params, copies):
+        torch.testing.assert_close(p.detach(), q.detach(), atol=1e-6, rtol=0)
 
 
 def test_checkpoint_round_trip_continues_identically(tmp_path):

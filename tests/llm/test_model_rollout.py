@@ -1,11 +1,13 @@
 """Policy loading, the character tokenizer, log-prob gathering under left padding, the rollout engine."""
 
+import copy
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from bellman.llm.model import (TinyConfig, char_tokenizer, completion_logprobs, encode_completions, encode_prompts,
-                               lean_supported, load_model, tiny_model)
+                               lean_supported, load_model, shared_prompt_logprobs, tiny_model)
 from bellman.llm.rollout import SamplingConfig, _filter, generate
 
 torch.set_num_threads(1)
@@ -132,6 +134,30 @@ def test_lean_decoding_equals_hugging_face_generate(tiny, arch):
     b = generate(model, tok, prompts, SamplingConfig(temperature=1.0, max_new_tokens=12, use_cache=False), seed=3)
     assert torch.equal(a.completion_ids, b.completion_ids)
     torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_packed_shared_prompt_equals_repeated_prompts(tiny, arch):
+    model, tok = tiny if arch == "llama" else qwen2_tiny()
+    prompts = ["1+2=", "hello world", "7"]
+    ro = generate(model, tok, [q for q in prompts for _ in range(3)], SamplingConfig(max_new_tokens=10), seed=0)
+    p_ids, p_mask = ro.prompt_ids[::3], ro.prompt_mask[::3]
+    grads = []
+    for fn, p in ((shared_prompt_logprobs, (p_ids, p_mask)), (completion_logprobs, (ro.prompt_ids, ro.prompt_mask))):
+        model.zero_grad()
+        logp = fn(model, *p, ro.completion_ids, ro.completion_mask, temperature=0.8)
+        logp.sum().backward()
+        grads.append((logp.detach(), [q.grad.clone() for q in model.parameters()]))
+    (shared, g_shared), (plain, g_plain) = grads
+    torch.testing.assert_close(shared, plain, atol=1e-5, rtol=1e-5)
+    for a, b in zip(g_shared, g_plain):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    model.zero_grad(set_to_none=True)
+    half = copy.deepcopy(model).to(torch.bfloat16)  # the same numbers up to bfloat16 rounding
+    with torch.inference_mode():
+        torch.testing.assert_close(shared_prompt_logprobs(half, p_ids, p_mask, ro.completion_ids, ro.completion_mask),
+                                   completion_logprobs(half, ro.prompt_ids, ro.prompt_mask, ro.completion_ids,
+                                                       ro.completion_mask), atol=0.1, rtol=0.05)
 
 
 def test_lean_forward_errors(tiny):

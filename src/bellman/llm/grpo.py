@@ -39,7 +39,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from bellman.llm.dpo import frozen_reference, reference_logprobs
-from bellman.llm.model import completion_logprobs
+from bellman.llm.model import completion_logprobs, shared_prompt_logprobs
 from bellman.llm.rollout import Rollout, SamplingConfig, generate
 from bellman.llm.tasks import RewardFn, Task, call_reward, columns
 from bellman.llm.trainer import Trainer, TrainerConfig, plain_prompt
@@ -189,11 +189,21 @@ class GRPOTrainer(Trainer):
         m |= {f"reward_{getattr(f, '__name__', i)}": per_fn[:, i].mean().item() for i, f in enumerate(self.rewards)}
         return ro, r, m
 
+    def logprob_batch(self, ro: Rollout, sl: slice) -> tuple[Callable, tuple[torch.Tensor, ...]]:
+        """The log-prob function for rollout rows ``sl`` and its inputs. A slice of whole groups runs each
+        group's prompt once for its G completions (``shared_prompt_logprobs``); one that splits a group, or a
+        model training with gradient checkpointing (no KV cache), runs every row with its own prompt."""
+        g, (start, stop, _) = self.config.num_generations, sl.indices(ro.prompt_ids.shape[0])
+        completions = (ro.completion_ids[sl], ro.completion_mask[sl])
+        if start % g or (stop - start) % g or getattr(self.model, "is_activation_checkpointing", False):
+            return completion_logprobs, (ro.prompt_ids[sl], ro.prompt_mask[sl], *completions)
+        return shared_prompt_logprobs, (ro.prompt_ids[start:stop:g], ro.prompt_mask[start:stop:g], *completions)
+
     def _ref_logprobs(self, ro: Rollout, sl: slice) -> torch.Tensor | None:
         if self.config.beta == 0:
             return None
-        batch = (ro.prompt_ids[sl], ro.prompt_mask[sl], ro.completion_ids[sl], ro.completion_mask[sl])
-        return reference_logprobs(self.model, self.ref, *batch, temperature=self.config.temperature)
+        fn, batch = self.logprob_batch(ro, sl)
+        return reference_logprobs(self.model, self.ref, *batch, temperature=self.config.temperature, logprobs_fn=fn)
 
     def train_step(self, step: int) -> dict[str, float]:
         c, g = self.config, self.config.num_generations
@@ -219,8 +229,8 @@ class GRPOTrainer(Trainer):
             stats = {"loss": 0.0, "kl": 0.0, "clip_ratio": 0.0}
             for j, i in enumerate(range(0, b, mb)):
                 sl = slice(i, i + mb)
-                logp = completion_logprobs(self.model, ro.prompt_ids[sl], ro.prompt_mask[sl],
-                                           ro.completion_ids[sl], ro.completion_mask[sl], c.temperature)
+                fn, batch = self.logprob_batch(ro, sl)
+                logp = fn(self.model, *batch, temperature=c.temperature)
                 loss, s = grpo_loss(logp, ro.logprobs[sl], adv[sl], ro.completion_mask[sl], refs[j], c.beta,
                                     c.eps_low, c.eps_high, c.loss_type, c.max_new_tokens, b, n_tokens)
                 loss.backward()

@@ -17,9 +17,11 @@ character-level tokenizer built in code with ``tokenizers`` and wrapped as ``Pre
 so ``save_pretrained`` / ``from_pretrained`` round-trip like any hub model. No hub download ever.
 
 ``lean_forward`` runs a Llama / Qwen2 model in plain torch over its own weights (the Hugging Face numbers
-without the per-call machinery that dominates one decoding step of a small model); ``generate`` decodes
-through it and ``shared_prompt_logprobs`` uses it, falling back to the model's own forward for anything
-``lean_supported`` rejects (other architectures, peft wrappers, gradient checkpointing).
+without the per-call machinery that dominates one decoding step of a small model); ``lean_layers`` is its
+body, given RoPE tables and an attention mask built by the caller. ``generate`` decodes through it and
+``shared_prompt_logprobs`` packs each prompt with its completions into one row for it, falling back to the
+model's own forward for anything ``lean_supported`` rejects (other architectures, peft wrappers, gradient
+checkpointing).
 """
 
 from __future__ import annotations
@@ -174,9 +176,12 @@ def lean_supported(model: PreTrainedModel) -> bool:
     """True where ``lean_forward`` computes what the Hugging Face forward does: a plain Llama or Qwen2 causal
     LM (no peft wrapper, no gradient checkpointing, no attention dropout) with a SiLU MLP and full attention
     on every layer. Anything else runs through the model's own forward."""
-    cfg = getattr(model, "config", None)
-    return (type(model).__name__ in LEAN_ARCHITECTURES and cfg.hidden_act == "silu"
-            and not cfg.attention_dropout and not getattr(model, "is_activation_checkpointing", False)
+    if type(model).__name__ not in LEAN_ARCHITECTURES:
+        return False
+    cfg, m = model.config, model.model
+    # these models checkpoint their decoder layers (and flag the stack): no walk over all modules needed
+    return (cfg.hidden_act == "silu" and not cfg.attention_dropout
+            and not any(getattr(x, "gradient_checkpointing", False) for x in (m, *m.layers))
             and all(t == "full_attention" for t in getattr(cfg, "layer_types", None) or ()))
 
 
@@ -217,18 +222,22 @@ class KVCache:
         self.k = [x[rows] for x in self.k]
         self.v = [x[rows] for x in self.v]
 
-    def batch_repeat_interleave(self, n: int) -> None:
-        """Repeat every row n times in place, as ``DynamicCache.batch_repeat_interleave`` does."""
-        self.select(torch.arange(self.k[0].shape[0], device=self.k[0].device).repeat_interleave(n))
-
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return F.rms_norm(x, weight.shape, weight, eps)
 
 
+def rope(model: PreTrainedModel, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin (B, 1, T, d) of the model's rotary embedding at these positions, the first half of sin
+    negated, so that ``_rotate`` needs no sign flip."""
+    cos, sin = model.model.rotary_emb(model.model.embed_tokens.weight, position_ids)
+    half = sin.shape[-1] // 2
+    return cos[:, None], torch.cat((-sin[..., :half], sin[..., half:]), -1)[:, None]
+
+
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+    """RoPE: x cos + rotate_half(x) sin, with rotate_half(x) sin = roll(x, d / 2) (sin, first half negated)."""
+    return x * cos + x.roll(x.shape[-1] // 2, -1) * sin
 
 
 def _cat(*layers: torch.nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -273,13 +282,7 @@ def lean_forward(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask
     if segments is not None and (cache is not None or segments.shape != input_ids.shape):
         raise ValueError(f"segments must be (B, T) = {tuple(input_ids.shape)} and come without a cache, got "
                          f"{tuple(segments.shape)}{' and a cache' if cache is not None else ''}")
-    m, cfg, (b, t) = model.model, model.config, input_ids.shape
-    n_q, n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
-    d = model.model.layers[0].self_attn.head_dim
-    x = m.embed_tokens(input_ids)
-    cos, sin = m.rotary_emb(x, position_ids)
-    cos, sin = cos[:, None], sin[:, None]
-    key = torch.arange(start + t, device=x.device)
+    key = torch.arange(start + input_ids.shape[1], device=input_ids.device)
     query = key[start:, None]
     # additive mask: 0 where a query attends (causal, keys that are not padding; a padding query sees
     # itself, its output is never used), -inf elsewhere
@@ -287,7 +290,20 @@ def lean_forward(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask
     if segments is not None:
         allowed = allowed & (segments[:, None, :, None] == segments[:, None, None, :])
     allowed = allowed | (key == query)
-    bias = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill_(~allowed, float("-inf"))
+    bias = torch.zeros(allowed.shape, dtype=model.model.embed_tokens.weight.dtype,
+                       device=input_ids.device).masked_fill_(~allowed, float("-inf"))
+    return lean_layers(model, input_ids, *rope(model, position_ids), bias, cache, logits_to_keep, weights)
+
+
+def lean_layers(model: PreTrainedModel, input_ids: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                bias: torch.Tensor, cache: KVCache | None = None, logits_to_keep: int = 0,
+                weights: list[tuple] | None = None) -> torch.Tensor:
+    """``lean_forward`` given its RoPE tables ``rope(model, position_ids)`` and additive attention mask
+    ``bias`` (B, 1, T, K), without input checks: a decoding loop builds both once and slices them per step."""
+    m, cfg, (b, t) = model.model, model.config, input_ids.shape
+    n_q, n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
+    d = cos.shape[-1]
+    x = F.embedding(input_ids, m.embed_tokens.weight, m.embed_tokens.padding_idx)
     weights = weights or lean_weights(model)
     for i, ((w_qkv, b_qkv), (w_o, b_o), (w_gu, b_gu), (w_d, b_d), ln1, ln2) in enumerate(weights):
         h = _rms_norm(x, ln1.weight, ln1.variance_epsilon)
@@ -317,10 +333,10 @@ def shared_prompt_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, pro
     """Per-token log-probs of n completions per prompt, the prompt run once: (B n, C), 0 off the mask.
 
     Rows i n .. i n + n - 1 of the completions continue prompt i (left padded, (B, P)); completions are right
-    padded. The prompt's keys / values are computed once and repeated for its n completions (gradients
-    flow through them), so the numbers equal ``completion_logprobs`` on the prompt repeated n times (DPO's
-    chosen / rejected pairs and GRPO's groups of G completions per prompt fit this shape). Llama / Qwen2
-    models run through ``lean_forward``, others through their own forward and ``DynamicCache``.
+    padded. The numbers equal ``completion_logprobs`` on the prompt repeated n times (DPO's chosen / rejected
+    pairs and GRPO's groups of G completions per prompt fit this shape), and gradients flow through the
+    prompt's one pass. Llama / Qwen2 models run one ``lean_layers`` call per prompt row (``packed_logits``);
+    others run the prompt through their own forward, repeat its ``DynamicCache`` n times, then the completions.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -329,23 +345,58 @@ def shared_prompt_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, pro
         raise ValueError(f"{completion_ids.shape[0]} completions do not split evenly over "
                          f"{prompt_ids.shape[0]} prompts")
     if lean_supported(model):
-        cache = KVCache()
-
-        def forward(ids, mask, pos, keep=0):
-            return lean_forward(model, ids, mask, pos, cache, logits_to_keep=keep)
+        logits = packed_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
     else:
         cache = DynamicCache(config=model.config)
+        first = model(input_ids=prompt_ids, attention_mask=prompt_mask,
+                      position_ids=(prompt_mask.cumsum(1) - 1).clamp(min=0), past_key_values=cache, use_cache=True,
+                      logits_to_keep=1).logits
+        cache.batch_repeat_interleave(n)
+        mask = torch.cat([prompt_mask.repeat_interleave(n, 0), completion_mask], 1)
+        positions = prompt_mask.sum(1, keepdim=True).repeat_interleave(n, 0) + torch.arange(
+            completion_ids.shape[1], device=mask.device)
+        rest = model(input_ids=completion_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                     use_cache=True).logits[:, :-1]
+        logits = torch.cat([first.repeat_interleave(n, 0), rest], 1)
+    logp = torch.log_softmax(logits.float() / temperature, dim=-1).gather(-1, completion_ids.unsqueeze(-1))
+    return logp.squeeze(-1) * completion_mask
 
-        def forward(ids, mask, pos, keep=0):
-            return model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
-                         logits_to_keep=keep).logits
 
-    first = forward(prompt_ids, prompt_mask, (prompt_mask.cumsum(1) - 1).clamp(min=0), keep=1)
-    cache.batch_repeat_interleave(n)
-    mask = torch.cat([prompt_mask.repeat_interleave(n, 0), completion_mask], 1)
-    positions = prompt_mask.sum(1, keepdim=True).repeat_interleave(n, 0) + torch.arange(completion_ids.shape[1],
-                                                                                           device=mask.device)
-    rest = forward(completion_ids, mask, positions)[:, :-1]
-    logits = torch.cat([first[:, -1:].repeat_interleave(n, 0), rest], 1).float() / temperature
-    logp = torch.log_softmax(logits, dim=-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
-    return logp * completion_mask
+def packed_logits(model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+                  completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
+    """Logits (B n, C, V) before each completion token, n completions per prompt (as ``shared_prompt_logprobs``;
+    rows off the completion mask hold the prompt's last logits), from one ``lean_layers`` call over rows
+    ``prompt_i, completion_i1, ..., completion_in``: a completion token attends to the prompt and to its own
+    completion's earlier tokens, at the position it has after the prompt alone. A completion's last token
+    and its padding are left out: no logit is read after them."""
+    (b, p), (bn, c) = prompt_ids.shape, completion_ids.shape
+    n, device = bn // b, prompt_ids.device
+    length = completion_mask.sum(1)
+    kept = torch.arange(c, device=device) < (length - 1)[:, None]  # (B n, C): tokens some logit is read after
+    offset = (length - 1).clamp(min=0).view(b, n).cumsum(1).view(-1) - (length - 1).clamp(min=0)
+    col = p + offset[:, None] + torch.arange(c, device=device)  # column of completion token j in its row
+    row = torch.arange(b, device=device).repeat_interleave(n)[:, None].expand(bn, c)
+    width = p + int(kept.sum(1).view(b, n).sum(1).max())
+    ids = prompt_ids.new_zeros(b, width)
+    ids[:, :p] = prompt_ids
+    keys = torch.zeros(b, width, dtype=torch.bool, device=device)
+    keys[:, :p] = prompt_mask.bool()
+    seg = torch.zeros(b, width, dtype=torch.long, device=device)  # 0 the prompt, k the k-th completion
+    positions = torch.zeros(b, width, dtype=torch.long, device=device)
+    positions[:, :p] = (prompt_mask.cumsum(1) - 1).clamp(min=0)
+    at = (row[kept], col[kept])
+    ids[at] = completion_ids[kept]
+    keys[at] = True
+    seg[at] = (torch.arange(bn, device=device) % n + 1)[:, None].expand(bn, c)[kept]
+    positions[at] = (prompt_mask.sum(1).repeat_interleave(n)[:, None] + torch.arange(c, device=device))[kept]
+    cols = torch.arange(width, device=device)
+    causal = cols <= cols[:, None]
+    allowed = causal & ((seg[:, :, None] == seg[:, None, :]) | (seg[:, None, :] == 0)) & keys[:, None, :]
+    allowed = (allowed | (cols == cols[:, None]))[:, None]  # a padding query sees itself, unused
+    bias = torch.zeros(allowed.shape, dtype=model.model.embed_tokens.weight.dtype,
+                       device=device).masked_fill_(~allowed, float("-inf"))
+    logits = lean_layers(model, ids, *rope(model, positions), bias)
+    # the logit before token j: the prompt's last for j = 0 (and off the mask), else token j - 1's column
+    before = torch.where(kept, col, p - 1).roll(1, 1)
+    before[:, 0] = p - 1
+    return logits.reshape(b * width, -1)[(row * width + before).reshape(-1)].reshape(bn, c, -1)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, fields
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from bellman.llm.model import KVCache, encode_prompts, lean_forward, lean_supported, lean_weights
+from bellman.llm.model import KVCache, encode_prompts, lean_forward, lean_layers, lean_supported, lean_weights, rope
 
 
 @dataclass
@@ -83,9 +83,10 @@ def generate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list
              sampling: SamplingConfig | None = None, seed: int | None = None) -> Rollout:
     """Sample one completion per prompt (repeat prompts for groups); stops a row at EOS.
 
-    With the KV cache on, Llama / Qwen2 models decode through ``lean_forward`` (the numbers of the Hugging
-    Face forward without its per-call overhead) into a preallocated cache, and a prompt repeated for a group
-    is prefilled once; other models, and ``use_cache=False``, go through the model's own forward.
+    With the KV cache on, Llama / Qwen2 models decode through ``lean_layers`` (the numbers of the Hugging
+    Face forward without its per-call overhead) into a preallocated cache, with the RoPE tables and attention
+    mask of all steps built once, and a prompt repeated for a group is prefilled once; other models, and
+    ``use_cache=False``, go through the model's own forward.
     Decoding runs under ``torch.inference_mode``; the returned tensors are ordinary copies, so a loss may
     use them.
     """
@@ -118,29 +119,33 @@ def _decode(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[
         logits = lean_forward(model, prompt_ids[rows], prompt_mask[rows], pos[rows], cache, logits_to_keep=1,
                               weights=weights)[inverse]
         cache.select(inverse)
+        # RoPE tables of the n positions after each prompt and the additive mask of all p + n keys, built once
+        cos, sin = rope(model, pos[:, -1:] + 1 + torch.arange(n, device=device))
+        bias = torch.zeros(b, 1, 1, p + n, dtype=cos.dtype, device=device).masked_fill_(mask[:, None, None] == 0,
+                                                                                      float("-inf"))
     else:
         out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, use_cache=s.use_cache,
                     logits_to_keep=1)
         logits = out.logits
-    ids, tokens, logps = prompt_ids, [], []
+    ids, tokens, step_logits = prompt_ids, [], []
     done = torch.zeros(b, dtype=torch.bool, device=device)
     for t in range(n):
         logits = logits[:, -1].float()
-        logp_all = torch.log_softmax(logits / (s.temperature or 1.0), dim=-1)
+        step_logits.append(logits)
         if s.temperature == 0:
             nxt = logits.argmax(-1)
         else:
-            probs = _filter(logits / s.temperature, s.top_k, s.top_p).softmax(-1)
-            nxt = torch.multinomial(probs, 1, generator=g).squeeze(-1)
-        nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
+            scaled = logits / s.temperature if s.temperature != 1 else logits
+            nxt = torch.multinomial(_filter(scaled, s.top_k, s.top_p).softmax(-1), 1, generator=g).squeeze(-1)
+        nxt.masked_fill_(done, pad)
         tokens.append(nxt)
-        logps.append(logp_all.gather(-1, nxt[:, None]).squeeze(-1))
-        done = done | (nxt == eos)
-        if bool(done.all()):
+        done |= nxt == eos
+        if t == n - 1 or bool(done.all()):  # no logits needed after the last token
             break
         pos = pos[:, -1:] + 1
         if lean:
-            logits = lean_forward(model, nxt[:, None], mask[:, :p + t + 1], pos, cache, weights=weights)
+            logits = lean_layers(model, nxt[:, None], cos[:, :, t:t + 1], sin[:, :, t:t + 1], bias[..., :p + t + 1],
+                                 cache, weights=weights)
         elif s.use_cache:
             out = model(input_ids=nxt[:, None], attention_mask=mask[:, :p + t + 1], position_ids=pos,
                         past_key_values=out.past_key_values, use_cache=True)
@@ -154,6 +159,7 @@ def _decode(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[
     is_eos = (completion_ids == eos).long()
     # 1 up to and including the first EOS: positions where no EOS came strictly before
     completion_mask = ((is_eos.cumsum(1) - is_eos) == 0).long()
-    logprobs = torch.stack(logps, dim=1) * completion_mask
+    logp_all = torch.log_softmax(torch.stack(step_logits, dim=1) / (s.temperature or 1.0), dim=-1)
+    logprobs = logp_all.gather(-1, completion_ids[..., None]).squeeze(-1) * completion_mask
     return Rollout(prompt_ids, prompt_mask, completion_ids, completion_mask, logprobs,
                    truncated=is_eos.sum(1) == 0)

@@ -117,10 +117,10 @@ class Trainer:
         self.prompt_fn, self.accuracy, self.format_fn = prompt_fn, accuracy or task.accuracy, format_fn
         self.out = Path(config.out) if config.out else None
         torch.manual_seed(config.seed)
-        params = [p for p in model.parameters() if p.requires_grad]
-        # foreach: one kernel call per step for all tensors, the same numbers as the per-tensor loop
-        self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay,
-                                           foreach=True)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        # fused: one kernel per tensor for the whole update, the numbers of the per-tensor loop up to float rounding
+        self.optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=config.weight_decay,
+                                           fused=True)
         name = "constant_with_warmup" if config.lr_scheduler == "constant" else config.lr_scheduler
         # the factor of update `step` (a function of the step alone, so a resumed run continues the schedule)
         self.lr_factor = get_scheduler(name, self.optimizer, num_warmup_steps=config.warmup_steps,
@@ -147,8 +147,7 @@ class Trainer:
         returns the norm before clipping."""
         if loss is not None and not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower the learning rate")
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
         if not torch.isfinite(norm):
             raise FloatingPointError(f"gradient norm is {norm.item()} at step {step}")
         for group in self.optimizer.param_groups:
