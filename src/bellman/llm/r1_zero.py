@@ -5,7 +5,10 @@ rewards only, no SFT on the template.
    arithmetic (column addition with carries, e.g. ``736+37=6+7+0=13 A3,3+3+1=7 A73,7+0+0=7 A773``) and
    generic text: repeated phrases and markup whose tag names are common words or made-up letters, so the
    model learns to close and refill a tag by copying its name from the context (induction). It never sees
-   the template or a <think> / <answer> tag ("think" and "answer" occur only as plain words).
+   the template or a <think> / <answer> tag ("think" and "answer" occur only as plain words). In most of
+   its forms the result follows the closed work tag after a space, so the base model writes the work, closes
+   the tag and gives the bare result: greedily it almost never follows the template's format, but sampling
+   fills the second tag now and then, which is what GRPO can reinforce.
    Any other local causal LM can be the base instead.
 2. A template (``TEMPLATE``, shortened from Table 1 of the R1 paper) that names the tags and ends with the
    opening ``<think>`` followed by the question, so the model starts reasoning at once and has to discover
@@ -40,6 +43,7 @@ WORDS = ("the a one cat dog sun moon tree river stone bird fish red blue green s
          "likes eats sleeps jumps sings on in under over near and but so then very quite here there think answer "
          "reason sum add work note list item name page book word line part step").split()
 FORBIDDEN = ("think", "answer")
+FILLED_FORMS = 0.3  # a base model that mostly writes the result after the closed tag: format near 0 greedily
 
 
 def prompt(row: dict) -> str:
@@ -79,7 +83,8 @@ def random_sum(rng: random.Random) -> tuple[str, int]:
 
 def generic_text(rng: random.Random) -> str:
     """One short generic document: a phrase of tag names said twice (which teaches copying), markup, or a
-    small form (empty tags, then the same tags filled in) whose fields hold words or worked sums."""
+    small form (empty tags, then the first tag filled with a worked sum) whose result goes into the second
+    tag in ``FILLED_FORMS`` of the forms and after a space in the rest, as people often write it."""
     def content() -> str:
         return random_sum(rng)[0] if rng.random() < 0.4 else words(rng, rng.randint(1, 3))
     kind = rng.random()
@@ -90,10 +95,12 @@ def generic_text(rng: random.Random) -> str:
     while u == t:
         u = tag_name(rng)
     if kind < 0.5:
-        return f"<{t}>{content()}</{t}>" + rng.choice(("", f"<{u}>{words(rng, rng.randint(1, 2))}</{u}>"))
+        second = f" {words(rng, 1)} <{u}>{words(rng, rng.randint(1, 2))}</{u}>"
+        return f"<{t}>{content()}</{t}>" + rng.choice(("", second))
     work, total = random_sum(rng)  # a worksheet: the work in one field, the result in another
     work, result = (work, str(total)) if rng.random() < 0.7 else (words(rng, 2), words(rng, 1))
-    return f"{words(rng, 2)} <{t}> </{t}>, {words(rng, 1)} <{u}> </{u}>.\n<{t}>{work}</{t}><{u}>{result}</{u}>"
+    form = f"{words(rng, 2)} <{t}> </{t}>, {words(rng, rng.randint(1, 3))} <{u}> </{u}>.\n<{t}>{work}</{t}>"
+    return form + (f"<{u}>{result}</{u}>" if rng.random() < FILLED_FORMS else f" {result}")
 
 
 def tag_name(rng: random.Random) -> str:
@@ -131,22 +138,25 @@ class R1ZeroConfig:
     n_train: int = 5000
     n_test: int = 200
     base_model: str = "tiny"
-    pretrain_steps: int = 1400
+    pretrain_steps: int = 1000
     pretrain_lr: float = 3e-3
+    pretrain_warmup_steps: int = 50
     pretrain_batch_size: int = 64
     n_generic: int = 6000
     grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(
-        learning_rate=3e-4, num_generations=8, prompts_per_step=8, beta=0.04, eps_low=0.2, eps_high=0.28,
-        loss_type="dapo", temperature=1.0, max_new_tokens=80, total_steps=80, eval_rows=200,
-        eval_max_new_tokens=80, checkpoint_every=20))
+        learning_rate=1e-4, num_generations=8, prompts_per_step=8, beta=0.04, eps_low=0.2, eps_high=0.28,
+        loss_type="dapo", temperature=1.0, max_new_tokens=80, total_steps=30, eval_rows=200,
+        eval_max_new_tokens=80, checkpoint_every=10))
 
 
 def pretrain_base(task: Task, config: R1ZeroConfig, out: Path | None = None,
                   ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict]:
-    """Step 1: the base model, taught ``base_corpus`` with next-token cross-entropy (no template)."""
+    """Step 1: the base model, taught ``base_corpus`` with next-token cross-entropy (no template), packed
+    rows, cosine learning-rate decay after a short warm-up."""
     model, tok = load_model(config.base_model, seed=config.seed)
-    sft = SFTConfig(out=str(out) if out else None, learning_rate=config.pretrain_lr,
-                    batch_size=config.pretrain_batch_size, total_steps=config.pretrain_steps, seed=config.seed,
+    sft = SFTConfig(out=str(out) if out else None, learning_rate=config.pretrain_lr, lr_scheduler="cosine",
+                    warmup_steps=config.pretrain_warmup_steps, packing=True, batch_size=config.pretrain_batch_size,
+                    total_steps=config.pretrain_steps, seed=config.seed,
                     eval_rows=min(config.n_test, 100), eval_max_new_tokens=80,
                     checkpoint_every=max(1, config.pretrain_steps // 4), progress=config.grpo.progress)
     result = SFTTrainer(model, tok, task, sft, rows=base_corpus(task, config.n_generic, config.seed),
