@@ -3,6 +3,7 @@
 import json
 import math
 import random
+import re
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ from typer.testing import CliRunner
 
 from bellman.cli import app
 from bellman.llm.model import TinyConfig, tiny_model
-from bellman.llm.r1_zero import TEMPLATE, accuracy_reward, base_corpus, prompt, worked_sum
+from bellman.llm.r1_zero import FILLED_FORMS, TEMPLATE, accuracy_reward, base_corpus, prompt, worked_sum
 from bellman.llm.sft import SFTConfig, SFTTrainer, best_fit_decreasing, packed_sft_loss, sft_loss
 from bellman.llm.tasks import Task, arithmetic, arithmetic_reward, format_reward
 
@@ -114,6 +115,16 @@ def test_r1_zero_template_rewards_and_base_corpus():
     corpus = base_corpus(arithmetic(n_train=50, n_test=5), n_generic=200)
     text = " ".join(r["prompt"] + r["completion"] for r in corpus)
     assert "</" in text and not any(t in text for t in ("<think>", "</think>", "<answer>", "</answer>", TEMPLATE.split("\n")[0]))
+
+
+def test_base_corpus_forms_give_the_right_result_mostly_outside_a_tag():
+    corpus = base_corpus(arithmetic(n_train=10, n_test=2), n_generic=3000)
+    form = re.compile(r"\n<(\w+)>(\d+)\+(\d+)=[^<]*</\1>(?:<(\w+)>(\d+)</\4>| (\d+))$")
+    forms = [m for r in corpus if (m := form.search(r["completion"]))]
+    assert len(forms) > 1000
+    assert all(int(m[5] or m[6]) == int(m[2]) + int(m[3]) for m in forms)
+    filled = sum(m[5] is not None for m in forms) / len(forms)
+    assert abs(filled - FILLED_FORMS) < 0.05
 
 
 def test_cli_sft_then_eval_and_errors(tmp_path):

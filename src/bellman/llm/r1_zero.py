@@ -98,9 +98,8 @@ def generic_text(rng: random.Random) -> str:
         second = f" {words(rng, 1)} <{u}>{words(rng, rng.randint(1, 2))}</{u}>"
         return f"<{t}>{content()}</{t}>" + rng.choice(("", second))
     work, total = random_sum(rng)  # a worksheet: the work in one field, the result in another
-    work, result = (work, str(total)) if rng.random() < 0.7 else (words(rng, 2), words(rng, 1))
     form = f"{words(rng, 2)} <{t}> </{t}>, {words(rng, rng.randint(1, 3))} <{u}> </{u}>.\n<{t}>{work}</{t}>"
-    return form + (f"<{u}>{result}</{u}>" if rng.random() < FILLED_FORMS else f" {result}")
+    return form + (f"<{u}>{total}</{u}>" if rng.random() < FILLED_FORMS else f" {total}")
 
 
 def tag_name(rng: random.Random) -> str:
