@@ -183,6 +183,11 @@ def test_checkpoint_round_trip_continues_identically(tmp_path):
     assert lines[0].startswith("step,") and [ln.split(",")[0] for ln in lines[1:]] == ["1", "2", "3", "4"]
     ev = json.loads((out / "eval.json").read_text())
     assert {"accuracy_before", "accuracy_after"} <= set(ev)
+    m4, _ = tiny_model(SMALL, seed=0)  # the same directory with other settings: an error, not a mixed run
+    other = _cfg(out, total_steps=6)
+    other.learning_rate *= 2
+    with pytest.raises(ValueError, match="learning_rate: .* there, .* here"):
+        GRPOTrainer(m4, tok, _task(), other).train()
     assert (out / "model" / "config.json").exists() and list((out / "tb").iterdir())
 
 

@@ -11,6 +11,7 @@ The same from the command line: ``bellman llm r1-zero --out runs/r1`` (benchmark
 from __future__ import annotations
 
 import pathlib
+import shutil
 
 import torch
 from rich.console import Console
@@ -19,7 +20,9 @@ from bellman.llm.r1_zero import R1ZeroConfig, run as run_r1_zero
 
 
 def run(out: pathlib.Path) -> dict:
-    """Run the recipe into ``out``; print and return eval.json (accuracy/format before and after)."""
+    """Run the recipe from scratch into ``out`` (a previous demo's files there are removed first, so that its
+    checkpoints are not resumed); print and return eval.json (accuracy/format before and after)."""
+    shutil.rmtree(out, ignore_errors=True)
     torch.set_num_threads(2)
     console = Console()
     console.rule("LLM: R1-Zero on the tiny model (2-3 digit addition)")

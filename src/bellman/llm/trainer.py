@@ -33,6 +33,7 @@ from bellman.llm.tasks import RewardFn, Task, call_reward, columns
 
 
 LR_SCHEDULERS = ("constant", "linear", "cosine")
+RESUMABLE = ("out", "total_steps", "progress", "checkpoint_every")  # settings a resumed run may change
 
 
 @dataclass
@@ -175,7 +176,15 @@ class Trainer:
         os.replace(tmp, path)
 
     def load_checkpoint(self, path: str | Path) -> None:
+        """Continue from a checkpoint written with this config (``total_steps``, ``out``, ``progress`` and
+        ``checkpoint_every`` may differ); any other difference is an error, not a silent mix of two runs."""
         state = torch.load(Path(path), weights_only=False)
+        ours, theirs = asdict(self.config), state.get("config", {})
+        differ = sorted(k for k in ours.keys() | theirs.keys() if k not in RESUMABLE and ours.get(k) != theirs.get(k))
+        if differ:
+            raise ValueError(f"checkpoint {str(path)!r} was written by a run with other settings ("
+                             + ", ".join(f"{k}: {theirs.get(k)!r} there, {ours.get(k)!r} here" for k in differ)
+                             + "); resume with the same settings or use a new output directory")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.history, self.eval_before = state["step"], state["history"], state["eval_before"]
