@@ -290,9 +290,15 @@ def lean_forward(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask
     if segments is not None:
         allowed = allowed & (segments[:, None, :, None] == segments[:, None, None, :])
     allowed = allowed | (key == query)
-    bias = torch.zeros(allowed.shape, dtype=model.model.embed_tokens.weight.dtype,
-                       device=input_ids.device).masked_fill_(~allowed, float("-inf"))
-    return lean_layers(model, input_ids, *rope(model, position_ids), bias, cache, logits_to_keep, weights)
+    return lean_layers(model, input_ids, *rope(model, position_ids), additive_mask(model, allowed), cache,
+                       logits_to_keep, weights)
+
+
+def additive_mask(model: PreTrainedModel, allowed: torch.Tensor) -> torch.Tensor:
+    """The attention mask ``lean_layers`` adds to the scores: 0 where ``allowed``, -inf elsewhere, in the
+    model's dtype."""
+    return torch.zeros(allowed.shape, dtype=model.model.embed_tokens.weight.dtype,
+                       device=allowed.device).masked_fill_(~allowed, float("-inf"))
 
 
 def lean_layers(model: PreTrainedModel, input_ids: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
@@ -393,9 +399,7 @@ def packed_logits(model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_mask:
     causal = cols <= cols[:, None]
     allowed = causal & ((seg[:, :, None] == seg[:, None, :]) | (seg[:, None, :] == 0)) & keys[:, None, :]
     allowed = (allowed | (cols == cols[:, None]))[:, None]  # a padding query sees itself, unused
-    bias = torch.zeros(allowed.shape, dtype=model.model.embed_tokens.weight.dtype,
-                       device=device).masked_fill_(~allowed, float("-inf"))
-    logits = lean_layers(model, ids, *rope(model, positions), bias)
+    logits = lean_layers(model, ids, *rope(model, positions), additive_mask(model, allowed))
     # the logit before token j: the prompt's last for j = 0 (and off the mask), else token j - 1's column
     before = torch.where(kept, col, p - 1).roll(1, 1)
     before[:, 0] = p - 1

@@ -25,7 +25,8 @@ from dataclasses import dataclass, fields
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from bellman.llm.model import KVCache, encode_prompts, lean_forward, lean_layers, lean_supported, lean_weights, rope
+from bellman.llm.model import (KVCache, additive_mask, encode_prompts, lean_forward, lean_layers, lean_supported,
+                               lean_weights, rope)
 
 
 @dataclass
@@ -121,8 +122,7 @@ def _decode(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[
         cache.select(inverse)
         # RoPE tables of the n positions after each prompt and the additive mask of all p + n keys, built once
         cos, sin = rope(model, pos[:, -1:] + 1 + torch.arange(n, device=device))
-        bias = torch.zeros(b, 1, 1, p + n, dtype=cos.dtype, device=device).masked_fill_(mask[:, None, None] == 0,
-                                                                                      float("-inf"))
+        bias = additive_mask(model, mask[:, None, None] != 0)
     else:
         out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, use_cache=s.use_cache,
                     logits_to_keep=1)
