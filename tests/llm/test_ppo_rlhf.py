@@ -156,6 +156,14 @@ def ppo_config(**kw) -> PPOConfig:
                         "progress": False, "seed": 0, **kw})
 
 
+def test_ppo_learning_rate_schedule_scales_policy_and_critic_rates(seven_rm, digit_policy):
+    model, tok = copy.deepcopy(digit_policy[0]), digit_policy[1]
+    cfg = ppo_config(total_steps=4, lr_scheduler="linear", critic_learning_rate=4e-3)
+    trainer = PPOTrainer(model, tok, seven_task(), cfg, seven_rm)
+    trainer.train(steps=3)
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([1e-3 / 2, 4e-3 / 2])  # last update: step 2 of 4
+
+
 def test_ppo_run_raises_reward_and_held_out_accuracy(seven_rm, digit_policy):
     model, tok = copy.deepcopy(digit_policy[0]), digit_policy[1]
     trainer = PPOTrainer(model, tok, seven_task(), ppo_config(total_steps=15, seed=1), seven_rm)

@@ -248,10 +248,10 @@ class PPOTrainer(Trainer):
         self.ref_model = frozen_reference(model, ref_model)
         self.params = [p for p in model.parameters() if p.requires_grad]
         critic_params = [p for p in self.critic.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(
+        self.use_optimizer(torch.optim.AdamW(
             [{"params": self.params, "lr": config.learning_rate},
              {"params": critic_params, "lr": config.critic_learning_rate or config.learning_rate}],
-            weight_decay=config.weight_decay)
+            weight_decay=config.weight_decay))
         self.params += critic_params
         self.reward_moments = RunningMoments()
 
@@ -300,6 +300,7 @@ class PPOTrainer(Trainer):
                     raise FloatingPointError(f"PPO loss is {loss.item()} at step {step}; lower the learning rate")
                 loss.backward()
                 norm = torch.nn.utils.clip_grad_norm_(self.params, c.max_grad_norm)   # global: policy + critic
+                self.schedule_learning_rate(step)
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 for k, v in zip(stats, (pl, vl, clip_frac, v_clip_frac, norm)):

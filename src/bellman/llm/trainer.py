@@ -120,12 +120,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.params = [p for p in model.parameters() if p.requires_grad]
         # fused: one kernel per tensor for the whole update, the numbers of the per-tensor loop up to float rounding
-        self.optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=config.weight_decay,
-                                           fused=True)
-        name = "constant_with_warmup" if config.lr_scheduler == "constant" else config.lr_scheduler
-        # the factor of update `step` (a function of the step alone, so a resumed run continues the schedule)
-        self.lr_factor = get_scheduler(name, self.optimizer, num_warmup_steps=config.warmup_steps,
-                                       num_training_steps=config.total_steps).lr_lambdas[0]
+        self.use_optimizer(torch.optim.AdamW(self.params, lr=config.learning_rate,
+                                             weight_decay=config.weight_decay, fused=True))
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.eval_before: dict[str, float] | None = None
@@ -143,6 +139,21 @@ class Trainer:
     def seed_for(self, step: int) -> int:
         return self.config.seed * 1_000_003 + step
 
+    def use_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Train with ``optimizer``: each parameter group's learning rate (its rate now) follows the schedule."""
+        c = self.config
+        name = "constant_with_warmup" if c.lr_scheduler == "constant" else c.lr_scheduler
+        self.optimizer = optimizer
+        # the factor of update `step` (a function of the step alone, so a resumed run continues the schedule);
+        # the scheduler also records each group's rate as its "initial_lr"
+        self.lr_factor = get_scheduler(name, optimizer, num_warmup_steps=c.warmup_steps,
+                                       num_training_steps=c.total_steps).lr_lambdas[0]
+
+    def schedule_learning_rate(self, step: int) -> None:
+        """Set every parameter group's learning rate to its initial rate times the schedule's factor at ``step``."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * self.lr_factor(step)
+
     def optimizer_step(self, step: int, loss: torch.Tensor | None = None) -> float:
         """Clip the global grad norm, step the optimiser at the scheduled learning rate of ``step``, zero grads;
         returns the norm before clipping."""
@@ -151,8 +162,7 @@ class Trainer:
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
         if not torch.isfinite(norm):
             raise FloatingPointError(f"gradient norm is {norm.item()} at step {step}")
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.config.learning_rate * self.lr_factor(step)
+        self.schedule_learning_rate(step)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return float(norm)
