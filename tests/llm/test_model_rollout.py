@@ -137,7 +137,7 @@ def test_lean_decoding_equals_hugging_face_generate(tiny, arch):
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
-def test_packed_shared_prompt_equals_repeated_prompts(tiny, arch):
+def test_shared_prompt_tree_equals_repeated_prompts(tiny, arch):
     model, tok = tiny if arch == "llama" else qwen2_tiny()
     prompts = ["1+2=", "hello world", "7"]
     ro = generate(model, tok, [q for q in prompts for _ in range(3)], SamplingConfig(max_new_tokens=10), seed=0)
@@ -158,6 +158,22 @@ def test_packed_shared_prompt_equals_repeated_prompts(tiny, arch):
         torch.testing.assert_close(shared_prompt_logprobs(half, p_ids, p_mask, ro.completion_ids, ro.completion_mask),
                                    completion_logprobs(half, ro.prompt_ids, ro.prompt_mask, ro.completion_ids,
                                                        ro.completion_mask), atol=0.1, rtol=0.05)
+
+
+def test_prompt_tree_holds_each_needed_token_once_and_handles_empty_completions(tiny):
+    from bellman.llm.model import PromptTree
+    model, tok = tiny
+    p_ids, p_mask = encode_prompts(tok, ["1+2=", "33+44="])
+    c_ids, c_mask = encode_completions(tok, ["3", "", "77", "123"])  # lengths with EOS: 2, 1, 3, 4
+    c_mask[1, 0] = 0  # a row with no completion token at all
+    tree = PromptTree(p_ids, p_mask, c_ids, c_mask)
+    # every prompt token, then completion tokens 0 .. L - 2 (no logit is read after the last): 1 + 2 + 3
+    assert tree.ids.shape == (1, p_ids.numel() + 6)
+    assert tree.ids[0, p_ids.numel():].tolist() == tok("3" + "77" + "123", add_special_tokens=False)["input_ids"]
+    shared = shared_prompt_logprobs(model, p_ids, p_mask, c_ids, c_mask)
+    plain = completion_logprobs(model, p_ids.repeat_interleave(2, 0), p_mask.repeat_interleave(2, 0), c_ids, c_mask)
+    torch.testing.assert_close(shared, plain, atol=1e-5, rtol=1e-5)
+    assert shared[1].abs().sum() == 0
 
 
 def test_lean_forward_errors(tiny):

@@ -19,14 +19,15 @@ so ``save_pretrained`` / ``from_pretrained`` round-trip like any hub model. No h
 ``lean_forward`` runs a Llama / Qwen2 model in plain torch over its own weights (the Hugging Face numbers
 without the per-call machinery that dominates one decoding step of a small model); ``lean_layers`` is its
 body, given RoPE tables and an attention mask built by the caller. ``generate`` decodes through it and
-``shared_prompt_logprobs`` packs each prompt with its completions into one row for it, falling back to the
-model's own forward for anything ``lean_supported`` rejects (other architectures, peft wrappers, gradient
+``shared_prompt_logprobs`` runs each prompt once with its completions through it (``PromptTree``: the
+tokens flat, attention per completion), falling back to the model's own forward for anything ``lean_supported`` rejects (other architectures, peft wrappers, gradient
 checkpointing).
 """
 
 from __future__ import annotations
 
 import string
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -302,10 +303,13 @@ def additive_mask(model: PreTrainedModel, allowed: torch.Tensor) -> torch.Tensor
 
 
 def lean_layers(model: PreTrainedModel, input_ids: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                bias: torch.Tensor, cache: KVCache | None = None, logits_to_keep: int = 0,
-                weights: list[tuple] | None = None) -> torch.Tensor:
+                bias: torch.Tensor | None = None, cache: KVCache | None = None,
+                logits_to_keep: int | torch.Tensor = 0, weights: list[tuple] | None = None,
+                attend: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
     """``lean_forward`` given its RoPE tables ``rope(model, position_ids)`` and additive attention mask
-    ``bias`` (B, 1, T, K), without input checks: a decoding loop builds both once and slices them per step."""
+    ``bias`` (B, 1, T, K), without input checks: a decoding loop builds both once and slices them per step.
+    ``attend(q, k, v, scale)`` (all (B, H, T, d)), if given, computes the attention instead (``PromptTree``);
+    ``logits_to_keep`` is a count of last positions (0: all) or a 1-D tensor of positions, as in transformers."""
     m, cfg, (b, t) = model.model, model.config, input_ids.shape
     n_q, n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
     d = cos.shape[-1]
@@ -314,13 +318,15 @@ def lean_layers(model: PreTrainedModel, input_ids: torch.Tensor, cos: torch.Tens
     for i, ((w_qkv, b_qkv), (w_o, b_o), (w_gu, b_gu), (w_d, b_d), ln1, ln2) in enumerate(weights):
         h = _rms_norm(x, ln1.weight, ln1.variance_epsilon)
         qkv = F.linear(h, w_qkv, b_qkv).view(b, t, n_q + 2 * n_kv, d).transpose(1, 2)
-        q, k = _rotate(qkv[:, :n_q + n_kv], cos, sin).split((n_q, n_kv), 1)  # RoPE on queries and keys at once
-        v = qkv[:, n_q + n_kv:]
+        qk, v = qkv.split((n_q + n_kv, n_kv), 1)  # split: its backward is one cat, not a zero-filled copy per slice
+        q, k = _rotate(qk, cos, sin).split((n_q, n_kv), 1)  # RoPE on queries and keys at once
         if cache is not None:
             k, v = cache.update(i, k, v)
         if n_kv != n_q:
             k, v = k.repeat_interleave(n_q // n_kv, 1), v.repeat_interleave(n_q // n_kv, 1)
-        if t == 1:  # decoding, one query per row: eager attention is the cheapest call
+        if attend is not None:
+            o = attend(q, k, v, d ** -0.5)
+        elif t == 1:  # decoding, one query per row: eager attention is the cheapest call
             o = torch.softmax(q @ k.transpose(2, 3) * d ** -0.5 + bias, -1, dtype=torch.float32).to(q.dtype) @ v
         else:  # SDPA's fused kernels: no (T, K) score matrix kept for long prompts on GPUs
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=d ** -0.5)
@@ -329,7 +335,11 @@ def lean_layers(model: PreTrainedModel, input_ids: torch.Tensor, cos: torch.Tens
         x = x + F.linear(F.silu(gate) * up, w_d, b_d)
     if cache is not None:
         cache.length += t
-    x = _rms_norm(x[:, -logits_to_keep:] if logits_to_keep else x, m.norm.weight, m.norm.variance_epsilon)
+    if isinstance(logits_to_keep, torch.Tensor):
+        x = x[:, logits_to_keep]
+    elif logits_to_keep:
+        x = x[:, -logits_to_keep:]
+    x = _rms_norm(x, m.norm.weight, m.norm.variance_epsilon)
     return F.linear(x, model.lm_head.weight, model.lm_head.bias)
 
 
@@ -341,7 +351,7 @@ def shared_prompt_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, pro
     Rows i n .. i n + n - 1 of the completions continue prompt i (left padded, (B, P)); completions are right
     padded. The numbers equal ``completion_logprobs`` on the prompt repeated n times (DPO's chosen / rejected
     pairs and GRPO's groups of G completions per prompt fit this shape), and gradients flow through the
-    prompt's one pass. Llama / Qwen2 models run one ``lean_layers`` call per prompt row (``packed_logits``);
+    prompt's one pass. Llama / Qwen2 models run one ``lean_layers`` call over the tokens of a ``PromptTree``;
     others run the prompt through their own forward, repeat its ``DynamicCache`` n times, then the completions.
     """
     if temperature <= 0:
@@ -351,56 +361,93 @@ def shared_prompt_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, pro
         raise ValueError(f"{completion_ids.shape[0]} completions do not split evenly over "
                          f"{prompt_ids.shape[0]} prompts")
     if lean_supported(model):
-        logits = packed_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
-    else:
-        cache = DynamicCache(config=model.config)
-        first = model(input_ids=prompt_ids, attention_mask=prompt_mask,
-                      position_ids=(prompt_mask.cumsum(1) - 1).clamp(min=0), past_key_values=cache, use_cache=True,
-                      logits_to_keep=1).logits
-        cache.batch_repeat_interleave(n)
-        mask = torch.cat([prompt_mask.repeat_interleave(n, 0), completion_mask], 1)
-        positions = prompt_mask.sum(1, keepdim=True).repeat_interleave(n, 0) + torch.arange(
-            completion_ids.shape[1], device=mask.device)
-        rest = model(input_ids=completion_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                     use_cache=True).logits[:, :-1]
-        logits = torch.cat([first.repeat_interleave(n, 0), rest], 1)
+        tree = PromptTree(prompt_ids, prompt_mask, completion_ids, completion_mask)
+        logits = lean_layers(model, tree.ids, *rope(model, tree.positions), attend=tree.attend,
+                             logits_to_keep=tree.read)[0]
+        logp = torch.log_softmax(logits.float() / temperature, dim=-1)[tree.before, completion_ids]
+        return logp * completion_mask
+    cache = DynamicCache(config=model.config)
+    first = model(input_ids=prompt_ids, attention_mask=prompt_mask,
+                  position_ids=(prompt_mask.cumsum(1) - 1).clamp(min=0), past_key_values=cache, use_cache=True,
+                  logits_to_keep=1).logits
+    cache.batch_repeat_interleave(n)
+    mask = torch.cat([prompt_mask.repeat_interleave(n, 0), completion_mask], 1)
+    positions = prompt_mask.sum(1, keepdim=True).repeat_interleave(n, 0) + torch.arange(
+        completion_ids.shape[1], device=mask.device)
+    rest = model(input_ids=completion_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                 use_cache=True).logits[:, :-1]
+    logits = torch.cat([first.repeat_interleave(n, 0), rest], 1)
     logp = torch.log_softmax(logits.float() / temperature, dim=-1).gather(-1, completion_ids.unsqueeze(-1))
     return logp.squeeze(-1) * completion_mask
 
 
-def packed_logits(model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
-                  completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
-    """Logits (B n, C, V) before each completion token, n completions per prompt (as ``shared_prompt_logprobs``;
-    rows off the completion mask hold the prompt's last logits), from one ``lean_layers`` call over rows
-    ``prompt_i, completion_i1, ..., completion_in``: a completion token attends to the prompt and to its own
-    completion's earlier tokens, at the position it has after the prompt alone. A completion's last token
-    and its padding are left out: no logit is read after them."""
-    (b, p), (bn, c) = prompt_ids.shape, completion_ids.shape
-    n, device = bn // b, prompt_ids.device
-    length = completion_mask.sum(1)
-    kept = torch.arange(c, device=device) < (length - 1)[:, None]  # (B n, C): tokens some logit is read after
-    offset = (length - 1).clamp(min=0).view(b, n).cumsum(1).view(-1) - (length - 1).clamp(min=0)
-    col = p + offset[:, None] + torch.arange(c, device=device)  # column of completion token j in its row
-    row = torch.arange(b, device=device).repeat_interleave(n)[:, None].expand(bn, c)
-    width = p + int(kept.sum(1).view(b, n).sum(1).max())
-    ids = prompt_ids.new_zeros(b, width)
-    ids[:, :p] = prompt_ids
-    keys = torch.zeros(b, width, dtype=torch.bool, device=device)
-    keys[:, :p] = prompt_mask.bool()
-    seg = torch.zeros(b, width, dtype=torch.long, device=device)  # 0 the prompt, k the k-th completion
-    positions = torch.zeros(b, width, dtype=torch.long, device=device)
-    positions[:, :p] = (prompt_mask.cumsum(1) - 1).clamp(min=0)
-    at = (row[kept], col[kept])
-    ids[at] = completion_ids[kept]
-    keys[at] = True
-    seg[at] = (torch.arange(bn, device=device) % n + 1)[:, None].expand(bn, c)[kept]
-    positions[at] = (prompt_mask.sum(1).repeat_interleave(n)[:, None] + torch.arange(c, device=device))[kept]
-    cols = torch.arange(width, device=device)
-    causal = cols <= cols[:, None]
-    allowed = causal & ((seg[:, :, None] == seg[:, None, :]) | (seg[:, None, :] == 0)) & keys[:, None, :]
-    allowed = (allowed | (cols == cols[:, None]))[:, None]  # a padding query sees itself, unused
-    logits = lean_layers(model, ids, *rope(model, positions), additive_mask(model, allowed))
-    # the logit before token j: the prompt's last for j = 0 (and off the mask), else token j - 1's column
-    before = torch.where(kept, col, p - 1).roll(1, 1)
-    before[:, 0] = p - 1
-    return logits.reshape(b * width, -1)[(row * width + before).reshape(-1)].reshape(bn, c, -1)
+class PromptTree:
+    """B prompts (left padded, (B, P)) with n completions each (right padded, (B n, C)) as one flat sequence
+    of N = B P + N_c tokens for ``lean_layers``: every prompt token, then every completion token some logit
+    is read after (token j of a completion of length L for j < L - 1), no padding. Linear layers see each
+    token once; ``attend`` computes attention per prompt (causal over its tokens) and per completion (its
+    prompt's tokens, then its own earlier tokens), so the cost grows with n C (P + C), not with (P + n C)^2 as
+    one row per prompt would. Positions are those each token has in its own unpadded prompt + completion.
+
+    ``read`` are the tokens whose logits are needed (each prompt's last, every completion token kept);
+    ``before`` (B n, C) indexes them: the logit before completion token j (the prompt's last for j = 0 and
+    off the completion mask)."""
+
+    def __init__(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
+                 completion_mask: torch.Tensor) -> None:
+        (b, p), (bn, c), device = prompt_ids.shape, completion_ids.shape, prompt_ids.device
+        length = completion_mask.sum(1)
+        w = max(int(length.max()) - 1, 0)  # completion tokens per row in the attention blocks
+        kept = torch.arange(w, device=device) < (length - 1)[:, None]  # (B n, w)
+        n_c = int(kept.sum())
+        self.b, self.p, self.w = b, p, w
+        self.group = torch.arange(b, device=device).repeat_interleave(bn // b)  # prompt of every completion
+        # flat index of block slot (row, j) (padding slots read the first completion token, unused), and the
+        # block slot of every flat completion token
+        slot = torch.zeros(bn, w, dtype=torch.long, device=device)
+        slot[kept] = torch.arange(n_c, device=device)
+        self.scatter = kept.reshape(-1).nonzero().squeeze(1)
+        self.queries = b * p + slot  # (B n, w)
+        self.keys = torch.cat([self.group[:, None] * p + torch.arange(p, device=device), self.queries], 1)
+        prompt_len = prompt_mask.sum(1)
+        self.ids = torch.cat([prompt_ids.reshape(-1), completion_ids[:, :w][kept]])[None]
+        self.positions = torch.cat([(prompt_mask.cumsum(1) - 1).clamp(min=0).reshape(-1),
+                                    (prompt_len[self.group, None] + torch.arange(w, device=device))[kept]])[None]
+        # attention: causal over a prompt's own tokens; a completion sees its prompt's tokens and its own
+        # earlier ones; every query sees itself (a padding query's output is never read)
+        cols = torch.arange(max(p, w), device=device)
+        causal = cols[:p, None] >= cols[:p]
+        self.prompt_bias = _bias((causal & prompt_mask[:, None, :].bool()) | torch.eye(p, dtype=torch.bool,
+                                 device=device))[:, None]
+        own = (cols[:w, None] >= cols[:w]) & kept[:, None, :] | torch.eye(w, dtype=torch.bool, device=device)
+        self.completion_bias = _bias(torch.cat([prompt_mask[self.group, None, :].bool().expand(bn, w, p), own],
+                                               2))[:, None]
+        # logits read: every prompt's last token (B), then every kept completion token (N_c)
+        self.read = torch.cat([torch.arange(b, device=device) * p + p - 1, b * p + torch.arange(n_c, device=device)])
+        self.before = self.group[:, None].repeat(1, c)  # the prompt's last, unless token j - 1 was kept
+        self.before[:, 1:w + 1] = torch.where(kept, b + slot, self.before[:, 1:w + 1])
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+        """Attention output (1, H, N, d) of queries, keys and values (1, H, N, d) over the tree's blocks; blocks
+        are gathered and scattered along the token dimension, in the token-major memory the projections use."""
+        (h, d), bp = q.shape[1::2], self.b * self.p
+        q, k, v = (x[0].transpose(0, 1) for x in (q, k, v))  # (N, H, d)
+
+        def prompts(x):  # (B, H, P, d)
+            return x[:bp].unflatten(0, (self.b, self.p)).transpose(1, 2)
+
+        def blocks(x, index):  # (B n, H, len, d): the tokens ``index`` (B n, len) of every completion's block
+            return x.index_select(0, index.reshape(-1)).unflatten(0, index.shape).transpose(1, 2)
+
+        o = F.scaled_dot_product_attention(prompts(q), prompts(k), prompts(v),
+                                           attn_mask=self.prompt_bias.to(q.dtype), scale=scale)
+        o = [o.transpose(1, 2).reshape(bp, h * d)]
+        if self.w:
+            o_c = F.scaled_dot_product_attention(blocks(q, self.queries), blocks(k, self.keys), blocks(v, self.keys),
+                                                 attn_mask=self.completion_bias.to(q.dtype), scale=scale)
+            o.append(o_c.transpose(1, 2).reshape(-1, h * d).index_select(0, self.scatter))
+        return torch.cat(o).unflatten(1, (h, d)).transpose(0, 1)[None]
+
+
+def _bias(allowed: torch.Tensor) -> torch.Tensor:
+    return torch.zeros(allowed.shape).masked_fill_(~allowed, float("-inf"))
