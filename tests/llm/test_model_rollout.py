@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from bellman.llm.model import (TinyConfig, char_tokenizer, completion_logprobs, encode_completions, encode_prompts,
                                lean_supported, load_model, shared_prompt_logprobs, tiny_model)
-from bellman.llm.rollout import SamplingConfig, _filter, generate
+from bellman.llm.rollout import SamplingConfig, _filter, generate, sample
 
 torch.set_num_threads(1)
 
@@ -235,6 +235,19 @@ def test_top_k_top_p_filter():
     assert torch.isinf(_filter(logits, 2, 1.0)[0, 2:]).all() and torch.isfinite(_filter(logits, 2, 1.0)[0, :2]).all()
     kept = torch.isfinite(_filter(logits, 0, 0.7))[0].tolist()
     assert kept == [True, True, False, False]  # 0.5 < 0.7 <= 0.8
+
+
+def test_sample_draws_tokens_with_the_filtered_softmax_probabilities():
+    logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05])).expand(40_000, 4)
+    g = torch.Generator().manual_seed(0)
+    for s, expected in ((SamplingConfig(temperature=1.0), [0.5, 0.3, 0.15, 0.05]),
+                        (SamplingConfig(temperature=1.0, top_k=3), [0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0.0]),
+                        # T = 2: p ~ sqrt(p), (0.379, 0.293, 0.208, 0.120); top-p 0.7 keeps the first three
+                        (SamplingConfig(temperature=2.0, top_p=0.7), [x / sum(q ** 0.5 for q in (0.5, 0.3, 0.15))
+                                                                      for x in (0.5 ** 0.5, 0.3 ** 0.5, 0.15 ** 0.5, 0)])):
+        freq = torch.bincount(sample(logits, s, g), minlength=4) / logits.shape[0]
+        torch.testing.assert_close(freq, torch.tensor(expected), atol=0.01, rtol=0)  # 4 standard errors
+    assert torch.equal(sample(logits[:3], SamplingConfig(temperature=0)), torch.zeros(3, dtype=torch.long))
 
 
 def test_sampling_config_errors():

@@ -80,6 +80,17 @@ def _filter(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     return logits
 
 
+def sample(logits: torch.Tensor, s: SamplingConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One token per row of ``logits`` (B, V): the argmax at temperature 0, else a draw from
+    softmax(logits / T) after top-k / top-p filtering, by inverse CDF (the first token whose cumulative
+    probability exceeds u ~ U[0, total); one uniform per row, cheaper than ``torch.multinomial``)."""
+    if s.temperature == 0:
+        return logits.argmax(-1)
+    cdf = _filter(logits / s.temperature if s.temperature != 1 else logits, s.top_k, s.top_p).softmax(-1).cumsum(-1)
+    u = torch.rand(logits.shape[0], 1, generator=generator, device=logits.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=logits.shape[-1] - 1)
+
+
 def generate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[str],
              sampling: SamplingConfig | None = None, seed: int | None = None) -> Rollout:
     """Sample one completion per prompt (repeat prompts for groups); stops a row at EOS.
@@ -132,11 +143,7 @@ def _decode(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[
     for t in range(n):
         logits = logits[:, -1].float()
         step_logits.append(logits)
-        if s.temperature == 0:
-            nxt = logits.argmax(-1)
-        else:
-            scaled = logits / s.temperature if s.temperature != 1 else logits
-            nxt = torch.multinomial(_filter(scaled, s.top_k, s.top_p).softmax(-1), 1, generator=g).squeeze(-1)
+        nxt = sample(logits, s, g)
         nxt.masked_fill_(done, pad)
         tokens.append(nxt)
         done |= nxt == eos
