@@ -126,7 +126,9 @@ def encode_prompts(tok: PreTrainedTokenizerFast, prompts: list[str]) -> tuple[to
     """Token ids and attention mask of prompts, left padded: (B, P) each."""
     if not prompts or not all(isinstance(p, str) for p in prompts):
         raise ValueError("prompts must be a non-empty list of strings")
-    return _pad(tok(prompts, add_special_tokens=False)["input_ids"], tok.pad_token_id, left=True)
+    distinct = list(dict.fromkeys(prompts))  # a prompt repeated for a group is tokenised once
+    ids = dict(zip(distinct, tok(distinct, add_special_tokens=False)["input_ids"]))
+    return _pad([ids[p] for p in prompts], tok.pad_token_id, left=True)
 
 
 def encode_completions(tok: PreTrainedTokenizerFast, completions: list[str], eos: bool = True,
@@ -139,14 +141,13 @@ def encode_completions(tok: PreTrainedTokenizerFast, completions: list[str], eos
 
 
 def _pad(ids: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(1, max(len(x) for x in ids))
+    lengths = torch.tensor([len(x) for x in ids])
+    width = max(1, int(lengths.max()))
+    column = torch.arange(width)
+    mask = column >= width - lengths[:, None] if left else column < lengths[:, None]
     out = torch.full((len(ids), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for i, x in enumerate(ids):
-        if x:
-            sl = slice(width - len(x), width) if left else slice(0, len(x))
-            out[i, sl], mask[i, sl] = torch.tensor(x), 1
-    return out, mask
+    out[mask] = torch.tensor([t for x in ids for t in x], dtype=torch.long)  # row-major, as the mask
+    return out, mask.long()
 
 
 def completion_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,

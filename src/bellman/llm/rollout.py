@@ -63,8 +63,9 @@ class Rollout:
 
     def completions(self, tok: PreTrainedTokenizerBase) -> list[str]:
         """Decoded completion text of every row, EOS and padding removed."""
-        return [tok.decode(ids[m.bool()], skip_special_tokens=True)
-                for ids, m in zip(self.completion_ids, self.completion_mask)]
+        lengths = self.completion_mask.sum(1).tolist()  # the mask is a prefix of each row
+        return tok.batch_decode([ids[:n] for ids, n in zip(self.completion_ids.tolist(), lengths)],
+                                skip_special_tokens=True)
 
 
 def _filter(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
