@@ -166,7 +166,7 @@ def test_prompt_tree_holds_each_needed_token_once_and_handles_empty_completions(
     p_ids, p_mask = encode_prompts(tok, ["1+2=", "33+44="])
     c_ids, c_mask = encode_completions(tok, ["3", "", "77", "123"])  # lengths with EOS: 2, 1, 3, 4
     c_mask[1, 0] = 0  # a row with no completion token at all
-    tree = PromptTree(p_ids, p_mask, c_ids, c_mask)
+    tree = PromptTree(model, p_ids, p_mask, c_ids, c_mask)
     # every prompt token, then completion tokens 0 .. L - 2 (no logit is read after the last): 1 + 2 + 3
     assert tree.ids.shape == (1, p_ids.numel() + 6)
     assert tree.ids[0, p_ids.numel():].tolist() == tok("3" + "77" + "123", add_special_tokens=False)["input_ids"]

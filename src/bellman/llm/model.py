@@ -362,7 +362,7 @@ def shared_prompt_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, pro
         raise ValueError(f"{completion_ids.shape[0]} completions do not split evenly over "
                          f"{prompt_ids.shape[0]} prompts")
     if lean_supported(model):
-        tree = PromptTree(prompt_ids, prompt_mask, completion_ids, completion_mask)
+        tree = PromptTree(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
         logits = lean_layers(model, tree.ids, *rope(model, tree.positions), attend=tree.attend,
                              logits_to_keep=tree.read)[0]
         logp = torch.log_softmax(logits.float() / temperature, dim=-1)[tree.before, completion_ids]
@@ -388,14 +388,15 @@ class PromptTree:
     is read after (token j of a completion of length L for j < L - 1), no padding. Linear layers see each
     token once; ``attend`` computes attention per prompt (causal over its tokens) and per completion (its
     prompt's tokens, then its own earlier tokens), so the cost grows with n C (P + C), not with (P + n C)^2 as
-    one row per prompt would. Positions are those each token has in its own unpadded prompt + completion.
+    one row per prompt would. Positions are those each token has in its own unpadded prompt + completion;
+    the attention masks are additive, in ``model``'s dtype.
 
     ``read`` are the tokens whose logits are needed (each prompt's last, every completion token kept);
     ``before`` (B n, C) indexes them: the logit before completion token j (the prompt's last for j = 0 and
     off the completion mask)."""
 
-    def __init__(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
-                 completion_mask: torch.Tensor) -> None:
+    def __init__(self, model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+                 completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> None:
         (b, p), (bn, c), device = prompt_ids.shape, completion_ids.shape, prompt_ids.device
         length = completion_mask.sum(1)
         w = max(int(length.max()) - 1, 0)  # completion tokens per row in the attention blocks
@@ -418,11 +419,11 @@ class PromptTree:
         # earlier ones; every query sees itself (a padding query's output is never read)
         cols = torch.arange(max(p, w), device=device)
         causal = cols[:p, None] >= cols[:p]
-        self.prompt_bias = _bias((causal & prompt_mask[:, None, :].bool()) | torch.eye(p, dtype=torch.bool,
-                                 device=device))[:, None]
+        self.prompt_bias = additive_mask(model, (causal & prompt_mask[:, None, :].bool())
+                                         | torch.eye(p, dtype=torch.bool, device=device))[:, None]
         own = (cols[:w, None] >= cols[:w]) & kept[:, None, :] | torch.eye(w, dtype=torch.bool, device=device)
-        self.completion_bias = _bias(torch.cat([prompt_mask[self.group, None, :].bool().expand(bn, w, p), own],
-                                               2))[:, None]
+        self.completion_bias = additive_mask(model, torch.cat(
+            [prompt_mask[self.group, None, :].bool().expand(bn, w, p), own], 2))[:, None]
         # logits read: every prompt's last token (B), then every kept completion token (N_c)
         self.read = torch.cat([torch.arange(b, device=device) * p + p - 1, b * p + torch.arange(n_c, device=device)])
         self.before = self.group[:, None].repeat(1, c)  # the prompt's last, unless token j - 1 was kept
@@ -441,14 +442,11 @@ class PromptTree:
             return x.index_select(0, index.reshape(-1)).unflatten(0, index.shape).transpose(1, 2)
 
         o = F.scaled_dot_product_attention(prompts(q), prompts(k), prompts(v),
-                                           attn_mask=self.prompt_bias.to(q.dtype), scale=scale)
+                                           attn_mask=self.prompt_bias, scale=scale)
         o = [o.transpose(1, 2).reshape(bp, h * d)]
         if self.w:
             o_c = F.scaled_dot_product_attention(blocks(q, self.queries), blocks(k, self.keys), blocks(v, self.keys),
-                                                 attn_mask=self.completion_bias.to(q.dtype), scale=scale)
+                                                 attn_mask=self.completion_bias, scale=scale)
             o.append(o_c.transpose(1, 2).reshape(-1, h * d).index_select(0, self.scatter))
         return torch.cat(o).unflatten(1, (h, d)).transpose(0, 1)[None]
 
-
-def _bias(allowed: torch.Tensor) -> torch.Tensor:
-    return torch.zeros(allowed.shape).masked_fill_(~allowed, float("-inf"))
