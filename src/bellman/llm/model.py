@@ -20,8 +20,8 @@ so ``save_pretrained`` / ``from_pretrained`` round-trip like any hub model. No h
 without the per-call machinery that dominates one decoding step of a small model); ``lean_layers`` is its
 body, given RoPE tables and an attention mask built by the caller. ``generate`` decodes through it and
 ``shared_prompt_logprobs`` runs each prompt once with its completions through it (``PromptTree``: the
-tokens flat, attention per completion), falling back to the model's own forward for anything ``lean_supported`` rejects (other architectures, peft wrappers, gradient
-checkpointing).
+tokens flat, attention per completion), falling back to the model's own forward for anything
+``lean_supported`` rejects (other architectures, peft wrappers, gradient checkpointing).
 """
 
 from __future__ import annotations
@@ -449,4 +449,3 @@ class PromptTree:
                                                  attn_mask=self.completion_bias, scale=scale)
             o.append(o_c.transpose(1, 2).reshape(-1, h * d).index_select(0, self.scatter))
         return torch.cat(o).unflatten(1, (h, d)).transpose(0, 1)[None]
-
