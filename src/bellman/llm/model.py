@@ -188,13 +188,10 @@ def lean_supported(model: PreTrainedModel) -> bool:
 
 
 class KVCache:
-    """Keys and values (B, H_kv, T, d) of every layer for ``lean_forward``, extended by every call it makes.
+    """Keys and values (B, H_kv, T, d) of every layer for ``lean_forward`` while decoding (no gradients),
+    written into buffers of ``max_len`` positions and extended by every call it makes."""
 
-    With ``max_len`` (decoding without gradients) they are written into buffers of that many positions;
-    without it they grow by concatenation and stay differentiable, like the Hugging Face ``DynamicCache``.
-    """
-
-    def __init__(self, max_len: int | None = None) -> None:
+    def __init__(self, max_len: int) -> None:
         self.max_len = max_len
         self.k: list[torch.Tensor] = []
         self.v: list[torch.Tensor] = []
@@ -202,14 +199,6 @@ class KVCache:
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append this call's keys / values to the layer's cached ones; return all of them."""
-        if self.max_len is None:
-            if layer == len(self.k):
-                self.k.append(k)
-                self.v.append(v)
-            else:
-                self.k[layer] = torch.cat([self.k[layer], k], dim=2)
-                self.v[layer] = torch.cat([self.v[layer], v], dim=2)
-            return self.k[layer], self.v[layer]
         if layer == len(self.k):
             self.k.append(k.new_empty(*k.shape[:2], self.max_len, k.shape[3]))
             self.v.append(v.new_empty(*v.shape[:2], self.max_len, v.shape[3]))
@@ -219,8 +208,7 @@ class KVCache:
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
     def select(self, rows: torch.Tensor) -> None:
-        """Keep these rows, in this order, repeats allowed (one prompt's keys / values for its n completions);
-        gradients flow back to the original rows."""
+        """Keep these rows, in this order, repeats allowed (one prompt's keys / values for its n completions)."""
         self.k = [x[rows] for x in self.k]
         self.v = [x[rows] for x in self.v]
 

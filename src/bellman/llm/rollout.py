@@ -150,11 +150,11 @@ def _decode(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[
         done |= nxt == eos
         if t == n - 1 or bool(done.all()):  # no logits needed after the last token
             break
-        pos = pos[:, -1:] + 1
         if lean:
             logits = lean_layers(model, nxt[:, None], cos[:, :, t:t + 1], sin[:, :, t:t + 1], bias[..., :p + t + 1],
                                  cache, weights=weights)
         elif s.use_cache:
+            pos = pos[:, -1:] + 1
             out = model(input_ids=nxt[:, None], attention_mask=mask[:, :p + t + 1], position_ids=pos,
                         past_key_values=out.past_key_values, use_cache=True)
             logits = out.logits
