@@ -217,35 +217,49 @@ def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor
     return F.rms_norm(x, weight.shape, weight, eps)
 
 
-def rope(model: PreTrainedModel, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin (B, 1, T, d) of the model's rotary embedding at these positions, the first half of sin
-    negated, so that ``_rotate`` needs no sign flip."""
+def rope(model: PreTrainedModel, position_ids: torch.Tensor) -> torch.Tensor:
+    """The model's rotary embedding at these positions as complex numbers cos + i sin (B, 1, T, d / 2), in
+    float32: RoPE turns each pair (x_j, x_{j + d/2}) of a head's dimensions by one angle (Su et al. 2021, in
+    transformers' ``rotate_half`` layout), which ``_rotate`` applies as one complex product."""
     cos, sin = model.model.rotary_emb(model.model.embed_tokens.weight, position_ids)
-    half = sin.shape[-1] // 2
-    return cos[:, None], torch.cat((-sin[..., :half], sin[..., half:]), -1)[:, None]
+    half = cos.shape[-1] // 2
+    return torch.complex(cos[..., :half].float(), sin[..., :half].float())[:, None]
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """RoPE: x cos + rotate_half(x) sin, with rotate_half(x) sin = roll(x, d / 2) (sin, first half negated)."""
-    return x * cos + x.roll(x.shape[-1] // 2, -1) * sin
+def _rotate(x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
+    """RoPE on x (B, H, T, d) whose head dimensions are in ``_pairs`` order: every (even, odd) pair is one
+    complex number, multiplied by ``rot`` (in float32, returned in x's dtype)."""
+    z = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+    return torch.view_as_real(z * rot).flatten(-2).to(x.dtype)
 
 
-def _cat(*layers: torch.nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Weights (and biases) of linear layers that read the same input, stacked into one matrix."""
-    bias = [lin.bias for lin in layers]
-    return (torch.cat([lin.weight for lin in layers]),
-            None if bias[0] is None else torch.cat(bias))
+def _pairs(w: torch.Tensor, heads: int) -> torch.Tensor:
+    """Rows (dim 0) of a q / k projection's weight or bias with each head's dimensions reordered
+    0, d/2, 1, d/2 + 1, ...: RoPE's rotated pairs become adjacent. Attention scores are dot products of
+    queries and keys, so giving both the same order changes nothing else; values keep theirs."""
+    return w.unflatten(0, (heads, 2, -1)).transpose(1, 2).reshape(w.shape)
+
+
+def _cat(*parts: tuple[torch.Tensor, torch.Tensor | None]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(weight, bias) pairs of linear layers that read the same input, stacked into one matrix (and bias)."""
+    return (torch.cat([w for w, _ in parts]),
+            None if parts[0][1] is None else torch.cat([b for _, b in parts]))
 
 
 def lean_weights(model: PreTrainedModel) -> list[tuple]:
-    """Per layer: (qkv, o, gate_up, down) as (weight, bias) with q/k/v and gate/up stacked, and the norms.
-    Built once per ``generate`` call; inside autograd the stacking is differentiable."""
-    out = []
+    """Per layer: (qkv, o, gate_up, down) as (weight, bias) with q/k/v and gate/up stacked (q and k rows in
+    ``_pairs`` order), and the norms. Built once per ``generate`` call; inside autograd it is differentiable."""
+    cfg, out = model.config, []
     for layer in model.model.layers:
         a, mlp = layer.self_attn, layer.mlp
-        out.append((_cat(a.q_proj, a.k_proj, a.v_proj), (a.o_proj.weight, a.o_proj.bias),
-                    _cat(mlp.gate_proj, mlp.up_proj), (mlp.down_proj.weight, mlp.down_proj.bias),
-                    layer.input_layernorm, layer.post_attention_layernorm))
+
+        def qk(lin, heads):
+            return tuple(None if t is None else _pairs(t, heads) for t in (lin.weight, lin.bias))
+
+        out.append((_cat(qk(a.q_proj, cfg.num_attention_heads), qk(a.k_proj, cfg.num_key_value_heads),
+                         (a.v_proj.weight, a.v_proj.bias)), (a.o_proj.weight, a.o_proj.bias),
+                    _cat((mlp.gate_proj.weight, mlp.gate_proj.bias), (mlp.up_proj.weight, mlp.up_proj.bias)),
+                    (mlp.down_proj.weight, mlp.down_proj.bias), layer.input_layernorm, layer.post_attention_layernorm))
     return out
 
 
@@ -280,7 +294,7 @@ def lean_forward(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask
     if segments is not None:
         allowed = allowed & (segments[:, None, :, None] == segments[:, None, None, :])
     allowed = allowed | (key == query)
-    return lean_layers(model, input_ids, *rope(model, position_ids), additive_mask(model, allowed), cache,
+    return lean_layers(model, input_ids, rope(model, position_ids), additive_mask(model, allowed), cache,
                        logits_to_keep, weights)
 
 
@@ -291,24 +305,24 @@ def additive_mask(model: PreTrainedModel, allowed: torch.Tensor) -> torch.Tensor
                        device=allowed.device).masked_fill_(~allowed, float("-inf"))
 
 
-def lean_layers(model: PreTrainedModel, input_ids: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+def lean_layers(model: PreTrainedModel, input_ids: torch.Tensor, rot: torch.Tensor,
                 bias: torch.Tensor | None = None, cache: KVCache | None = None,
                 logits_to_keep: int | torch.Tensor = 0, weights: list[tuple] | None = None,
                 attend: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
-    """``lean_forward`` given its RoPE tables ``rope(model, position_ids)`` and additive attention mask
+    """``lean_forward`` given its RoPE rotations ``rope(model, position_ids)`` and additive attention mask
     ``bias`` (B, 1, T, K), without input checks: a decoding loop builds both once and slices them per step.
     ``attend(q, k, v, scale)`` (all (B, H, T, d)), if given, computes the attention instead (``PromptTree``);
     ``logits_to_keep`` is a count of last positions (0: all) or a 1-D tensor of positions, as in transformers."""
     m, cfg, (b, t) = model.model, model.config, input_ids.shape
     n_q, n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
-    d = cos.shape[-1]
+    d = 2 * rot.shape[-1]
     x = F.embedding(input_ids, m.embed_tokens.weight, m.embed_tokens.padding_idx)
     weights = weights or lean_weights(model)
     for i, ((w_qkv, b_qkv), (w_o, b_o), (w_gu, b_gu), (w_d, b_d), ln1, ln2) in enumerate(weights):
         h = _rms_norm(x, ln1.weight, ln1.variance_epsilon)
         qkv = F.linear(h, w_qkv, b_qkv).view(b, t, n_q + 2 * n_kv, d).transpose(1, 2)
         qk, v = qkv.split((n_q + n_kv, n_kv), 1)  # split: its backward is one cat, not a zero-filled copy per slice
-        q, k = _rotate(qk, cos, sin).split((n_q, n_kv), 1)  # RoPE on queries and keys at once
+        q, k = _rotate(qk, rot).split((n_q, n_kv), 1)  # RoPE on queries and keys at once
         if cache is not None:
             k, v = cache.update(i, k, v)
         if n_kv != n_q:
@@ -351,7 +365,7 @@ def shared_prompt_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, pro
                          f"{prompt_ids.shape[0]} prompts")
     if lean_supported(model):
         tree = PromptTree(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
-        logits = lean_layers(model, tree.ids, *rope(model, tree.positions), attend=tree.attend,
+        logits = lean_layers(model, tree.ids, rope(model, tree.positions), attend=tree.attend,
                              logits_to_keep=tree.read)[0]
         logp = torch.log_softmax(logits.float() / temperature, dim=-1)[tree.before, completion_ids]
         return logp * completion_mask

@@ -133,7 +133,7 @@ def _decode(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[
                               weights=weights)[inverse]
         cache.select(inverse)
         # RoPE tables of the n positions after each prompt and the additive mask of all p + n keys, built once
-        cos, sin = rope(model, pos[:, -1:] + 1 + torch.arange(n, device=device))
+        rot = rope(model, pos[:, -1:] + 1 + torch.arange(n, device=device))
         bias = additive_mask(model, mask[:, None, None] != 0)
     else:
         out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, use_cache=s.use_cache,
@@ -151,7 +151,7 @@ def _decode(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[
         if t == n - 1 or bool(done.all()):  # no logits needed after the last token
             break
         if lean:
-            logits = lean_layers(model, nxt[:, None], cos[:, :, t:t + 1], sin[:, :, t:t + 1], bias[..., :p + t + 1],
+            logits = lean_layers(model, nxt[:, None], rot[:, :, t:t + 1], bias[..., :p + t + 1],
                                  cache, weights=weights)
         elif s.use_cache:
             pos = pos[:, -1:] + 1
