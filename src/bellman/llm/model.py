@@ -18,7 +18,7 @@ so ``save_pretrained`` / ``from_pretrained`` round-trip like any hub model. No h
 
 ``lean_forward`` runs a Llama / Qwen2 model in plain torch over its own weights (the Hugging Face numbers
 without the per-call machinery that dominates one decoding step of a small model); ``lean_layers`` is its
-body, given RoPE tables and an attention mask built by the caller. ``generate`` decodes through it and
+body, given RoPE rotations and an attention mask built by the caller. ``generate`` decodes through it and
 ``shared_prompt_logprobs`` runs each prompt once with its completions through it (``PromptTree``: the
 tokens flat, attention per completion), falling back to the model's own forward for anything
 ``lean_supported`` rejects (other architectures, peft wrappers, gradient checkpointing).
@@ -240,26 +240,21 @@ def _pairs(w: torch.Tensor, heads: int) -> torch.Tensor:
     return w.unflatten(0, (heads, 2, -1)).transpose(1, 2).reshape(w.shape)
 
 
-def _cat(*parts: tuple[torch.Tensor, torch.Tensor | None]) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(weight, bias) pairs of linear layers that read the same input, stacked into one matrix (and bias)."""
-    return (torch.cat([w for w, _ in parts]),
-            None if parts[0][1] is None else torch.cat([b for _, b in parts]))
-
-
 def lean_weights(model: PreTrainedModel) -> list[tuple]:
-    """Per layer: (qkv, o, gate_up, down) as (weight, bias) with q/k/v and gate/up stacked (q and k rows in
-    ``_pairs`` order), and the norms. Built once per ``generate`` call; inside autograd it is differentiable."""
+    """Per layer: the q, k, v, o, gate, up and down projections as (weight, bias), q and k in ``_pairs``
+    order, and the two norms. Built once per ``generate`` call; inside autograd the reordering is
+    differentiable. Separate projections rather than one stacked q/k/v (gate/up) product: the stacking's
+    weight copies and its backward's concatenations cost more than the extra small products."""
     cfg, out = model.config, []
+
+    def one(lin, heads=0):
+        return tuple(t if t is None or not heads else _pairs(t, heads) for t in (lin.weight, lin.bias))
+
     for layer in model.model.layers:
         a, mlp = layer.self_attn, layer.mlp
-
-        def qk(lin, heads):
-            return tuple(None if t is None else _pairs(t, heads) for t in (lin.weight, lin.bias))
-
-        out.append((_cat(qk(a.q_proj, cfg.num_attention_heads), qk(a.k_proj, cfg.num_key_value_heads),
-                         (a.v_proj.weight, a.v_proj.bias)), (a.o_proj.weight, a.o_proj.bias),
-                    _cat((mlp.gate_proj.weight, mlp.gate_proj.bias), (mlp.up_proj.weight, mlp.up_proj.bias)),
-                    (mlp.down_proj.weight, mlp.down_proj.bias), layer.input_layernorm, layer.post_attention_layernorm))
+        out.append((one(a.q_proj, cfg.num_attention_heads), one(a.k_proj, cfg.num_key_value_heads), one(a.v_proj),
+                    one(a.o_proj), one(mlp.gate_proj), one(mlp.up_proj), one(mlp.down_proj),
+                    layer.input_layernorm, layer.post_attention_layernorm))
     return out
 
 
@@ -318,11 +313,11 @@ def lean_layers(model: PreTrainedModel, input_ids: torch.Tensor, rot: torch.Tens
     d = 2 * rot.shape[-1]
     x = F.embedding(input_ids, m.embed_tokens.weight, m.embed_tokens.padding_idx)
     weights = weights or lean_weights(model)
-    for i, ((w_qkv, b_qkv), (w_o, b_o), (w_gu, b_gu), (w_d, b_d), ln1, ln2) in enumerate(weights):
+    for i, (w_q, w_k, w_v, w_o, w_gate, w_up, w_down, ln1, ln2) in enumerate(weights):
         h = _rms_norm(x, ln1.weight, ln1.variance_epsilon)
-        qkv = F.linear(h, w_qkv, b_qkv).view(b, t, n_q + 2 * n_kv, d).transpose(1, 2)
-        qk, v = qkv.split((n_q + n_kv, n_kv), 1)  # split: its backward is one cat, not a zero-filled copy per slice
-        q, k = _rotate(qk, rot).split((n_q, n_kv), 1)  # RoPE on queries and keys at once
+        q = _rotate(F.linear(h, *w_q).view(b, t, n_q, d).transpose(1, 2), rot)
+        k = _rotate(F.linear(h, *w_k).view(b, t, n_kv, d).transpose(1, 2), rot)
+        v = F.linear(h, *w_v).view(b, t, n_kv, d).transpose(1, 2)
         if cache is not None:
             k, v = cache.update(i, k, v)
         if n_kv != n_q:
@@ -333,9 +328,9 @@ def lean_layers(model: PreTrainedModel, input_ids: torch.Tensor, rot: torch.Tens
             o = torch.softmax(q @ k.transpose(2, 3) * d ** -0.5 + bias, -1, dtype=torch.float32).to(q.dtype) @ v
         else:  # SDPA's fused kernels: no (T, K) score matrix kept for long prompts on GPUs
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=d ** -0.5)
-        x = x + F.linear(o.transpose(1, 2).reshape(b, t, n_q * d), w_o, b_o)
-        gate, up = F.linear(_rms_norm(x, ln2.weight, ln2.variance_epsilon), w_gu, b_gu).chunk(2, dim=-1)
-        x = x + F.linear(F.silu(gate) * up, w_d, b_d)
+        x = x + F.linear(o.transpose(1, 2).reshape(b, t, n_q * d), *w_o)
+        h = _rms_norm(x, ln2.weight, ln2.variance_epsilon)
+        x = x + F.linear(F.silu(F.linear(h, *w_gate)) * F.linear(h, *w_up), *w_down)
     if cache is not None:
         cache.length += t
     if isinstance(logits_to_keep, torch.Tensor):

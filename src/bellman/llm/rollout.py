@@ -97,7 +97,7 @@ def generate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list
     """Sample one completion per prompt (repeat prompts for groups); stops a row at EOS.
 
     With the KV cache on, Llama / Qwen2 models decode through ``lean_layers`` (the numbers of the Hugging
-    Face forward without its per-call overhead) into a preallocated cache, with the RoPE tables and attention
+    Face forward without its per-call overhead) into a preallocated cache, with the RoPE rotations and attention
     mask of all steps built once, and a prompt repeated for a group is prefilled once; other models, and
     ``use_cache=False``, go through the model's own forward.
     Decoding runs under ``torch.inference_mode``; the returned tensors are ordinary copies, so a loss may
@@ -132,7 +132,7 @@ def _decode(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[
         logits = lean_forward(model, prompt_ids[rows], prompt_mask[rows], pos[rows], cache, logits_to_keep=1,
                               weights=weights)[inverse]
         cache.select(inverse)
-        # RoPE tables of the n positions after each prompt and the additive mask of all p + n keys, built once
+        # RoPE rotations of the n positions after each prompt and the additive mask of all p + n keys, built once
         rot = rope(model, pos[:, -1:] + 1 + torch.arange(n, device=device))
         bias = additive_mask(model, mask[:, None, None] != 0)
     else:
