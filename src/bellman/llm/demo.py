@@ -2,7 +2,7 @@
 
 ``make demo`` calls ``run(out)``: the whole recipe with ``R1ZeroConfig``'s defaults (about five minutes on
 2 CPU cores). The base model is taught plain worked arithmetic and generic text (no template); it writes
-its work, closes ``</think>`` and gives the bare result, so format and accuracy start at 0. GRPO with the
+its work, closes ``</think>`` and gives the bare result, so format and accuracy start at or near 0. GRPO with the
 R1-Zero format + accuracy rewards then teaches it to put the result in ``<answer>...</answer>``.
 The same from the command line: ``bellman llm r1-zero --out runs/r1`` (benchmarks/RESULTS.md,
 "LLM: R1-Zero and GRPO").
