@@ -296,15 +296,10 @@ class PPOTrainer(Trainer):
                     ptx = rng.sample(self.ptx_pairs, min(len(mb), len(self.ptx_pairs)))
                     loss = loss + c.ptx_coef * sft_loss(self.model, self.tok, [p["prompt"] for p in ptx],
                                                         [p["completion"] for p in ptx])
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"PPO loss is {loss.item()} at step {step}; lower the learning rate")
                 loss.backward()
-                norm = torch.nn.utils.clip_grad_norm_(self.params, c.max_grad_norm)   # global: policy + critic
-                self.schedule_learning_rate(step)
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
+                norm = self.optimizer_step(step, loss)  # the global clip spans self.params: policy + critic
                 for k, v in zip(stats, (pl, vl, clip_frac, v_clip_frac, norm)):
-                    stats[k].append(v.item())
+                    stats[k].append(float(v))
         comps = ro.completions(self.tok)
         acc = call_reward(self.accuracy, prompts, comps, columns(rows))
         return {k: sum(v) / len(v) for k, v in stats.items()} | {
