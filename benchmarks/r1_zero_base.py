@@ -20,7 +20,7 @@ import torch
 from bellman.llm.model import load_model
 from bellman.llm.r1_zero import R1ZeroConfig, prompt
 from bellman.llm.rollout import SamplingConfig, generate
-from bellman.llm.tasks import arithmetic, format_reward
+from bellman.llm.tasks import format_reward
 
 
 def main() -> None:
@@ -29,8 +29,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--samples", type=int, default=512)
     a = ap.parse_args()
-    c = R1ZeroConfig(seed=a.seed)
-    test = arithmetic(digits=(2, 3), op="+", n_train=c.n_train, n_test=c.n_test, seed=c.seed).test
+    test = R1ZeroConfig(seed=a.seed).task().test
     model, tok = load_model(a.out / "base" / "model")
     model.eval()
     prompts = [prompt(r) for r in test]

@@ -147,6 +147,10 @@ class R1ZeroConfig:
         loss_type="dapo", temperature=1.0, max_new_tokens=80, total_steps=30, eval_rows=200,
         eval_max_new_tokens=80, checkpoint_every=10))
 
+    def task(self) -> Task:
+        """The recipe's task: 2-3 digit addition, ``n_train`` / ``n_test`` problems drawn with ``seed``."""
+        return arithmetic(digits=(2, 3), op="+", n_train=self.n_train, n_test=self.n_test, seed=self.seed)
+
 
 def pretrain_base(task: Task, config: R1ZeroConfig, out: Path | None = None,
                   ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict]:
@@ -166,7 +170,7 @@ def pretrain_base(task: Task, config: R1ZeroConfig, out: Path | None = None,
 def run(out: str | Path | None, config: R1ZeroConfig | None = None, task: Task | None = None) -> dict:
     """Pretrain the base model (skipped when ``base_model`` is a path), then R1-Zero GRPO; returns eval.json."""
     c = config or R1ZeroConfig()
-    task = task or arithmetic(digits=(2, 3), op="+", n_train=c.n_train, n_test=c.n_test, seed=c.seed)
+    task = task or c.task()
     out = Path(out) if out else None
     torch.manual_seed(c.seed)
     t0 = time.perf_counter()
