@@ -320,3 +320,38 @@ def plot_learning_curves(
     if title:
         axes[0, 0].set_title(title)
     return _save(fig, path, dpi)
+
+
+def plot_runs(runs: Sequence[Mapping[str, Sequence[float]]], path: str | Path, title: str | None = None,
+              points: int = 200, dpi: int = 100) -> Path:
+    """Episodic return against environment step for runs of `metrics.csv` (`bellman.core.metrics.read_metrics`):
+    the mean over runs (e.g. seeds) with a band of +- one standard deviation, each run interpolated on a
+    common grid of steps (up to the shortest run)."""
+    _check_dpi(dpi)
+    if not runs:
+        raise ValueError("no runs to plot")
+    curves = []
+    for i, run in enumerate(runs):
+        if "step" not in run or "episodic_return" not in run:
+            raise ValueError(f"run {i} has no step / episodic_return columns (is it a deep-RL metrics.csv?)")
+        step, ret = np.asarray(run["step"], float), np.asarray(run["episodic_return"], float)
+        keep = np.isfinite(ret)
+        if keep.sum() == 0:
+            raise ValueError(f"run {i} has no finished episode to plot")
+        curves.append((step[keep], ret[keep]))
+    grid = np.linspace(max(c[0][0] for c in curves), min(c[0][-1] for c in curves), points)
+    ys = np.stack([np.interp(grid, s, r) for s, r in curves])
+    mean, std = ys.mean(0), ys.std(0)
+    path = _out(path)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for s, r in curves:
+        ax.plot(s, r, color="C0", alpha=0.2, linewidth=0.8)
+    ax.plot(grid, mean, color="C0", linewidth=2, label=f"mean of {len(runs)} run(s)")
+    ax.fill_between(grid, mean - std, mean + std, color="C0", alpha=0.25, label="± 1 std")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episodic return")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    if title:
+        ax.set_title(title)
+    return _save(fig, path, dpi)

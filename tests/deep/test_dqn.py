@@ -120,9 +120,8 @@ def test_anneal_lr_decays_the_learning_rate_linearly():
 
 @pytest.mark.parametrize("flush", [True, False])
 def test_flush_denormal_setting_is_applied(flush):
-    try:
-        DQN("CartPole-v1", DQNConfig(**SMALL, flush_denormal=flush), seed=0)
-        tiny = torch.tensor([1e-39])  # a denormal float32
+    agent = DQN("CartPole-v1", DQNConfig(**SMALL, flush_denormal=flush), seed=0)
+    tiny = torch.tensor([1e-39])  # a denormal float32
+    with agent.runtime():  # what learn / evaluate run under
         assert ((tiny * 1.0).item() == 0.0) is flush
-    finally:
-        torch.set_flush_denormal(False)  # PyTorch's default, for the tests that follow
+    assert (tiny * 1.0).item() != 0.0  # and the rest of the process keeps PyTorch's default

@@ -59,6 +59,11 @@ def train(
         if set_:
             raise ValueError("--set cannot change a resumed run; its config is in the checkpoint")
         agent = cls.load(ckpt)
+        agent.learn(steps, out=out, progress=progress, resume=True)
+        result = _write_eval(agent, out, episodes)
+        typer.echo(f"{algo} on {env}: {agent.step} steps, eval return {result['mean_return']:.1f} "
+                   f"+- {result['std_return']:.1f} over {episodes} episodes -> {out}")
+        return
     else:
         if ckpt.exists():
             raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
@@ -91,7 +96,8 @@ def plot(
     title: Optional[str] = typer.Option(None, "--title"),
 ) -> None:
     """Learning curve of RUNS: mean episodic return over the runs with a +- 1 std band."""
-    from bellman.deep.logger import plot_runs, read_metrics
+    from bellman.core.metrics import read_metrics
+    from bellman.viz import plot_runs
 
     typer.echo(str(plot_runs([read_metrics(r) for r in runs], out, title)))
 

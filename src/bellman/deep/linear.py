@@ -442,19 +442,22 @@ class LinearQ:
     def save(self, path: str | Path) -> Path:
         """Write config, weights, step counter and random state to `path`, atomically (temp file, fsync,
         rename). A loaded agent continues training from a fresh episode."""
-        from bellman.deep import checkpoint
+        from bellman.core import checkpoint
 
-        return checkpoint.save_atomic({
-            "config": asdict(self.config), "W": self.W, "seed": self.seed, "step": self.step,
-            "rng": self.rng.bit_generator.state, "episode_returns": self.episode_returns, "env": self.env_spec,
+        return checkpoint.save({
+            "kind": "bellman.deep.linear", "config": asdict(self.config), "W": self.W, "seed": self.seed,
+            "step": self.step, "rng": self.rng.bit_generator.state, "episode_returns": self.episode_returns,
+            "env": self.env_spec,
         }, path)
 
     @classmethod
     def load(cls, path: str | Path, env: Any = None, features: Features | None = None) -> "LinearQ":
         """Rebuild an agent saved with `save` (pass `env` when it was not created from an env id)."""
-        from bellman.deep import checkpoint
+        from bellman.core import checkpoint
 
         state = checkpoint.load(path)
+        if state.get("kind") != "bellman.deep.linear":
+            raise TypeError(f"{path} is not a LinearQ checkpoint")
         env = env if env is not None else state["env"]
         if env is None:
             raise ValueError(f"{path} was saved from an env object, not an id: pass env=... to load it")
