@@ -173,8 +173,10 @@ def test_checkpoint_round_trip_continues_identically(tmp_path):
     m2, _ = tiny_model(SMALL, seed=0)
     GRPOTrainer(m2, tok, _task(), _cfg(tmp_path / "b", total_steps=4)).train(steps=2)  # "interrupted" at step 2
     m3, _ = tiny_model(SMALL, seed=0)
+    with pytest.raises(FileExistsError, match="already holds a run; pass resume=True"):
+        GRPOTrainer(tiny_model(SMALL, seed=0)[0], tok, _task(), _cfg(tmp_path / "b", total_steps=4)).train()
     resumed = GRPOTrainer(m3, tok, _task(), _cfg(tmp_path / "b", total_steps=4))
-    result = resumed.train()
+    result = resumed.train(resume=True)
     assert resumed.step == 4 and result["steps"] == 4
     for p1, p3 in zip(m1.parameters(), m3.parameters()):
         assert torch.equal(p1, p3)
@@ -187,7 +189,7 @@ def test_checkpoint_round_trip_continues_identically(tmp_path):
     other = _cfg(out, total_steps=6)
     other.learning_rate *= 2
     with pytest.raises(ValueError, match="learning_rate: .* there, .* here"):
-        GRPOTrainer(m4, tok, _task(), other).train()
+        GRPOTrainer(m4, tok, _task(), other).train(resume=True)
     assert (out / "model" / "config.json").exists() and list((out / "tb").iterdir())
 
 

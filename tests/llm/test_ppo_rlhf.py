@@ -185,7 +185,7 @@ def test_checkpoint_round_trip_continues_identically(seven_rm, digit_policy, tmp
     cfg_out = ppo_config(total_steps=3, checkpoint_every=1, eval_rows=2, ptx_coef=0.1, out=str(tmp_path))
     PPOTrainer(copy.deepcopy(base), tok, seven_task(), cfg_out, seven_rm).train(steps=2)   # stops after 2
     resumed = PPOTrainer(copy.deepcopy(base), tok, seven_task(), cfg_out, seven_rm)
-    resumed.train()                                                                       # resumes at 2
+    resumed.train(resume=True)                                                            # resumes at 2
     assert resumed.step == 3 and resumed.reward_moments.state_dict() == straight.reward_moments.state_dict()
     for a, b in zip(list(resumed.model.parameters()) + list(resumed.critic.parameters()),
                     list(straight.model.parameters()) + list(straight.critic.parameters())):

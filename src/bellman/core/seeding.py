@@ -1,11 +1,11 @@
 """Seeds and random-number-generator state.
 
-``derive_seed(seed, *keys)`` gives the seed of an independent stream (the evaluation episodes, the batch
-of update ``step``) with NumPy's ``SeedSequence``, whose hashing makes streams of nearby keys
-statistically independent (O'Neill 2015, "PCG: A Family of Simple Fast Space-Efficient Statistically Good
-Algorithms for Random Number Generation"; numpy.random.SeedSequence), instead of offsets or products that
-can collide. ``rng_state`` / ``set_rng_state`` capture what a checkpoint needs to continue the same
-streams: Python's ``random``, torch's global generator and a numpy ``Generator``.
+A run with seed ``s`` draws the randomness of its update ``step`` from ``derive_seed(s, step) = s * STRIDE +
+step`` and seeds its evaluation episodes with ``eval_seed(s) = s + STRIDE``, where ``STRIDE = 1_000_003``
+is the first prime above 10**6: the streams of two seeds never share a step seed within their first
+million steps, and the evaluation seeds stay clear of the training environments' ``s + i`` (one per env
+copy). ``rng_state`` / ``set_rng_state`` capture what a checkpoint needs to continue the same streams:
+Python's ``random``, torch's global generator and a numpy ``Generator``.
 """
 
 from __future__ import annotations
@@ -25,10 +25,17 @@ def check_seed(seed: Any, name: str = "seed") -> int:
     return int(seed)
 
 
-def derive_seed(seed: int, *keys: int) -> int:
-    """A 63-bit seed for the stream named by ``keys`` under ``seed`` (the same arguments, the same seed)."""
-    state = np.random.SeedSequence(check_seed(seed), spawn_key=tuple(int(k) for k in keys)).generate_state(2)
-    return int((int(state[0]) << 32 | int(state[1])) >> 1)
+STRIDE = 1_000_003
+
+
+def derive_seed(seed: int, step: int) -> int:
+    """The seed of update ``step`` of the run seeded with ``seed`` (see the module docstring)."""
+    return check_seed(seed) * STRIDE + check_seed(step, "step")
+
+
+def eval_seed(seed: int) -> int:
+    """The seed of the evaluation episodes of the run seeded with ``seed`` (see the module docstring)."""
+    return check_seed(seed) + STRIDE
 
 
 def seed_everything(seed: int) -> None:

@@ -72,7 +72,7 @@ from bellman.core import checkpoint
 from bellman.core.metrics import Metrics
 from bellman.core.progress import Progress
 from bellman.core.run import RunDir
-from bellman.core.seeding import check_seed, derive_seed, rng_state, seed_everything, set_rng_state, torch_threads
+from bellman.core.seeding import check_seed, eval_seed, rng_state, seed_everything, set_rng_state, torch_threads
 from bellman.deep.nets import ACTIVATIONS, obs_to_tensor
 
 EnvSource = str | gym.Env | Callable[[], gym.Env]
@@ -289,9 +289,6 @@ def make_vec_env(env: EnvSource, n_envs: int, vectorized: bool = True) -> gym.ve
             return made
         return gym.vector.SyncVectorEnv([checked] * n_envs)
     raise TypeError(f"env must be an env id (str), a gymnasium.Env or a factory, got {type(env).__name__}")
-
-
-EVAL_STREAM = 1  # derive_seed(seed, EVAL_STREAM): the evaluation episodes' seed, apart from training's
 
 
 def env_name(env: EnvSource) -> str:
@@ -513,7 +510,7 @@ class Agent:
             source = copy.deepcopy(self.env_source) if isinstance(self.env_source, gym.Env) else self.env_source
             self._eval_envs[episodes] = make_vec_env(source, episodes, self.config.vectorized)
         envs = self._eval_envs[episodes]
-        obs, _ = envs.reset(seed=derive_seed(self.seed, EVAL_STREAM) % 2**31)
+        obs, _ = envs.reset(seed=eval_seed(self.seed))
         returns = np.zeros(episodes)
         finished = np.zeros(episodes, dtype=bool)
         with self.runtime():
@@ -606,7 +603,7 @@ class Agent:
             self._ep_return, self._ep_length = loop["ep_return"], loop["ep_length"]
         else:
             warnings.warn("the saved environments could not be pickled; resuming with fresh episodes", stacklevel=2)
-            self.obs, _ = self.envs.reset(seed=derive_seed(self.seed, self.step) % 2**31)
+            self.obs, _ = self.envs.reset(seed=self.seed + self.step)
             self._reset_loop_state()
         self.recent_returns.clear()
         self.recent_returns.extend(loop["recent_returns"])

@@ -28,10 +28,8 @@ Usage::
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -235,6 +233,9 @@ class PPOTrainer(Trainer):
             raise TypeError(f"config must be a PPOConfig, got {type(config).__name__}")
         if not isinstance(reward_model, RewardModel) or not isinstance(critic, (RewardModel, type(None))):
             raise TypeError("reward_model (and critic, if given) must be RewardModel instances")
+        self.reward_model = reward_model.eval().requires_grad_(False)
+        self.critic = critic or copy.deepcopy(reward_model).requires_grad_(True)
+        self.reward_moments = RunningMoments()
         super().__init__(model, tok, task, config, prompt_fn, accuracy, format_fn)
         if config.ptx_coef > 0 and ptx_pairs is None:
             if "answer" not in task.train[0]:
@@ -243,17 +244,19 @@ class PPOTrainer(Trainer):
         if config.ptx_coef > 0 and not ptx_pairs:
             raise ValueError("ptx_coef > 0 needs a non-empty list of {'prompt', 'completion'} ptx_pairs")
         self.ptx_pairs = ptx_pairs or []
-        self.reward_model = reward_model.eval().requires_grad_(False)
-        self.critic = critic or copy.deepcopy(reward_model).requires_grad_(True)
         self.ref_model = frozen_reference(model, ref_model)
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        critic_params = [p for p in self.critic.parameters() if p.requires_grad]
-        self.use_optimizer(torch.optim.AdamW(
-            [{"params": self.params, "lr": config.learning_rate},
-             {"params": critic_params, "lr": config.critic_learning_rate or config.learning_rate}],
-            weight_decay=config.weight_decay))
-        self.params += critic_params
-        self.reward_moments = RunningMoments()
+
+    def parameter_groups(self) -> list[dict]:
+        """The policy's trainable parameters at ``learning_rate`` and the critic's at ``critic_learning_rate``
+        (the global gradient-norm clip spans both)."""
+        c = self.config
+        return super().parameter_groups() + [
+            {"params": [p for p in self.critic.parameters() if p.requires_grad],
+             "lr": c.critic_learning_rate or c.learning_rate}]
+
+    def stateful(self) -> dict:
+        """The base checkpoint's model and optimiser, plus the critic and the reward moments, in the same file."""
+        return super().stateful() | {"critic": self.critic, "reward_moments": self.reward_moments}
 
     def train_step(self, step: int) -> dict[str, float]:
         """One PPO iteration: rollout, score, KL-penalised rewards, GAE, then the clipped updates."""
@@ -306,27 +309,3 @@ class PPOTrainer(Trainer):
             "reward": score.mean().item(), "accuracy": sum(acc) / len(acc),
             "kl": ((old_logp - ref_logp) * cm).sum(1).mean().item(), "completion_length": cm.sum(1).mean().item(),
             "reward_mean": self.reward_moments.mean, "reward_std": self.reward_moments.std}
-
-    def save_checkpoint(self, path: str | Path) -> None:
-        """The base checkpoint (policy, optimiser with the critic's state, step) plus ``PATH-critic``:
-        the critic and the reward moments, tagged with the step so a mismatched pair is refused."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        extra = _critic_path(path)
-        tmp = extra.with_name(extra.name + ".tmp")
-        torch.save({"step": self.step, "critic": self.critic.state_dict(),
-                    "reward_moments": self.reward_moments.state_dict()}, tmp)
-        os.replace(tmp, extra)
-        super().save_checkpoint(path)
-
-    def load_checkpoint(self, path: str | Path) -> None:
-        super().load_checkpoint(path)
-        extra = torch.load(_critic_path(Path(path)), weights_only=False)
-        if extra["step"] != self.step:
-            raise ValueError(f"critic checkpoint is at step {extra['step']}, the policy at {self.step}")
-        self.critic.load_state_dict(extra["critic"])
-        self.reward_moments.load_state_dict(extra["reward_moments"])
-
-
-def _critic_path(path: Path) -> Path:
-    return path.with_name(path.stem + "-critic" + path.suffix)

@@ -31,7 +31,6 @@ import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 
 from bellman.llm.model import encode_completions, encode_prompts
-from bellman.llm.tasks import Task
 from bellman.llm.trainer import Trainer, TrainerConfig
 
 
@@ -180,10 +179,14 @@ class RewardModelTrainer(Trainer):
             n_eval = max(1, len(pairs) // 10)
             pairs, eval_pairs = pairs[n_eval:], pairs[:n_eval]
         check_pairs(eval_pairs, "eval_pairs")
-        # The held-out split is pairs, not prompts to answer: `evaluate` below scores them, no generation.
-        task = Task("preferences", train=pairs, test=eval_pairs, accuracy=None)
-        super().__init__(model, tok, task, config)
-        self.pairs = pairs
+        super().__init__(model, tok, None, config)  # no task: `evaluate` below scores held-out pairs
+        self.pairs, self.eval_pairs = pairs, eval_pairs
+
+    def identity(self) -> dict:
+        """The base identity, with the pairs' count and a digest standing for the task."""
+        import hashlib
+        digest = hashlib.sha256(json.dumps([self.pairs, self.eval_pairs], sort_keys=True).encode()).hexdigest()
+        return super().identity() | {"task": f"preferences ({len(self.pairs)} pairs, sha256 {digest[:16]})"}
 
     def pair_rewards(self, batch: list[dict[str, str]]) -> tuple[torch.Tensor, torch.Tensor]:
         """(r_chosen, r_rejected) of a batch of pairs, chosen and rejected in one forward pass."""
@@ -204,7 +207,7 @@ class RewardModelTrainer(Trainer):
     def evaluate(self) -> dict[str, float]:
         """Preference accuracy and mean reward margin on the held-out pairs."""
         c = self.config
-        pairs = self.task.test[:c.eval_rows] if c.eval_rows else self.task.test
+        pairs = self.eval_pairs[:c.eval_rows] if c.eval_rows else self.eval_pairs
         was_training = self.model.training
         self.model.eval()
         r_c, r_r = map(torch.cat, zip(*(self.pair_rewards(pairs[k:k + c.eval_batch_size])
