@@ -92,7 +92,7 @@ def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
 
 def dqn_target(reward: torch.Tensor, terminated: torch.Tensor, q_next_target: torch.Tensor,
                q_next_online: torch.Tensor | None, gamma: float) -> torch.Tensor:
-    """r + gamma (1 - terminated) q(s', a*; w-): a* from the target net (DQN) or, when `q_next_online`
+    """`r + gamma (1 - terminated) q(s', a*; w-)`: `a*` from the target net (DQN) or, when `q_next_online`
     (q(s', .; w)) is given, from the online net (Double DQN)."""
     if q_next_online is None:
         q_next = q_next_target.max(dim=1).values
