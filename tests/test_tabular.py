@@ -1,4 +1,5 @@
-"""Model-free tabular methods against the exact answers of the model (ALGORITHMS.md sections 4 and 6).
+"""Model-free tabular methods against the exact answers of the model (Monte Carlo: Zhao 2025, chapter 5;
+TD: Zhao 2025, chapter 7; Sutton & Barto 2018, chapters 5-7).
 
 Learned policies are scored by their exact value: v_pi from the closed-form Bellman solution compared
 with v* from value iteration. Tolerances are stated per method and hold for the fixed seeds used here.

@@ -1,5 +1,6 @@
-"""Advantage actor-critic, synchronous (A2C): the batched form of A3C (Mnih et al. 2016,
-arXiv:1602.01783); ALGORITHMS.md section 9.
+"""Advantage actor-critic, synchronous (A2C): the batched form of A3C (Mnih et al. 2016, "Asynchronous
+Methods for Deep Reinforcement Learning", arXiv:1602.01783; Zhao 2025, "Mathematical Foundations of
+Reinforcement Learning", section 10.2); GAE from Schulman et al. 2016, arXiv:1506.02438.
 
 Each iteration steps n_envs environments n_steps times with pi, estimates advantages either as n-step
 returns minus v(s) (`advantage="nstep"`: every step bootstraps from the end of the rollout, A3C's form)

@@ -1,5 +1,7 @@
-"""Deep deterministic policy gradient (Lillicrap et al. 2016, arXiv:1509.02971), built on the deterministic
-policy gradient theorem (Silver et al. 2014); ALGORITHMS.md section 9.
+"""Deep deterministic policy gradient (Lillicrap et al. 2016, "Continuous control with deep reinforcement
+learning", arXiv:1509.02971), built on the deterministic policy gradient theorem (Silver et al. 2014,
+"Deterministic Policy Gradient Algorithms", ICML, theorem 1; Zhao 2025, "Mathematical Foundations of
+Reinforcement Learning", section 10.4).
 
 A deterministic actor mu(s; theta) acts with exploration noise, a = clip(mu(s) + noise); transitions go to
 a replay buffer. Each gradient step on a minibatch (s, a, r, s', terminated):

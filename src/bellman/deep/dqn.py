@@ -1,5 +1,6 @@
 """Deep Q-network (Mnih et al. 2015, "Human-level control through deep RL", Nature 518) with the Double
-DQN target as a flag (van Hasselt et al. 2016, arXiv:1509.06461); ALGORITHMS.md section 7.
+DQN target as a flag (van Hasselt et al. 2016, arXiv:1509.06461); Zhao 2025, "Mathematical Foundations
+of Reinforcement Learning", section 8.4.
 
 Acting eps-greedily on q(s, a; w), every transition goes to a replay buffer; every `train_freq` env
 steps, `gradient_steps` minibatches (s, a, r, s', terminated) ~ U(buffer) take a step on
@@ -91,7 +92,7 @@ def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
 
 def dqn_target(reward: torch.Tensor, terminated: torch.Tensor, q_next_target: torch.Tensor,
                q_next_online: torch.Tensor | None, gamma: float) -> torch.Tensor:
-    """r + gamma (1 - terminated) q(s', a*; w-): a* from the target net (DQN) or, when `q_next_online`
+    """`r + gamma (1 - terminated) q(s', a*; w-)`: `a*` from the target net (DQN) or, when `q_next_online`
     (q(s', .; w)) is given, from the online net (Double DQN)."""
     if q_next_online is None:
         q_next = q_next_target.max(dim=1).values

@@ -1,4 +1,5 @@
-"""Linear value function approximation (ALGORITHMS.md section 7; Sutton & Barto 2018, chapters 9-10).
+"""Linear value function approximation (Sutton & Barto 2018, "Reinforcement Learning: An Introduction",
+2nd ed., chapters 9-10; Zhao 2025, "Mathematical Foundations of Reinforcement Learning", chapter 8).
 
 A value is a dot product of a weight vector with a feature vector, v^(s, w) = phi(s)^T w, and for
 actions q^(s, a, W) = phi(s)^T W[a] (one weight vector per action, i.e. phi(s, a) = e_a (x) phi(s)).
@@ -229,7 +230,7 @@ def td_linear(
     seed: int = 0,
     w0: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Semi-gradient TD(0) with linear features for v_pi (S&B 9.3; ALGORITHMS.md section 7).
+    """Semi-gradient TD(0) with linear features for v_pi (Sutton & Barto 2018, section 9.3; Zhao 2025, 8.2).
 
     Follows pi on `env` for `steps` transitions (resetting when an episode ends) and updates
     w <- w + alpha_t [r + gamma phi(s')^T w - phi(s)^T w] phi(s), with phi(s')^T w = 0 after termination.

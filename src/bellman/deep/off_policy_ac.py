@@ -1,5 +1,5 @@
 """Off-policy actor-critic with importance sampling (Degris, White & Sutton 2012, "Off-Policy Actor-Critic",
-arXiv:1205.4839; Zhao, "Mathematical Foundations of RL", chapter 10.4); ALGORITHMS.md section 9.
+arXiv:1205.4839; Zhao 2025, "Mathematical Foundations of Reinforcement Learning", section 10.3).
 
 A behaviour policy beta generates the data; pi is learned from it. With the importance weight
 rho = pi(a|s; theta) / beta(a|s) and the TD error delta = r + gamma v(s'; w) - v(s; w):

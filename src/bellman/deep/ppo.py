@@ -2,7 +2,7 @@
 with the implementation details of Huang et al. (2022) "The 37 Implementation Details of PPO".
 
 Each iteration collects n_steps x n_envs transitions with pi_old, computes GAE(gamma, lambda) advantages
-(ALGORITHMS.md section 11) and runs n_epochs passes of minibatch gradient steps on
+(Schulman et al. 2016, arXiv:1506.02438, eq. 16) and runs n_epochs passes of minibatch gradient steps on
 
     L = -E[min(ratio A, clip(ratio, 1 - eps, 1 + eps) A)] + c_v L_v - c_H H[pi],
     ratio = pi(a|s) / pi_old(a|s),

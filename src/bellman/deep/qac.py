@@ -1,6 +1,6 @@
 """Q actor-critic (QAC), the simplest actor-critic: the critic is Sarsa with function approximation and the
-actor follows the policy gradient with q in place of the return (Zhao, "Mathematical Foundations of RL",
-chapter 10.1; Sutton & Barto 2018, section 13.5); ALGORITHMS.md section 9.
+actor follows the policy gradient with q in place of the return (Zhao 2025, "Mathematical Foundations of
+Reinforcement Learning", section 10.1; Sutton & Barto 2018, section 13.5).
 
 Every iteration steps n_envs environments once with a ~ pi(.|s; theta), draws a' ~ pi(.|s'; theta) and
 updates on the batch:

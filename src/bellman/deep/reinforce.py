@@ -1,5 +1,6 @@
-"""REINFORCE: Monte Carlo policy gradient (Williams 1992; Sutton & Barto 2018, sections 13.3-13.4);
-ALGORITHMS.md section 8.
+"""REINFORCE: Monte Carlo policy gradient (Williams 1992, "Simple statistical gradient-following algorithms
+for connectionist reinforcement learning", Machine Learning 8; Sutton & Barto 2018, sections 13.3-13.4;
+Zhao 2025, "Mathematical Foundations of Reinforcement Learning", section 9.4).
 
 Each iteration starts a fresh episode in each of the n_envs copies, runs pi until every copy has finished
 its episode, computes the returns g_t = r_{t+1} + gamma g_{t+1} backwards and ascends

@@ -1,5 +1,5 @@
-"""Trust Region Policy Optimisation (Schulman et al. 2015, arXiv:1502.05477, appendix C);
-ALGORITHMS.md section 10.
+"""Trust Region Policy Optimisation (Schulman et al. 2015, arXiv:1502.05477: the average-KL problem of
+section 4, solved as in appendix C), with GAE advantages (Schulman et al. 2016, arXiv:1506.02438).
 
 Each iteration collects a rollout, computes GAE advantages and solves
 

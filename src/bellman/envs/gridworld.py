@@ -1,4 +1,5 @@
-"""The grid world of the course (ALGORITHMS.md section 1) as a Gymnasium environment with its exact model.
+"""The grid world of the course (Zhao 2025, "Mathematical Foundations of Reinforcement Learning", section 1.1,
+used through chapters 1-10) as a Gymnasium environment with its exact model.
 
 Cells are (row, col), 0-based, state = row * n_cols + col. Actions: 0 up, 1 right, 2 down, 3 left,
 4 stay. Moving off the grid keeps the agent in place with r_boundary; entering (or staying on) a

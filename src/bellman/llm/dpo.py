@@ -49,7 +49,7 @@ def dpo_loss(logp_chosen: torch.Tensor, logp_rejected: torch.Tensor, ref_chosen:
     """Per-pair DPO losses and the implicit rewards beta (logp - ref) of the chosen and rejected sides.
 
     All four inputs are sequence log-probs of shape (B,): the sum of per-token log-probs over the
-    completion tokens under the policy (logp_*) and the frozen reference (ref_*).
+    completion tokens under the policy (`logp_*`) and the frozen reference (`ref_*`).
     Returns (losses (B,), chosen_rewards (B,), rejected_rewards (B,)); the rewards are detached.
     """
     tensors = (logp_chosen, logp_rejected, ref_chosen, ref_rejected)

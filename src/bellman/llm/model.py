@@ -9,8 +9,8 @@ Usage::
     logp = completion_logprobs(model, p_ids, p_mask, c_ids, c_mask)   # (B, C), zero off the completion
 
 Sequences are ``prompt (left padded) + completion (right padded)``; only completion tokens carry loss,
-log-probs and KL (ALGORITHMS.md section 12). Position ids are computed from the attention mask, so a
-left-padded batch gives the same log-probs as one unpadded forward pass per row.
+log-probs and KL (the response y of Ouyang et al. 2022, arXiv:2203.02155, eq. 2). Position ids are computed
+from the attention mask, so a left-padded batch gives the same log-probs as one unpadded forward pass per row.
 
 The built-in tiny model is a small Llama config from transformers (``LlamaForCausalLM``) with a
 character-level tokenizer built in code with ``tokenizers`` and wrapped as ``PreTrainedTokenizerFast``,

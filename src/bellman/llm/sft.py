@@ -1,4 +1,5 @@
-"""Supervised fine-tuning: next-token cross-entropy on completion tokens only (ALGORITHMS.md s.12).
+"""Supervised fine-tuning: next-token cross-entropy on completion tokens only (the SFT step of Ouyang et al.
+2022, "Training language models to follow instructions with human feedback", arXiv:2203.02155, sec. 3.5).
 
     L = - sum_{i,t} m_it log pi(c_it | prompt_i, c_i,<t) / sum_{i,t} m_it
 

@@ -1,6 +1,7 @@
-"""Policy evaluation: solving the Bellman equation v_pi = r_pi + gamma P_pi v_pi (ALGORITHMS.md section 2).
+"""Policy evaluation: solving the Bellman equation v_pi = r_pi + gamma P_pi v_pi.
 
-Zhao, "Mathematical Foundations of Reinforcement Learning", chapter 2: closed form
+Zhao 2025, "Mathematical Foundations of Reinforcement Learning", sections 2.6-2.8 (Sutton & Barto 2018,
+section 4.1): closed form
 v_pi = (I - gamma P_pi)^{-1} r_pi (solved, never inverted) and the iteration v_{k+1} = r_pi + gamma P_pi v_k.
 """
 

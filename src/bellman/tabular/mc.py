@@ -1,6 +1,6 @@
-"""Monte Carlo control: MC Basic, MC Exploring Starts, MC eps-greedy (ALGORITHMS.md section 4).
+"""Monte Carlo control: MC Basic, MC Exploring Starts, MC eps-greedy.
 
-Zhao, "Mathematical Foundations of Reinforcement Learning", chapter 5 (Algorithms 5.1-5.3);
+Zhao 2025, "Mathematical Foundations of Reinforcement Learning", chapter 5 (Algorithms 5.1-5.3);
 Sutton & Barto, "Reinforcement Learning: An Introduction" (2nd ed.), chapter 5.
 q(s,a) is the average of the discounted returns observed after (s,a); the policy is improved greedily
 (or eps-greedily) with respect to it. Episodes have `episode_length` steps unless the env terminates.

@@ -1,6 +1,6 @@
-"""Temporal-difference learning: TD(0), Sarsa, Expected Sarsa, n-step Sarsa, Q-learning (ALGORITHMS.md section 6).
+"""Temporal-difference learning: TD(0), Sarsa, Expected Sarsa, n-step Sarsa, Q-learning.
 
-Zhao, "Mathematical Foundations of Reinforcement Learning", chapter 7; Sutton & Barto, "Reinforcement
+Zhao 2025, "Mathematical Foundations of Reinforcement Learning", chapter 7; Sutton & Barto, "Reinforcement
 Learning: An Introduction" (2nd ed.), sections 6.1-6.6 and 7.2. Every method moves an estimate toward a
 TD target with step alpha; they differ only in the target. A truncated episode (episode_length reached,
 or the env's own truncation) bootstraps from the last state; a terminated one does not.
