@@ -1,7 +1,7 @@
 """Checkpoints: one file per checkpoint, written atomically, checksummed, holding tensors and plain data only.
 
-A checkpoint is a nested dict whose leaves are torch tensors, numpy arrays (stored as tensors and given
-back as arrays), and plain Python values (None, bool, int, float, str, bytes; lists, tuples and dicts of
+A checkpoint is a nested dict whose leaves are torch tensors, numpy arrays (numeric ones stored as tensors,
+byte or text ones as lists, and given back as arrays), and plain Python values (None, bool, int, float, str, bytes; lists, tuples and dicts of
 these). It is serialised with ``torch.save`` and read back with ``torch.load(weights_only=True)``, whose
 unpickler builds only tensors and those plain types: a planted file cannot run code when it is loaded.
 
@@ -49,6 +49,8 @@ def _encode(value: Any, where: str) -> Any:
     if isinstance(value, np.ndarray):
         if value.dtype == object:
             raise TypeError(f"checkpoint entry {where} is a numpy array of Python objects; only numeric arrays")
+        if value.dtype.kind in "SU":  # byte / text arrays (e.g. a map layout): as nested lists with their dtype
+            return {_NDARRAY: value.tolist(), "dtype": value.dtype.str}
         return {_NDARRAY: torch.from_numpy(np.ascontiguousarray(value).copy())}
     if isinstance(value, np.generic):
         return value.item()
@@ -70,6 +72,8 @@ def _decode(value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) == {_NDARRAY}:
             return value[_NDARRAY].numpy()
+        if set(value) == {_NDARRAY, "dtype"}:
+            return np.array(value[_NDARRAY], dtype=np.dtype(value["dtype"]))
         return {k: _decode(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_decode(v) for v in value]

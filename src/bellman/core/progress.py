@@ -3,7 +3,10 @@ latest metrics."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class Progress:
@@ -30,3 +33,11 @@ class Progress:
 
     def __exit__(self, *exc: Any) -> None:
         self._bar.stop()
+
+
+def track(items: Iterable[T], total: int, enabled: bool = True, description: str = "", unit: str = "step") -> Iterator[T]:
+    """Yield ``items`` while a ``Progress`` bar counts them (one step each)."""
+    with Progress(total, 0, enabled, unit, description) as bar:
+        for item in items:
+            yield item
+            bar.advance(1)

@@ -43,8 +43,9 @@ ignored); store or skip them accordingly. For a valid row, `next_obs` is the tru
 at the end of an episode, so a truncated episode can bootstrap from v(next_obs).
 
 Checkpoints hold every public attribute that has `state_dict` / `load_state_dict` (networks, optimisers,
-buffers, schedulers), the RNG states (python, numpy, torch), the environments (pickled with their RNGs,
-so training continues exactly as if never interrupted), the loop state and the step counter.
+buffers, schedulers), the RNG states (python, numpy, torch), the environments' state as plain data with
+their RNGs (`bellman.deep.env_state`, so training continues exactly as if never interrupted), the loop
+state and the step counter: tensors and plain data only, so loading one cannot run code.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ import contextlib
 import copy
 import dataclasses
 import difflib
+import json
 import math
 import time
 import typing
@@ -62,7 +64,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable, ClassVar, NamedTuple
 
-import cloudpickle
 import gymnasium as gym
 import numpy as np
 import torch
@@ -73,6 +74,7 @@ from bellman.core.metrics import Metrics
 from bellman.core.progress import Progress
 from bellman.core.run import RunDir
 from bellman.core.seeding import check_seed, eval_seed, rng_state, seed_everything, set_rng_state, torch_threads
+from bellman.deep import env_state
 from bellman.deep.nets import ACTIVATIONS, obs_to_tensor
 
 EnvSource = str | gym.Env | Callable[[], gym.Env]
@@ -289,6 +291,22 @@ def make_vec_env(env: EnvSource, n_envs: int, vectorized: bool = True) -> gym.ve
             return made
         return gym.vector.SyncVectorEnv([checked] * n_envs)
     raise TypeError(f"env must be an env id (str), a gymnasium.Env or a factory, got {type(env).__name__}")
+
+
+def env_recipe(env: EnvSource) -> str | dict[str, Any] | None:
+    """How a checkpoint rebuilds the environment: its id, or the id and kwargs of a `gym.make` env whose
+    kwargs are plain data; None for a factory or another object (the caller passes it again on load)."""
+    if isinstance(env, str):
+        return env
+    spec = getattr(env, "spec", None)
+    if isinstance(env, gym.Env) and spec is not None and spec.id in gym.registry:
+        kwargs = dict(spec.kwargs)
+        try:
+            json.dumps(kwargs)
+        except TypeError:
+            return None
+        return {"id": spec.id, "kwargs": kwargs}
+    return None
 
 
 def env_name(env: EnvSource) -> str:
@@ -528,19 +546,13 @@ class Agent:
                 if hasattr(v, "state_dict") and hasattr(v, "load_state_dict") and not k.startswith("_")}
 
     def save(self, path: str | Path, keep_previous: bool = False) -> Path:
-        """Write everything needed to predict and to continue training, atomically (`bellman.core.checkpoint`)."""
-        try:
-            envs = cloudpickle.dumps(self.envs)
-        except Exception:  # noqa: BLE001 - some simulators cannot be pickled; resume then restarts episodes
-            envs = None
-        try:
-            source = self.env_source if isinstance(self.env_source, str) else cloudpickle.dumps(self.env_source)
-        except Exception:  # noqa: BLE001
-            source = None
+        """Write everything needed to predict and to continue training, atomically (`bellman.core.checkpoint`):
+        tensors and plain data only, the environments included (`bellman.deep.env_state`)."""
         return checkpoint.save({
             "kind": "bellman.deep", "class": type(self).__name__,
             "config": dataclasses.asdict(self.config), "seed": self.seed, "step": self.step,
-            "total_steps": self.total_steps, "env_source": source, "envs": envs,
+            "total_steps": self.total_steps, "env_source": env_recipe(self.env_source),
+            "envs": env_state.capture(self.envs),
             "state": {k: v.state_dict() for k, v in self.stateful().items()},
             "rng": rng_state(self.rng),
             "loop": {"obs": self.obs, "prev_done": self._prev_done, "ep_return": self._ep_return,
@@ -573,20 +585,21 @@ class Agent:
 
     @classmethod
     def load(cls, path: str | Path, env: EnvSource | None = None) -> Agent:
-        """Rebuild a saved agent (`Agent.load` works for any algorithm). Pass `env` if the saved one
-        could not be pickled."""
+        """Rebuild a saved agent (`Agent.load` works for any algorithm). An agent trained on an env id (or on
+        `gym.make(id, **kwargs)`) is rebuilt from it; one trained on an env factory or a custom env object
+        needs it again: `load(path, env=...)`."""
         payload = checkpoint.load(path)
         if payload.get("kind") != "bellman.deep":
             raise TypeError(f"{path} is not a deep-RL agent checkpoint")
         saved_cls = cls._saved_class(payload["class"], path)
-        source = env if env is not None else payload["env_source"]
-        if isinstance(source, bytes):
-            source = cloudpickle.loads(source)
-        if source is None:
-            raise ValueError(f"the environment of {path} could not be saved; "
-                             f"pass it: {cls.__name__}.load(path, env=...)")
+        recipe = payload["env_source"]
+        if env is None and recipe is None:
+            raise ValueError(f"{path} was trained on an env factory or object, which a checkpoint does not hold; "
+                             f"pass it again: {cls.__name__}.load(path, env=...)")
+        if env is None:
+            env = recipe if isinstance(recipe, str) else gym.make(recipe["id"], **recipe["kwargs"])
         config = saved_cls.config_class.from_dict(payload["config"])
-        agent = saved_cls(source, config, seed=payload["seed"])
+        agent = saved_cls(env, config, seed=payload["seed"])
         agent._restore(payload)
         return agent
 
@@ -595,14 +608,14 @@ class Agent:
         for k, state in payload["state"].items():
             getattr(self, k).load_state_dict(state)
         self.step, self.total_steps = payload["step"], payload["total_steps"]
-        loop = payload["loop"]
-        if payload["envs"] is not None:
-            self.envs.close()
-            self.envs = cloudpickle.loads(payload["envs"])
+        loop, envs = payload["loop"], payload["envs"]
+        if not envs["opaque"]:
+            env_state.restore(self.envs, envs)
             self.obs, self._prev_done = loop["obs"], loop["prev_done"]
             self._ep_return, self._ep_length = loop["ep_return"], loop["ep_length"]
         else:
-            warnings.warn("the saved environments could not be pickled; resuming with fresh episodes", stacklevel=2)
+            warnings.warn(f"the environments keep state outside plain data ({', '.join(envs['opaque'][:3])}); "
+                          f"resuming with fresh episodes", stacklevel=3)
             self.obs, _ = self.envs.reset(seed=self.seed + self.step)
             self._reset_loop_state()
         self.recent_returns.clear()

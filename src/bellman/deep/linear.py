@@ -30,7 +30,7 @@ import gymnasium as gym
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
-from tqdm.auto import tqdm
+from bellman.core.progress import Progress
 
 from bellman.mdp import TabularMDP
 
@@ -389,10 +389,15 @@ class LinearQ:
     def learn(self, total_steps: int, progress: bool = False) -> "LinearQ":
         """Run Sarsa or Q-learning until `self.step` reaches `total_steps` (a total, as in `Agent.learn`)."""
         total_steps = _check_int("total_steps", total_steps, 0)
-        c, W = self.config, self.W
+        self._shown = min(self.step, total_steps)
         if self._obs is None:
             self._start_episode(seed=self.seed if self.step == 0 else None)
-        bar = tqdm(total=total_steps, initial=min(self.step, total_steps), disable=not progress, unit="step", leave=False)
+        with Progress(total_steps, min(self.step, total_steps), progress, unit="env step") as bar:
+            self._run(total_steps, bar)
+        return self
+
+    def _run(self, total_steps: int, bar: Progress) -> None:
+        c, W = self.config, self.W
         while self.step < total_steps:
             phi, a = self._phi, self._a
             s_next, r, terminated, truncated, _ = self.env.step(a)
@@ -410,12 +415,10 @@ class LinearQ:
             if terminated or truncated:
                 self.episode_returns.append(self._return)
                 self._start_episode()
-                bar.update(self.step - bar.n)
-                bar.set_postfix(ret=f"{np.mean(self.episode_returns[-20:]):.1f}", refresh=False)
+                bar.advance(self.step - self._shown, **{"return": float(np.mean(self.episode_returns[-20:]))})
+                self._shown = self.step
             else:
                 self._phi, self._a = phi_next, a_next
-        bar.close()
-        return self
 
     def _start_episode(self, seed: int | None = None) -> None:
         self._obs, _ = self.env.reset(seed=seed)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
-from rich.progress import track
+from bellman.core.progress import track
 
 from bellman.mdp import check_policy
 
@@ -164,7 +164,7 @@ def linear_epsilons(epsilon: float, epsilon_end: float | None, episodes: int) ->
 
 
 def episodes_range(episodes: int, progress: bool, description: str) -> Iterable[int]:
-    return track(range(episodes), description=description, disable=not progress)
+    return track(range(episodes), episodes, progress, description, unit="episode")
 
 
 def start_state(rng: np.random.Generator, n_states: int, random_start: bool) -> int | None:
