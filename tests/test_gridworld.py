@@ -118,3 +118,9 @@ def test_bad_action():
     env.reset()
     with pytest.raises(ValueError, match="0..4"):
         env.step(7)
+
+
+@pytest.mark.parametrize("cell", [(1.7, 2.2), (True, 1), ("1", 2), (1,)])
+def test_cells_must_be_integer_pairs(cell):
+    with pytest.raises(ValueError, match="must be a \\(row, col\\) pair of integers"):
+        GridWorld(target=cell)

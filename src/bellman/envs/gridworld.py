@@ -106,9 +106,12 @@ class GridWorld(gym.Env):
     # ---------------------------------------------------------------------------------- cells
     def _cell(self, cell: Any, what: str) -> tuple[int, int]:
         try:
-            r, c = (int(x) for x in cell)
+            r, c = cell
         except (TypeError, ValueError):
-            raise ValueError(f"{what} must be a (row, col) pair, got {cell!r}") from None
+            raise ValueError(f"{what} must be a (row, col) pair of integers, got {cell!r}") from None
+        if any(isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)) for x in (r, c)):
+            raise ValueError(f"{what} must be a (row, col) pair of integers, got {cell!r}")
+        r, c = int(r), int(c)
         if not (0 <= r < self.n_rows and 0 <= c < self.n_cols):
             raise ValueError(f"{what} {(r, c)} is outside the {self.n_rows} x {self.n_cols} grid")
         return (r, c)

@@ -28,6 +28,8 @@ def check_iteration(mdp: TabularMDP, tol: float, max_iterations: int, v0: np.nda
     v = np.zeros(mdp.n_states) if v0 is None else np.asarray(v0, dtype=np.float64).copy()
     if v.shape != (mdp.n_states,):
         raise ValueError(f"v0 must have shape ({mdp.n_states},), got {v.shape}")
+    if not np.isfinite(v).all():
+        raise ValueError(f"v0 must be finite; it has NaN or inf at states {np.flatnonzero(~np.isfinite(v))[:5].tolist()}")
     return v
 
 
