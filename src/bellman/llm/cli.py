@@ -92,10 +92,11 @@ def grpo(task: str = TASK, model: str = MODEL, out: Path = OUT, steps: int = 100
 def eval_(task: str = TASK, model: str = MODEL, out: Path = OUT, template: str = TEMPLATE, rows: int = 200,
           max_new_tokens: int = 48, seed: int = 0) -> None:
     """Greedy held-out accuracy (and format reward with --template r1) of a model; writes OUT/eval.json."""
+    from bellman.llm.engine import get_engine
     from bellman.llm.trainer import evaluate
     m, tok = load(model, seed)
     t, prompt_fn, acc, fmt = task_and_template(task, template, seed)
-    result = evaluate(m, tok, t.test[:rows], acc, prompt_fn, fmt, max_new_tokens)
+    result = evaluate(get_engine(m, tok), t.test[:rows], acc, prompt_fn, fmt, max_new_tokens)
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(result, indent=2))
     console.print_json(json.dumps(result))

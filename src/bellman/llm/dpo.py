@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from bellman.llm.model import completion_logprobs, shared_prompt_logprobs
+from bellman.llm.engine import Engine, get_engine
 from bellman.llm.reward_model import check_pairs
-from bellman.llm.rollout import SamplingConfig, generate
+from bellman.llm.rollout import SamplingConfig
 from bellman.llm.tasks import RewardFn, Task, call_reward, columns
 from bellman.llm.trainer import Trainer, TrainerConfig, plain_prompt
 
@@ -115,12 +115,13 @@ def sample_preference_pairs(model: PreTrainedModel, tok: PreTrainedTokenizerBase
         raise ValueError("rows must be a non-empty list of task rows")
     if num_generations < 2:
         raise ValueError(f"num_generations must be >= 2 to compare samples, got {num_generations}")
+    engine = get_engine(model, tok)
     expanded = [r for r in rows for _ in range(num_generations)]
     prompts, completions, rewards = [], [], []
     for k in range(0, len(expanded), batch_size):
         chunk = expanded[k:k + batch_size]
         p = [prompt_fn(r) for r in chunk]
-        c = generate(model, tok, p, sampling or SamplingConfig(), seed=seed + k).completions(tok)
+        c = engine.generate(p, sampling or SamplingConfig(), seed=seed + k).completions(tok)
         scores = [call_reward(fn, p, c, columns(chunk)) for fn in reward_fns]
         prompts += p
         completions += c
@@ -128,25 +129,24 @@ def sample_preference_pairs(model: PreTrainedModel, tok: PreTrainedTokenizerBase
     return build_preference_pairs(prompts, completions, rewards, max_pairs_per_prompt)
 
 
-def reference_logprobs(model: PreTrainedModel, ref_model: PreTrainedModel | None, *batch: torch.Tensor,
-                       temperature: float = 1.0, logprobs_fn: Callable = completion_logprobs) -> torch.Tensor:
-    """Completion log-probs under the frozen reference: ``ref_model``, or, when it is None, ``model`` with its
-    peft LoRA adapters switched off (the reference of a LoRA policy is its base model). No gradient.
-    ``logprobs_fn`` is ``completion_logprobs`` or ``shared_prompt_logprobs``."""
-    with torch.inference_mode():
-        if ref_model is not None:
-            return logprobs_fn(ref_model, *batch, temperature=temperature)
-        with model.disable_adapter():
-            return logprobs_fn(model, *batch, temperature=temperature)
-
-
-def frozen_reference(model: PreTrainedModel, ref_model: PreTrainedModel | None) -> PreTrainedModel | None:
-    """The reference to keep: ``ref_model`` if given, None for a peft LoRA model, else a frozen copy."""
+def frozen_reference(policy: Engine, ref_model: PreTrainedModel | None) -> Engine | None:
+    """The reference to keep, as an engine: over ``ref_model`` if given, None for a peft LoRA policy (its
+    base model, adapters off), else over a frozen copy of the policy's model."""
     if ref_model is not None:
-        return ref_model.eval().requires_grad_(False)
-    if hasattr(model, "disable_adapter"):
+        return get_engine(ref_model.eval().requires_grad_(False), policy.tok)
+    if hasattr(policy.model, "disable_adapter"):
         return None
-    return copy.deepcopy(model).eval().requires_grad_(False)
+    return get_engine(copy.deepcopy(policy.model).eval().requires_grad_(False), policy.tok)
+
+
+def reference_logprobs(policy: Engine, reference: Engine | None, *batch: torch.Tensor, temperature: float = 1.0,
+                       shared_prompt: bool = False) -> torch.Tensor:
+    """Completion log-probs (``Engine.logprobs`` of ``batch``) under the frozen reference: ``reference``, or,
+    when it is None, the policy with its peft LoRA adapters switched off. No gradient."""
+    if reference is not None:
+        return reference.logprobs(*batch, temperature=temperature, shared_prompt=shared_prompt, grad=False)
+    with torch.inference_mode(), policy.model.disable_adapter():
+        return policy.logprobs(*batch, temperature=temperature, shared_prompt=shared_prompt, grad=False)
 
 
 @dataclass
@@ -186,10 +186,7 @@ class DPOTrainer(Trainer):
         check_pairs(pairs)
         super().__init__(model, tok, task, config, prompt_fn, accuracy, format_fn)
         self.pairs = pairs
-        self.ref_model = frozen_reference(model, ref_model)
-        # gradient checkpointing turns the KV cache off in training, so the prompt cannot be shared then
-        self.share_prompt = config.share_prompt and not getattr(model, "is_activation_checkpointing", False)
-        self.logprobs_fn = shared_prompt_logprobs if self.share_prompt else completion_logprobs
+        self.ref = frozen_reference(self.engine, ref_model)
         enc = tok([x for p in pairs for x in (p["prompt"], p["chosen"], p["rejected"])], add_special_tokens=False)
         ids = [torch.tensor(x, dtype=torch.long) for x in enc["input_ids"]]
         eos = torch.tensor([tok.eos_token_id])
@@ -210,7 +207,7 @@ class DPOTrainer(Trainer):
             return ids.to(device), mask.to(device)
 
         p_ids, p_mask = padded(prompts, "left")
-        if not self.share_prompt:
+        if not self.config.share_prompt:
             p_ids, p_mask = p_ids.repeat_interleave(2, 0), p_mask.repeat_interleave(2, 0)
         return p_ids, p_mask, *padded(completions, "right")
 
@@ -227,8 +224,8 @@ class DPOTrainer(Trainer):
         c = self.config
         batch = self.collate(self.rng(step).sample(range(len(self.pairs)), min(c.batch_size, len(self.pairs))))
         ref_w, ref_l = self.sequence_logprobs(
-            reference_logprobs(self.model, self.ref_model, *batch, logprobs_fn=self.logprobs_fn), batch[3])
-        logp_w, logp_l = self.sequence_logprobs(self.logprobs_fn(self.model, *batch), batch[3])
+            reference_logprobs(self.engine, self.ref, *batch, shared_prompt=c.share_prompt), batch[3])
+        logp_w, logp_l = self.sequence_logprobs(self.engine.logprobs(*batch, shared_prompt=c.share_prompt), batch[3])
         losses, r_w, r_l = dpo_loss(logp_w, logp_l, ref_w, ref_l, c.beta, c.loss_type)
         loss = losses.mean()
         loss.backward()

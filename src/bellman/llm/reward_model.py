@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 
-from bellman.llm.model import encode_completions, encode_prompts
+from bellman.llm.batching import encode_completions, encode_prompts, position_ids
 from bellman.llm.tasks import Task
 from bellman.llm.trainer import Trainer, TrainerConfig
 
@@ -87,9 +87,9 @@ class RewardModel(torch.nn.Module):
 
     def token_values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The scalar head at every position: (B, T). Position ids follow the mask (left padding safe)."""
-        position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
         hidden = getattr(self.model, self.model.base_model_prefix)(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False,
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
+            use_cache=False,
         ).last_hidden_state
         return self.model.score(hidden).squeeze(-1).float()
 
