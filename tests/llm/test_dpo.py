@@ -6,7 +6,8 @@ from functools import partial
 import pytest
 import torch
 
-from bellman.llm.dpo import build_preference_pairs, dpo_loss
+from bellman.llm.dpo import dpo_loss
+from bellman.llm.pairs import build_preference_pairs
 
 torch.set_num_threads(1)   # tiny models: one thread is fastest on a shared 2-core machine
 
@@ -71,10 +72,11 @@ def test_preference_pairs_from_samples():
 # ---- the trainer on the built-in tiny model ---------------------------------------------------------------
 
 from bellman.llm.batching import encode_completions, encode_prompts  # noqa: E402
-from bellman.llm.dpo import DPOConfig, DPOTrainer, sample_preference_pairs  # noqa: E402
+from bellman.llm.dpo import DPOConfig, DPOTrainer  # noqa: E402
 from bellman.llm.engine import HFEngine, LeanEngine  # noqa: E402
 from bellman.llm.logprobs import completion_logprobs  # noqa: E402
 from bellman.llm.model import load_model  # noqa: E402
+from bellman.llm.pairs import sample_preference_pairs  # noqa: E402
 from bellman.llm.rollout import SamplingConfig  # noqa: E402
 from bellman.llm.tasks import Task, arithmetic_reward  # noqa: E402
 

@@ -130,8 +130,7 @@ PAIRS = typer.Option(None, help="JSONL with prompt, chosen, rejected; default: c
 def preference_pairs(pairs: Path | None, m, tok, t, prompt_fn, rewards, prompts: int, generations: int,
                      temperature: float, max_new_tokens: int, seed: int, rows=None):
     """--pairs FILE, or pairs sampled from the policy on the task's training prompts, split by the rewards."""
-    from bellman.llm.dpo import sample_preference_pairs
-    from bellman.llm.reward_model import load_pairs
+    from bellman.llm.pairs import load_pairs, sample_preference_pairs
     from bellman.llm.rollout import SamplingConfig
     if pairs is not None:
         return load_pairs(pairs)

@@ -38,7 +38,7 @@ from typing import Literal
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from bellman.llm.dpo import frozen_reference, reference_logprobs
+from bellman.llm.reference import frozen_reference, reference_logprobs
 from bellman.llm.rollout import Rollout, SamplingConfig
 from bellman.llm.tasks import RewardFn, Task, call_reward, columns
 from bellman.llm.trainer import Trainer, TrainerConfig, plain_prompt

@@ -37,7 +37,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from bellman.llm.batching import completion_outputs
-from bellman.llm.dpo import frozen_reference, reference_logprobs
+from bellman.llm.reference import frozen_reference, reference_logprobs
 from bellman.llm.reward_model import RewardModel
 from bellman.llm.rollout import SamplingConfig
 from bellman.llm.sft import sft_loss
