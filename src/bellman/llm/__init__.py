@@ -13,11 +13,15 @@ from importlib import import_module
 
 _EXPORTS = {
     "LoraSpec": "bellman.llm.model",
-    "completion_logprobs": "bellman.llm.model",
     "load_model": "bellman.llm.model",
+    "completion_logprobs": "bellman.llm.logprobs",
     "Rollout": "bellman.llm.rollout",
     "SamplingConfig": "bellman.llm.rollout",
-    "generate": "bellman.llm.rollout",
+    "Engine": "bellman.llm.engine",
+    "HFEngine": "bellman.llm.engine",
+    "LeanEngine": "bellman.llm.engine",
+    "generate": "bellman.llm.engine",
+    "get_engine": "bellman.llm.engine",
     "Trainer": "bellman.llm.trainer",
     "TrainerConfig": "bellman.llm.trainer",
     "evaluate": "bellman.llm.trainer",

@@ -92,10 +92,11 @@ def grpo(task: str = TASK, model: str = MODEL, out: Path = OUT, steps: int = 100
 def eval_(task: str = TASK, model: str = MODEL, out: Path = OUT, template: str = TEMPLATE, rows: int = 200,
           max_new_tokens: int = 48, seed: int = 0) -> None:
     """Greedy held-out accuracy (and format reward with --template r1) of a model; writes OUT/eval.json."""
+    from bellman.llm.engine import get_engine
     from bellman.llm.trainer import evaluate
     m, tok = load(model, seed)
     t, prompt_fn, acc, fmt = task_and_template(task, template, seed)
-    result = evaluate(m, tok, t.test[:rows], acc, prompt_fn, fmt, max_new_tokens)
+    result = evaluate(get_engine(m, tok), t.test[:rows], acc, prompt_fn, fmt, max_new_tokens)
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(result, indent=2))
     console.print_json(json.dumps(result))
@@ -129,8 +130,7 @@ PAIRS = typer.Option(None, help="JSONL with prompt, chosen, rejected; default: c
 def preference_pairs(pairs: Path | None, m, tok, t, prompt_fn, rewards, prompts: int, generations: int,
                      temperature: float, max_new_tokens: int, seed: int, rows=None):
     """--pairs FILE, or pairs sampled from the policy on the task's training prompts, split by the rewards."""
-    from bellman.llm.dpo import sample_preference_pairs
-    from bellman.llm.reward_model import load_pairs
+    from bellman.llm.pairs import load_pairs, sample_preference_pairs
     from bellman.llm.rollout import SamplingConfig
     if pairs is not None:
         return load_pairs(pairs)

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from bellman.llm.dpo import frozen_reference, reference_logprobs
-from bellman.llm.model import completion_logprobs
+from bellman.llm.batching import completion_outputs
+from bellman.llm.reference import frozen_reference, reference_logprobs
 from bellman.llm.reward_model import RewardModel
-from bellman.llm.rollout import SamplingConfig, generate
+from bellman.llm.rollout import SamplingConfig
 from bellman.llm.sft import sft_loss
 from bellman.llm.tasks import RewardFn, Task, call_reward, columns
 from bellman.llm.trainer import Trainer, TrainerConfig, plain_prompt
@@ -244,7 +244,7 @@ class PPOTrainer(Trainer):
         if config.ptx_coef > 0 and not ptx_pairs:
             raise ValueError("ptx_coef > 0 needs a non-empty list of {'prompt', 'completion'} ptx_pairs")
         self.ptx_pairs = ptx_pairs or []
-        self.ref_model = frozen_reference(model, ref_model)
+        self.ref = frozen_reference(self.engine, ref_model)
 
     def parameter_groups(self) -> list[dict]:
         """The policy's trainable parameters at ``learning_rate`` and the critic's at ``critic_learning_rate``
@@ -265,16 +265,16 @@ class PPOTrainer(Trainer):
         rows = rng.sample(self.task.train, min(c.batch_size, len(self.task.train)))
         prompts = [self.prompt_fn(r) for r in rows]
         self.model.eval()
-        ro = generate(self.model, self.tok, prompts, SamplingConfig(temperature=c.temperature,
-                      max_new_tokens=c.max_new_tokens), seed=self.seed_for(step))
+        ro = self.engine.generate(prompts, SamplingConfig(temperature=c.temperature, max_new_tokens=c.max_new_tokens),
+                                  seed=self.seed_for(step))
         self.model.train()
         batch = (ro.prompt_ids, ro.prompt_mask, ro.completion_ids, ro.completion_mask)
         ids, mask = torch.cat([ro.prompt_ids, ro.completion_ids], 1), torch.cat([ro.prompt_mask, ro.completion_mask], 1)
-        cm, start = ro.completion_mask.float(), ro.prompt_ids.shape[1] - 1   # V(t) is read where token t is predicted
+        cm, c_len = ro.completion_mask.float(), ro.completion_ids.shape[1]   # V(t) is read where token t is predicted
         old_logp = ro.logprobs
-        ref_logp = reference_logprobs(self.model, self.ref_model, *batch, temperature=c.temperature)
+        ref_logp = reference_logprobs(self.engine, self.ref, *batch, temperature=c.temperature)
         with torch.no_grad():
-            old_values = self.critic.token_values(ids, mask)[:, start:-1] * cm
+            old_values = completion_outputs(self.critic.token_values(ids, mask), c_len) * cm
             score = self.reward_model(ids, mask)
         s = score
         if c.normalise_rewards:
@@ -290,14 +290,14 @@ class PPOTrainer(Trainer):
                                          "value_clip_frac": [], "grad_norm": []}
         for _ in range(c.num_ppo_epochs):
             for mb in torch.randperm(len(rows), generator=g).chunk(c.num_mini_batches):
-                logp = completion_logprobs(self.model, *(t[mb] for t in batch), temperature=c.temperature)
-                values = self.critic.token_values(ids[mb], mask[mb])[:, start:-1]
+                logp = self.engine.logprobs(*(t[mb] for t in batch), temperature=c.temperature)
+                values = completion_outputs(self.critic.token_values(ids[mb], mask[mb]), c_len)
                 pl, clip_frac = policy_loss(logp, old_logp[mb], advantages[mb], cm[mb], c.clip_range)
                 vl, v_clip_frac = value_loss(values, old_values[mb], returns[mb], cm[mb], c.clip_range_value)
                 loss = pl + c.vf_coef * vl
                 if c.ptx_coef > 0:
                     ptx = rng.sample(self.ptx_pairs, min(len(mb), len(self.ptx_pairs)))
-                    loss = loss + c.ptx_coef * sft_loss(self.model, self.tok, [p["prompt"] for p in ptx],
+                    loss = loss + c.ptx_coef * sft_loss(self.engine, [p["prompt"] for p in ptx],
                                                         [p["completion"] for p in ptx])
                 loss.backward()
                 norm = self.optimizer_step(step, loss)  # the global clip spans self.params: policy + critic

@@ -38,7 +38,8 @@ from bellman.core.metrics import Metrics
 from bellman.core.progress import Progress
 from bellman.core.run import RunDir, differences
 from bellman.core.seeding import derive_seed
-from bellman.llm.rollout import SamplingConfig, generate
+from bellman.llm.engine import Engine, get_engine
+from bellman.llm.rollout import SamplingConfig
 from bellman.llm.tasks import RewardFn, Task, call_reward, columns
 
 
@@ -106,20 +107,21 @@ def plain_prompt(row: dict) -> str:
 
 
 @torch.no_grad()
-def evaluate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, rows: list[dict], accuracy: RewardFn,
-             prompt_fn: Callable[[dict], str] = plain_prompt, format_fn: RewardFn | None = None,
-             max_new_tokens: int = 32, batch_size: int = 64) -> dict[str, float]:
-    """Greedy accuracy (and format reward if ``format_fn``) on ``rows``: ``{"accuracy": a, "format": f}``."""
+def evaluate(engine: Engine, rows: list[dict], accuracy: RewardFn, prompt_fn: Callable[[dict], str] = plain_prompt,
+             format_fn: RewardFn | None = None, max_new_tokens: int = 32, batch_size: int = 64) -> dict[str, float]:
+    """Greedy accuracy (and format reward if ``format_fn``) of ``engine``'s policy on ``rows``:
+    ``{"accuracy": a, "format": f}``."""
     if not rows:
         raise ValueError("evaluate needs at least one row")
+    model, tok = engine.model, engine.tok
     was_training = model.training
     model.eval()
     acc, fmt = [], []
     for i in range(0, len(rows), batch_size):
         chunk = rows[i:i + batch_size]
         prompts = [prompt_fn(r) for r in chunk]
-        comps = generate(model, tok, prompts, SamplingConfig(temperature=0.0, max_new_tokens=max_new_tokens)
-                         ).completions(tok)
+        comps = engine.generate(prompts, SamplingConfig(temperature=0.0, max_new_tokens=max_new_tokens)
+                                ).completions(tok)
         acc += call_reward(accuracy, prompts, comps, columns(chunk))
         if format_fn is not None:
             fmt += call_reward(format_fn, prompts, comps, columns(chunk))
@@ -154,6 +156,7 @@ class Trainer:
         if tok.pad_token_id is None:
             raise ValueError("tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos_token)")
         self.model, self.tok, self.task, self.config = model, tok, task, config
+        self.engine = get_engine(model, tok)  # samples and scores for every trainer (bellman.llm.engine)
         self.prompt_fn, self.format_fn = prompt_fn, format_fn
         self.accuracy = accuracy or (task.accuracy if task is not None else None)
         self.out = Path(config.out) if config.out else None
@@ -216,7 +219,7 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         c = self.config
         rows = self.task.test[:c.eval_rows] if c.eval_rows else self.task.test
-        return evaluate(self.model, self.tok, rows, self.accuracy, self.prompt_fn, self.format_fn,
+        return evaluate(self.engine, rows, self.accuracy, self.prompt_fn, self.format_fn,
                         c.eval_max_new_tokens, c.eval_batch_size)
 
     # -- checkpoints -----------------------------------------------------------------------------------
