@@ -263,3 +263,20 @@ def test_sampling_config_errors():
     for bad in (dict(temperature=-1), dict(top_p=0), dict(top_k=-1), dict(max_new_tokens=0)):
         with pytest.raises(ValueError):
             SamplingConfig(**bad)
+
+
+def test_planted_weights_file_is_refused_without_running(tmp_path, monkeypatch):
+    import os
+
+    class Planted:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'planted'}",))
+
+    model, tok = load_model("tiny", seed=0)
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").unlink()
+    torch.save({**model.state_dict(), "x": Planted()}, tmp_path / "m" / "pytorch_model.bin")
+    with pytest.raises(ValueError, match="hold something other than tensors and were refused"):
+        load_model(tmp_path / "m")
+    assert not (tmp_path / "planted").exists()

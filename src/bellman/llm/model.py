@@ -13,6 +13,8 @@ wraps a model in peft LoRA adapters (Hu et al. 2021, "LoRA", arXiv:2106.09685).
 
 from __future__ import annotations
 
+import pickle
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,7 +82,12 @@ def load_model(name_or_path: str | Path = "tiny", *, seed: int = 0, dtype: str =
             raise ValueError(f"tokenizer at {str(path)!r} has no pad token; set tokenizer.pad_token "
                              "(e.g. to its eos_token) and save it again")
         torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+        except pickle.UnpicklingError as e:  # transformers reads .bin weights with torch's weights-only unpickler
+            first = str(e).strip().splitlines()[-1][:200]
+            raise ValueError(f"the weights in {str(path)!r} hold something other than tensors and were refused "
+                             f"(nothing in them was run): {first}") from None
     tok.padding_side = "left"
     model = model.to(getattr(torch, dtype))
     if gradient_checkpointing:
