@@ -15,10 +15,10 @@ import dataclasses
 import torch
 from gymnasium import spaces
 
+from bellman.core.returns import gae, n_step_returns, standardize
 from bellman.deep.agent import Agent, AgentConfig
 from bellman.deep.buffers import RolloutBuffer
 from bellman.deep.nets import Policy, ValueNet, obs_dim
-from bellman.deep.returns import gae, n_step_returns
 
 
 @dataclasses.dataclass
@@ -91,8 +91,8 @@ class A2C(Agent):
             advantages = returns - buf.values[:-1]
         obs, actions = buf.flat(buf.obs), buf.flat(buf.actions)
         advantages, returns = buf.flat(advantages), buf.flat(returns)
-        if c.normalize_advantage and len(advantages) > 1:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        if c.normalize_advantage:
+            advantages = standardize(advantages)
 
         self.anneal_learning_rate(c.anneal_lr)
         log_p, entropy = self.pi.log_prob_entropy(obs, actions)

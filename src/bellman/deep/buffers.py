@@ -1,7 +1,7 @@
 """Experience storage: a fixed-size rollout buffer for on-policy methods and a circular replay buffer.
 
 RolloutBuffer holds one rollout of T steps from n_envs environments as (T, n_envs, ...) tensors, in the
-layout `bellman.deep.returns` expects (values has T + 1 rows). ReplayBuffer holds the last `capacity`
+layout `bellman.core.returns` expects (values has T + 1 rows). ReplayBuffer holds the last `capacity`
 transitions (s, a, r, s', terminated) and samples uniform minibatches (Lin 1992; Mnih et al. 2015).
 Both expose state_dict / load_state_dict, so an agent's checkpoint carries them.
 """

@@ -21,10 +21,10 @@ from gymnasium import spaces
 from torch.distributions import kl_divergence
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from bellman.core.returns import gae, standardize
 from bellman.deep.agent import Agent, AgentConfig
 from bellman.deep.buffers import RolloutBuffer
 from bellman.deep.nets import Policy, ValueNet, obs_dim
-from bellman.deep.returns import gae
 
 
 @dataclasses.dataclass
@@ -147,8 +147,8 @@ class TRPO(Agent):
         returns = advantages + buf.values[:-1]
         obs, actions, old_log_p = buf.flat(buf.obs), buf.flat(buf.actions), buf.flat(buf.log_probs)
         advantages, returns = buf.flat(advantages), buf.flat(returns)
-        if c.normalize_advantage and len(advantages) > 1:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        if c.normalize_advantage:
+            advantages = standardize(advantages)
         metrics = self.policy_step(obs, actions, advantages, old_log_p)
 
         value_loss = torch.zeros(())

@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.signal import lfilter
 
-from bellman.planning import greedy_policy
+from bellman.core.returns import discounted_returns
 from bellman.mdp import check_policy
+from bellman.planning import greedy_policy
 from bellman.tabular.common import (
     Env,
     TabularResult,
@@ -32,11 +32,6 @@ from bellman.tabular.common import (
     start_state,
     values,
 )
-
-
-def discounted_returns(rewards: list[float], gamma: float) -> np.ndarray:
-    """G_t = r_{t+1} + gamma G_{t+1} for every t, computed backwards (g = gamma g + r) as a linear filter."""
-    return lfilter([1.0], [1.0, -gamma], np.asarray(rewards, dtype=np.float64)[::-1])[::-1]
 
 
 def mc_basic(
