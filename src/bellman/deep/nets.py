@@ -193,3 +193,18 @@ class ValueNet(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs).squeeze(-1)
+
+
+class QNet(nn.Module):
+    """q(s, .; w): one output per action, with PyTorch's default layer initialisation (that of
+    Stable-Baselines3's DQN, under which the rl-baselines3-zoo settings were tuned)."""
+
+    def __init__(self, observation_space: spaces.Space, n_actions: int, hidden: tuple[int, ...], activation: str):
+        super().__init__()
+        self.net = mlp(obs_dim(observation_space), hidden, n_actions, activation)
+        for layer in self.net:
+            if isinstance(layer, nn.Linear):
+                layer.reset_parameters()
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs)

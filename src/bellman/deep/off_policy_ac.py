@@ -21,6 +21,7 @@ from gymnasium import spaces
 
 from bellman.deep.agent import Agent, AgentConfig
 from bellman.deep.nets import Policy, ValueNet
+from bellman.deep.targets import td_target
 
 
 @dataclasses.dataclass
@@ -87,8 +88,8 @@ class OffPolicyAC(Agent):
         rho = importance_weights(log_pi.detach(), log_beta)
         v_s = self.v(obs)
         with torch.no_grad():
-            td_target = r + c.gamma * (1.0 - terminated) * self.v(next_obs)
-        delta = td_target - v_s
+            target = td_target(r, terminated, self.v(next_obs), c.gamma)
+        delta = target - v_s
 
         critic_loss = 0.5 * (rho * delta.pow(2)).mean()  # gradient: -rho delta grad v(s)
         self.v_optimizer.zero_grad(set_to_none=True)
