@@ -19,6 +19,7 @@ from bellman.core.returns import gae, n_step_returns, standardize
 from bellman.deep.agent import Agent, AgentConfig
 from bellman.deep.buffers import RolloutBuffer
 from bellman.deep.nets import Policy, ValueNet, obs_dim
+from bellman.deep.rollout import collect_rollout
 
 
 @dataclasses.dataclass
@@ -82,7 +83,7 @@ class A2C(Agent):
 
     def train_iteration(self) -> dict[str, float]:
         c, buf = self.config, self.buffer
-        buf.collect(self, lambda s: (*self.pi.sample(s), self.v(s)), self.v)
+        collect_rollout(self, buf, lambda s: (*self.pi.sample(s), self.v(s)), self.v)
         if c.advantage == "gae":
             advantages = gae(buf.rewards, buf.values, buf.terminated, buf.dones, c.gamma, c.gae_lambda)
             returns = advantages + buf.values[:-1]

@@ -24,6 +24,7 @@ from bellman.core.returns import gae, standardize
 from bellman.deep.agent import Agent, AgentConfig
 from bellman.deep.buffers import RolloutBuffer
 from bellman.deep.nets import ActorCritic, obs_dim
+from bellman.deep.rollout import collect_rollout
 
 
 @dataclasses.dataclass
@@ -106,7 +107,7 @@ class PPO(Agent):
 
     def train_iteration(self) -> dict[str, float]:
         c, buf = self.config, self.buffer
-        buf.collect(self, self.ac.sample, self.ac.value)
+        collect_rollout(self, buf, self.ac.sample, self.ac.value)
         advantages = gae(buf.rewards, buf.values, buf.terminated, buf.dones, c.gamma, c.gae_lambda)
         returns = advantages + buf.values[:-1]
         obs, actions, old_log_p = buf.flat(buf.obs), buf.flat(buf.actions), buf.flat(buf.log_probs)

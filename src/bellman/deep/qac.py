@@ -23,6 +23,7 @@ from gymnasium import spaces
 
 from bellman.deep.agent import Agent, AgentConfig
 from bellman.deep.nets import Policy, QNet
+from bellman.deep.rollout import transition_batch
 from bellman.deep.targets import td_target
 
 
@@ -73,14 +74,10 @@ class QAC(Agent):
         obs = self.encode(self.obs)
         with torch.no_grad():
             a = self.pi.sample(obs)[0]
-        t = self.env_step(a.numpy())
-        valid = torch.as_tensor(t.valid)
+        valid, next_obs, r, terminated = transition_batch(self, self.env_step(a.numpy()))
         if not valid.any():
             return {}
         obs, a = obs[valid], a[valid]
-        next_obs = self.encode(t.next_obs)[valid]
-        r = torch.as_tensor(t.reward, dtype=torch.float32)[valid]
-        terminated = torch.as_tensor(t.terminated, dtype=torch.float32)[valid]
 
         # critic: Sarsa with a' ~ pi(.|s')
         with torch.no_grad():

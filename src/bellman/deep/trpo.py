@@ -25,6 +25,7 @@ from bellman.core.returns import gae, standardize
 from bellman.deep.agent import Agent, AgentConfig
 from bellman.deep.buffers import RolloutBuffer
 from bellman.deep.nets import Policy, ValueNet, obs_dim
+from bellman.deep.rollout import collect_rollout
 
 
 @dataclasses.dataclass
@@ -142,7 +143,7 @@ class TRPO(Agent):
 
     def train_iteration(self) -> dict[str, float]:
         c, buf = self.config, self.buffer
-        buf.collect(self, lambda s: (*self.pi.sample(s), self.v(s)), self.v)
+        collect_rollout(self, buf, lambda s: (*self.pi.sample(s), self.v(s)), self.v)
         advantages = gae(buf.rewards, buf.values, buf.terminated, buf.dones, c.gamma, c.gae_lambda)
         returns = advantages + buf.values[:-1]
         obs, actions, old_log_p = buf.flat(buf.obs), buf.flat(buf.actions), buf.flat(buf.log_probs)
