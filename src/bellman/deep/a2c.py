@@ -18,7 +18,7 @@ from gymnasium import spaces
 from bellman.core.returns import gae, n_step_returns, standardize
 from bellman.deep.agent import Agent, AgentConfig
 from bellman.deep.buffers import RolloutBuffer
-from bellman.deep.nets import Policy, ValueNet, obs_dim
+from bellman.deep.nets import Policy, ValueNet
 from bellman.deep.rollout import collect_rollout
 
 
@@ -75,8 +75,7 @@ class A2C(Agent):
             self.optimizer = torch.optim.RMSprop(params, lr=c.learning_rate, alpha=0.99, eps=1e-5)
         else:
             self.optimizer = torch.optim.Adam(params, lr=c.learning_rate)
-        self.buffer = RolloutBuffer(c.n_steps, c.n_envs, obs_dim(self.observation_space),
-                                    self.action_space.shape, isinstance(self.action_space, spaces.Discrete))
+        self.buffer = RolloutBuffer.for_spaces(c.n_steps, c.n_envs, self.observation_space, self.action_space)
 
     def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.pi.mode(obs) if deterministic else self.pi.sample(obs)[0]

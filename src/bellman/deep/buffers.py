@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from gymnasium import spaces
+
+from bellman.deep.nets import obs_dim
 
 if TYPE_CHECKING:
     from bellman.deep.agent import Transition
@@ -39,6 +42,13 @@ class RolloutBuffer:
         # numpy views sharing the tensors' memory: a numpy row write costs far less than a torch one
         self._rows = tuple(x.numpy() for x in (self.obs, self.actions, self.log_probs, self.values, self.rewards,
                                                self.terminated, self.dones, self.valid))
+
+    @classmethod
+    def for_spaces(cls, n_steps: int, n_envs: int, observation_space: spaces.Space,
+                   action_space: spaces.Space) -> RolloutBuffer:
+        """A buffer for encoded observations of `observation_space` and actions of `action_space`."""
+        return cls(n_steps, n_envs, obs_dim(observation_space), action_space.shape,
+                   isinstance(action_space, spaces.Discrete))
 
     def store_action(self, t: int, obs: np.ndarray, action: np.ndarray, log_prob: np.ndarray,
                      value: np.ndarray) -> None:

@@ -23,7 +23,7 @@ from bellman.core.losses import clipped_surrogate_loss, value_loss
 from bellman.core.returns import gae, standardize
 from bellman.deep.agent import Agent, AgentConfig
 from bellman.deep.buffers import RolloutBuffer
-from bellman.deep.nets import ActorCritic, obs_dim
+from bellman.deep.nets import ActorCritic
 from bellman.deep.rollout import collect_rollout
 
 
@@ -99,8 +99,7 @@ class PPO(Agent):
         c = self.config
         self.ac = ActorCritic(self.observation_space, self.action_space, c.hidden, c.activation, c.log_std_init)
         self.optimizer = torch.optim.Adam(self.ac.parameters(), lr=c.learning_rate, eps=1e-5, fused=True)
-        self.buffer = RolloutBuffer(c.n_steps, c.n_envs, obs_dim(self.observation_space),
-                                    self.action_space.shape, isinstance(self.action_space, spaces.Discrete))
+        self.buffer = RolloutBuffer.for_spaces(c.n_steps, c.n_envs, self.observation_space, self.action_space)
 
     def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.ac.mode(obs) if deterministic else self.ac.sample(obs)[0]

@@ -24,7 +24,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from bellman.core.returns import gae, standardize
 from bellman.deep.agent import Agent, AgentConfig
 from bellman.deep.buffers import RolloutBuffer
-from bellman.deep.nets import Policy, ValueNet, obs_dim
+from bellman.deep.nets import Policy, ValueNet
 from bellman.deep.rollout import collect_rollout
 
 
@@ -100,8 +100,7 @@ class TRPO(Agent):
         self.pi = Policy(self.observation_space, self.action_space, c.hidden, c.activation)
         self.v = ValueNet(self.observation_space, c.hidden, c.activation)
         self.v_optimizer = torch.optim.Adam(self.v.parameters(), lr=c.learning_rate)
-        self.buffer = RolloutBuffer(c.n_steps, c.n_envs, obs_dim(self.observation_space),
-                                    self.action_space.shape, isinstance(self.action_space, spaces.Discrete))
+        self.buffer = RolloutBuffer.for_spaces(c.n_steps, c.n_envs, self.observation_space, self.action_space)
 
     def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.pi.mode(obs) if deterministic else self.pi.sample(obs)[0]
