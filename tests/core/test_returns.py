@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from scipy.signal import lfilter
 
 from bellman.core.returns import discounted_returns, gae, n_step_returns, standardize, token_gae
 
@@ -169,6 +170,9 @@ def test_discounted_returns_one_episode_and_float32_kept():
     r = np.ones((3, 2), dtype=np.float32)
     g = discounted_returns(r, 0.5, np.array([[False, True], [False, False], [False, False]]))
     assert g.dtype == np.float32 and g.tolist() == [[1.75, 1.0], [1.5, 1.5], [1.0, 1.0]]
+    # bit for bit scipy's linear filter y_t = x_t + gamma y_{t-1} over the reversed rewards
+    x = np.random.default_rng(0).normal(size=(50, 3))
+    assert np.array_equal(discounted_returns(x, 0.97), lfilter([1.0], [1.0, -0.97], x[::-1], axis=0)[::-1])
     with pytest.raises(ValueError, match="dones must have the shape"):
         discounted_returns(r, 0.5, np.zeros(3, dtype=bool))
     with pytest.raises(ValueError, match="gamma"):
