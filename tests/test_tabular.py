@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from bellman.core.returns import discounted_returns
 from bellman.envs import GridWorld
 from bellman.planning import evaluate_policy, greedy_policy, value_iteration
 from bellman.tabular import (
@@ -23,7 +24,6 @@ from bellman.tabular import (
     sarsa,
     td0,
 )
-from bellman.tabular.mc import discounted_returns
 
 COURSE = GridWorld()  # the 5 x 5 grid world of the course, gamma = 0.9, v*(target) = 10
 SMALL = GridWorld(n_rows=3, n_cols=3, forbidden=[(1, 1), (0, 2)], target=(2, 1))

@@ -25,6 +25,7 @@ TARGET_COLOR = "#5dade2"
 ARROW_COLOR = "#1e8449"
 ANNOTATE_MAX_CELLS = 400  # above this many cells values are drawn as a colour map, not as numbers
 POLICY_MAX_CELLS = 2500  # above this many cells arrows would be unreadable
+LABELLED_MAX_SIDE = 20  # grids up to this many rows and columns get row / column numbers
 CELL_INCHES = 0.9
 MAX_INCHES = 10.0
 MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1))  # up, right, down, left as (d_row, d_col)
@@ -135,7 +136,7 @@ def _draw_grid(ax: Axes, layout: Grid) -> None:
         ax.set_xticks(np.arange(n_cols + 1), minor=True)
         ax.set_yticks(np.arange(n_rows + 1), minor=True)
         ax.grid(which="minor", color="0.6", linewidth=0.8)
-    small = max(n_rows, n_cols) <= 20
+    small = max(n_rows, n_cols) <= LABELLED_MAX_SIDE
     ax.set_xticks(np.arange(n_cols) + 0.5 if small else [])
     ax.set_yticks(np.arange(n_rows) + 0.5 if small else [])
     if small:
@@ -143,6 +144,11 @@ def _draw_grid(ax: Axes, layout: Grid) -> None:
         ax.set_yticklabels(range(n_rows))
     ax.tick_params(which="both", length=0)
     ax.xaxis.tick_top()
+
+
+def _panel_title(ax: Axes, layout: Grid, text: str) -> None:
+    """A panel's title, clear of the column numbers along the top of a labelled grid."""
+    ax.set_title(text, pad=22 if max(layout[:2]) <= LABELLED_MAX_SIDE else 6)
 
 
 def _draw_values(ax: Axes, layout: Grid, v: np.ndarray, decimals: int) -> None:
@@ -208,7 +214,7 @@ def plot_values(
     values = _values(v, *layout[:2])
     fig, (ax,) = _grid_figure(layout, 1, None)
     _draw_values(ax, layout, values, decimals)
-    ax.set_title(title or "state values", pad=22 if max(layout[:2]) <= 20 else 6)
+    _panel_title(ax, layout, title or "state values")
     return _save(fig, _out(path), dpi)
 
 
@@ -227,7 +233,7 @@ def plot_policy(
     pi = _policy(policy, *layout[:2])
     fig, (ax,) = _grid_figure(layout, 1, None)
     _draw_policy(ax, layout, pi)
-    ax.set_title(title or "policy", pad=22 if max(layout[:2]) <= 20 else 6)
+    _panel_title(ax, layout, title or "policy")
     return _save(fig, _out(path), dpi)
 
 
@@ -248,11 +254,10 @@ def plot_values_and_policy(
     values = _values(v, *layout[:2])
     pi = _policy(policy, *layout[:2])
     fig, (ax_pi, ax_v) = _grid_figure(layout, 2, title)
-    pad = 22 if max(layout[:2]) <= 20 else 6
     _draw_policy(ax_pi, layout, pi)
-    ax_pi.set_title("policy", pad=pad)
+    _panel_title(ax_pi, layout, "policy")
     _draw_values(ax_v, layout, values, decimals)
-    ax_v.set_title("state values", pad=pad)
+    _panel_title(ax_v, layout, "state values")
     return _save(fig, _out(path), dpi)
 
 

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from bellman.deep import DQN, DQNConfig, ReplayBuffer
-from bellman.deep.dqn import dqn_target, linear_schedule, polyak_update
+from bellman.deep.dqn import dqn_target, linear_schedule
+from bellman.deep.targets import polyak_update
 
 SMALL = dict(hidden=(32, 32), learning_starts=200, train_freq=50, gradient_steps=10, batch_size=32,
              target_update_interval=50, buffer_size=5_000)

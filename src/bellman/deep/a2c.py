@@ -16,10 +16,11 @@ import dataclasses
 import torch
 from gymnasium import spaces
 
+from bellman.core.returns import gae, n_step_returns, standardize
 from bellman.deep.agent import Agent, AgentConfig
 from bellman.deep.buffers import RolloutBuffer
-from bellman.deep.nets import Policy, ValueNet, obs_dim
-from bellman.deep.returns import gae, n_step_returns
+from bellman.deep.nets import Policy, ValueNet
+from bellman.deep.rollout import collect_rollout
 
 
 @dataclasses.dataclass
@@ -75,15 +76,14 @@ class A2C(Agent):
             self.optimizer = torch.optim.RMSprop(params, lr=c.learning_rate, alpha=0.99, eps=1e-5)
         else:
             self.optimizer = torch.optim.Adam(params, lr=c.learning_rate)
-        self.buffer = RolloutBuffer(c.n_steps, c.n_envs, obs_dim(self.observation_space),
-                                    self.action_space.shape, isinstance(self.action_space, spaces.Discrete))
+        self.buffer = RolloutBuffer.for_spaces(c.n_steps, c.n_envs, self.observation_space, self.action_space)
 
     def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.pi.mode(obs) if deterministic else self.pi.sample(obs)[0]
 
     def train_iteration(self) -> dict[str, float]:
         c, buf = self.config, self.buffer
-        buf.collect(self, lambda s: (*self.pi.sample(s), self.v(s)), self.v)
+        collect_rollout(self, buf, lambda s: (*self.pi.sample(s), self.v(s)), self.v)
         if c.advantage == "gae":
             advantages = gae(buf.rewards, buf.values, buf.terminated, buf.dones, c.gamma, c.gae_lambda)
             returns = advantages + buf.values[:-1]
@@ -92,8 +92,8 @@ class A2C(Agent):
             advantages = returns - buf.values[:-1]
         obs, actions = buf.flat(buf.obs), buf.flat(buf.actions)
         advantages, returns = buf.flat(advantages), buf.flat(returns)
-        if c.normalize_advantage and len(advantages) > 1:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        if c.normalize_advantage:
+            advantages = standardize(advantages)
 
         self.anneal_learning_rate(c.anneal_lr)
         log_p, entropy = self.pi.log_prob_entropy(obs, actions)

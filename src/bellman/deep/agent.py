@@ -34,8 +34,10 @@ What the core provides to `setup` / `train_iteration`:
     self.env_step(action, active=None) -> Transition, self.reset_envs(), self.step (real environment
     transitions so far), self.total_steps (the target of the running `learn`) and
     self.progress_remaining (1 -> 0 over `learn`, for annealing).
-Building blocks beside it: nets (mlp, Policy, ValueNet, ActorCritic), buffers (RolloutBuffer.collect for
-on-policy rollouts, ReplayBuffer), returns (gae, n_step_returns, discounted_returns).
+Building blocks beside it: nets (mlp, Policy, ValueNet, ActorCritic, QNet), targets (polyak_update,
+td_target), buffers (RolloutBuffer, ReplayBuffer), rollout (collect_rollout: the agent steps, a
+RolloutBuffer stores; transition_batch), and in bellman.core: returns (gae, n_step_returns,
+discounted_returns, standardize), losses (the PPO losses).
 
 Vector environments use Gymnasium's default NEXT_STEP autoreset: the step after an episode ends only
 resets that copy. `env_step` marks such rows `valid=False` (not a transition: zero reward, action

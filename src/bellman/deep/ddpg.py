@@ -28,8 +28,8 @@ from torch import nn
 
 from bellman.deep.agent import Agent, ReplayConfig
 from bellman.deep.buffers import ReplayBuffer
-from bellman.deep.dqn import polyak_update
 from bellman.deep.nets import mlp, obs_dim
+from bellman.deep.targets import polyak_update, td_target
 
 
 @dataclasses.dataclass
@@ -172,8 +172,8 @@ class DDPG(Agent):
             obs, next_obs, a = self.encode(batch["obs"].numpy()), self.encode(batch["next_obs"].numpy()), batch["actions"]
             with torch.no_grad():
                 q_next = self.q_target(next_obs, self.mu_target(next_obs))
-                td_target = batch["rewards"] + c.gamma * (1.0 - batch["terminated"]) * q_next
-            q_loss = F.mse_loss(self.q(obs, a), td_target)
+                target = td_target(batch["rewards"], batch["terminated"], q_next, c.gamma)
+            q_loss = F.mse_loss(self.q(obs, a), target)
             self.q_optimizer.zero_grad(set_to_none=True)
             q_loss.backward()
             self.q_optimizer.step()

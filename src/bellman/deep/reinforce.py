@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from bellman.core.returns import discounted_returns, standardize
 from bellman.deep.agent import Agent, AgentConfig
 from bellman.deep.nets import Policy, ValueNet
-from bellman.deep.returns import discounted_returns
 
 
 @dataclasses.dataclass
@@ -93,7 +93,7 @@ class REINFORCE(Agent):
     def train_iteration(self) -> dict[str, float]:
         c = self.config
         obs, actions, rewards, dones, mask = self.collect_episodes()
-        g = discounted_returns(rewards, dones, c.gamma)[mask]
+        g = torch.from_numpy(discounted_returns(rewards.numpy(), c.gamma, dones.numpy()))[mask]
         obs, actions = obs[mask], actions[mask]
         metrics: dict[str, float] = {}
         advantages = g
@@ -105,8 +105,8 @@ class REINFORCE(Agent):
             self.v_optimizer.step()
             advantages = g - v.detach()
             metrics["value_loss"] = value_loss.item()
-        if c.normalize_returns and len(advantages) > 1:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        if c.normalize_returns:
+            advantages = standardize(advantages)
         log_p, entropy = self.pi.log_prob_entropy(obs, actions)
         loss = reinforce_loss(log_p, advantages)
         self.optimizer.zero_grad(set_to_none=True)

@@ -44,7 +44,7 @@ class GridWorld(gym.Env):
         max_steps: truncate episodes after this many steps (None: never).
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}  # the rate of Gymnasium's text envs (FrozenLake)
 
     def __init__(
         self,

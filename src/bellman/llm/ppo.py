@@ -34,6 +34,8 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from bellman.core.losses import clipped_surrogate_loss, value_loss
+from bellman.core.returns import check_masked, standardize, token_gae
 from bellman.llm.batching import completion_outputs
 from bellman.llm.reference import frozen_reference, reference_logprobs
 from bellman.llm.reward_model import RewardModel
@@ -43,26 +45,6 @@ from bellman.llm.tasks import RewardFn, Task, call_reward, columns
 from bellman.llm.trainer import Trainer, TrainerConfig, plain_prompt
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of x over the positions where mask is 1."""
-    return (x * mask).sum() / mask.sum().clamp(min=1)
-
-
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """(x - mean) / std over the masked positions (population std); zero outside the mask."""
-    mean = masked_mean(x, mask)
-    var = masked_mean((x - mean) ** 2, mask)
-    return (x - mean) * torch.rsqrt(var + eps) * mask
-
-
-def _check_bt(name: str, x: torch.Tensor, mask: torch.Tensor) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.shape != mask.shape or x.dim() != 2:
-        raise ValueError(f"{name} must have the (B, T) shape of the completion mask {tuple(mask.shape)}, "
-                         f"got {tuple(x.shape)}")
-
-
 def kl_penalised_rewards(scores: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor,
                          mask: torch.Tensor, kl_coef: float) -> torch.Tensor:
     """Per-token rewards r_t = -kl_coef (logp_t - ref_logp_t), plus the sequence score at its last token.
@@ -70,7 +52,7 @@ def kl_penalised_rewards(scores: torch.Tensor, logp: torch.Tensor, ref_logp: tor
     scores (B,), logp / ref_logp / mask (B, T) over completion positions; every row needs a completion token.
     """
     for name, x in (("logp", logp), ("ref_logp", ref_logp)):
-        _check_bt(name, x, mask)
+        check_masked(name, x, mask)
     if scores.shape != mask.shape[:1]:
         raise ValueError(f"scores must have shape ({mask.shape[0]},), got {tuple(scores.shape)}")
     if kl_coef < 0:
@@ -82,57 +64,6 @@ def kl_penalised_rewards(scores: torch.Tensor, logp: torch.Tensor, ref_logp: tor
     last = (positions * mask.long()).argmax(1)
     rewards[torch.arange(mask.shape[0]), last] += scores
     return rewards
-
-
-def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0,
-        lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalised advantage estimation over completion tokens (Schulman et al. 2016, eq. 16).
-
-    delta_t = r_t + gamma V(t+1) - V(t), A_t = delta_t + gamma lam A_{t+1}, where V and A past the last
-    completion token are 0 (the sequence ends). Returns (advantages, returns = A + V), both zero off-mask.
-    """
-    _check_bt("rewards", rewards, mask)
-    _check_bt("values", values, mask)
-    if not (0.0 <= gamma <= 1.0 and 0.0 <= lam <= 1.0):
-        raise ValueError(f"gamma and lam must lie in [0, 1], got gamma={gamma}, lam={lam}")
-    mask = mask.to(values.dtype)
-    advantages = torch.zeros_like(values)
-    a_next = torch.zeros_like(values[:, 0])
-    v_next = torch.zeros_like(values[:, 0])
-    m_next = torch.zeros_like(values[:, 0])
-    for t in reversed(range(values.shape[1])):
-        delta = rewards[:, t] + gamma * v_next * m_next - values[:, t]
-        a_next = (delta + gamma * lam * a_next * m_next) * mask[:, t]
-        advantages[:, t] = a_next
-        v_next, m_next = values[:, t], mask[:, t]
-    returns = (advantages + values) * mask
-    return advantages, returns
-
-
-def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-                clip_range: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clipped surrogate mean max(-A ratio, -A clip(ratio, 1-eps, 1+eps)); returns (loss, clip fraction)."""
-    ratio = torch.exp(logp - old_logp)
-    unclipped = -advantages * ratio
-    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
-    return loss, masked_mean((clipped > unclipped).to(logp.dtype), mask)
-
-
-def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
-               clip_range: float | None = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
-    """1/2 mean max((V - R)^2, (V_old + clip(V - V_old, -c, c) - R)^2); None turns clipping off.
-
-    Returns (loss, fraction of tokens where the clipped term was the larger).
-    """
-    _check_bt("values", values, mask)
-    unclipped = (values - returns) ** 2
-    if clip_range is None:
-        return 0.5 * masked_mean(unclipped, mask), torch.zeros((), dtype=values.dtype)
-    v_clipped = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
-    clipped = (v_clipped - returns) ** 2
-    loss = 0.5 * masked_mean(torch.maximum(unclipped, clipped), mask)
-    return loss, masked_mean((clipped > unclipped).to(values.dtype), mask)
 
 
 class RunningMoments:
@@ -281,9 +212,9 @@ class PPOTrainer(Trainer):
             self.reward_moments.update(score)
             s = self.reward_moments.normalise(score, c.reward_clip)
         rewards = kl_penalised_rewards(s, old_logp, ref_logp, cm, c.kl_coef)
-        advantages, returns = gae(rewards, old_values, cm, c.gamma, c.lam)
+        advantages, returns = token_gae(rewards, old_values, cm, c.gamma, c.lam)
         if c.normalise_advantages:
-            advantages = masked_whiten(advantages, cm)
+            advantages = standardize(advantages, cm)
 
         g = torch.Generator().manual_seed(self.seed_for(step))
         stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clip_frac": [],
@@ -292,8 +223,10 @@ class PPOTrainer(Trainer):
             for mb in torch.randperm(len(rows), generator=g).chunk(c.num_mini_batches):
                 logp = self.engine.logprobs(*(t[mb] for t in batch), temperature=c.temperature)
                 values = completion_outputs(self.critic.token_values(ids[mb], mask[mb]), c_len)
-                pl, clip_frac = policy_loss(logp, old_logp[mb], advantages[mb], cm[mb], c.clip_range)
-                vl, v_clip_frac = value_loss(values, old_values[mb], returns[mb], cm[mb], c.clip_range_value)
+                pl, clip_frac = clipped_surrogate_loss(torch.exp(logp - old_logp[mb]), advantages[mb], c.clip_range,
+                                                       cm[mb])
+                vl, v_clip_frac = value_loss(values, old_values[mb], returns[mb], c.clip_range_value, cm[mb])
+                vl = 0.5 * vl   # L_V = 1/2 E[...]
                 loss = pl + c.vf_coef * vl
                 if c.ptx_coef > 0:
                     ptx = rng.sample(self.ptx_pairs, min(len(mb), len(self.ptx_pairs)))

@@ -126,6 +126,16 @@ class Env:
         return s
 
 
+def setup(
+    env: Any, episodes: int, episode_length: int, gamma: float | None, seed: int | None
+) -> tuple[Env, int, float, np.random.Generator]:
+    """What every episodic method starts from: the checked env, the number of episodes, gamma and the
+    seeded random generator."""
+    episodes, seed = check_positive_int("episodes", episodes), check_seed(seed)
+    checked = Env(env, episode_length, seed)
+    return checked, episodes, resolve_gamma(checked.env, gamma), np.random.default_rng(seed)
+
+
 # ------------------------------------------------------------------------------------ policies
 def epsilon_greedy(q: np.ndarray, epsilon: float) -> np.ndarray:
     """pi(a|s) = 1 - eps (|A|-1)/|A| for the greedy action (lowest index on ties), eps/|A| otherwise."""
