@@ -68,6 +68,9 @@ def test_recurrent_and_parallel_linear_attention_agree_with_the_sums_they_stand_
     first, st = la.parallel(*(x[:, :, :4] for x in (a_q, a_k, b_q, b_k, v)), normalise=normalise)
     rest, _ = la.parallel(*(x[:, :, 4:] for x in (a_q, a_k, b_q, b_k, v)), st, normalise=normalise)
     torch.testing.assert_close(torch.cat([first, rest], 2), par, atol=1e-5, rtol=0)
+    blocks, (s2, z2) = la.chunked(a_q, a_k, b_q, b_k, v, normalise=normalise, chunk=2)
+    torch.testing.assert_close(blocks, par, atol=1e-5, rtol=0)
+    torch.testing.assert_close(s2, s, atol=1e-5, rtol=0)
     # o_i = sum_{j<=i} (a_q_i . a_k_j) v_j / (sum_{j<=i} b_q_i . b_k_j + eps), written out
     i = 6
     num = sum((a_q[..., i, :] * a_k[..., j, :]).sum(-1, keepdim=True) * v[..., j, :] for j in range(i + 1))

@@ -5,16 +5,20 @@ the numerator) and b (in the denominator) of queries and keys,
 
     o_i = sum_{j<=i} (a(q_i) . a(k_j)) v_j  /  sum_{j<=i} b(q_i) . b(k_j)
 
-is computed in two equal ways:
+is computed in three equal ways:
 
 - ``parallel`` (training): the masked (T, T) matrices A = tril(a(Q) a(K)^T), D = tril(b(Q) b(K)^T);
-  o = A V / D 1. Given the state of earlier tokens it adds their part: the chunk form.
-- ``recurrent`` (decoding), an O(1) state per token: S_i = S_{i-1} + a(k_i) v_i^T, z_i = z_{i-1} + b(k_i),
-  o_i = a(q_i) S_i / b(q_i) . z_i.
+  o = A V / D 1. Given the state of earlier tokens it adds their part.
+- ``chunked``: ``parallel`` block by block, each after the state of the blocks before it: O(T c) memory
+  for blocks of c tokens instead of O(T^2) (the chunkwise form: Hua et al. 2022, "Transformer Quality in
+  Linear Time", arXiv:2202.10447; Yang et al. 2023, "Gated Linear Attention Transformers with
+  Hardware-Efficient Training", arXiv:2312.06635). The built-in model runs it (c = 64) on several tokens.
+- ``recurrent`` (decoding, one token), an O(1) state per token: S_i = S_{i-1} + a(k_i) v_i^T,
+  z_i = z_{i-1} + b(k_i), o_i = a(q_i) S_i / b(q_i) . z_i.
 
-``normalise=False`` drops the denominator for TransNormer's NormAttention (Qin et al. 2022, "The Devil in
-Linear Transformer", arXiv:2210.10340, NormAttention: the denominator's unbounded gradients are replaced by a
-norm of the output, applied by the caller). The feature maps (``features``):
+``normalise=False`` drops the denominator, for TransNormer's NormAttention (Qin et al. 2022, "The Devil
+in Linear Transformer", arXiv:2210.10340): a norm of the output, applied by the caller, in place of the
+denominator whose gradients are unbounded. The feature maps (``features``):
 
 - ``elu``: phi(x) = elu(x) + 1 (Katharopoulos et al., sec. 3.2);
 - ``performer``: FAVOR+ positive random features (Choromanski et al. 2020, "Rethinking Attention with
@@ -41,6 +45,7 @@ import torch.nn.functional as F
 
 FEATURE_MAPS = ("elu", "performer", "cosformer")
 EPS = 1e-6  # in the denominator: rows that see no key (padding) give 0, not 0 / 0
+CHUNK = 64
 
 
 def orthogonal_features(m: int, d: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -100,6 +105,19 @@ def parallel(a_q: torch.Tensor, a_k: torch.Tensor, b_q: torch.Tensor, b_k: torch
     if state is not None:
         den = den + b_q @ state[1][..., None]
     return num / (den + EPS), (s, z)
+
+
+def chunked(a_q: torch.Tensor, a_k: torch.Tensor, b_q: torch.Tensor, b_k: torch.Tensor, v: torch.Tensor,
+            state: tuple[torch.Tensor, torch.Tensor] | None = None, normalise: bool = True, chunk: int = CHUNK,
+            ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """``parallel`` over blocks of ``chunk`` tokens, each after the state of the ones before it."""
+    out = []
+    for start in range(0, v.shape[-2], chunk):
+        block = slice(start, start + chunk)
+        o, state = parallel(a_q[..., block, :], a_k[..., block, :], b_q[..., block, :], b_k[..., block, :],
+                            v[..., block, :], state, normalise)
+        out.append(o)
+    return torch.cat(out, -2), state
 
 
 def recurrent(a_q: torch.Tensor, a_k: torch.Tensor, b_q: torch.Tensor, b_k: torch.Tensor, v: torch.Tensor,

@@ -229,7 +229,7 @@ class Attention(nn.Module):
         layer = cache.layers[self.layer_idx] if cache is not None else None
         state = None if layer is None or layer.recurrent_states[0] is None else (
             layer.recurrent_states[0], layer.recurrent_states[1])
-        form = la.recurrent if q.shape[2] == 1 and layer is not None else la.parallel
+        form = la.recurrent if q.shape[2] == 1 and layer is not None else la.chunked
         o, (s, z) = form(a_q, a_k, b_q, b_k, v, state, normalise=c.linear_norm == "sum")
         if layer is not None:
             layer.update_recurrent_state(s, 0)
