@@ -7,8 +7,8 @@ An algorithm is one file with a config dataclass and an `Agent` subclass::
 
     @dataclass
     class MyConfig(AgentConfig):              # published defaults; say where they come from
-        n_steps: int = 128
-        def check(self) -> None:              # range checks; types are checked by AgentConfig
+        n_steps: int = field(128, "rollout length per env")   # bellman.core.config.field: default, help
+        def check(self) -> None:              # range checks; types are checked by Config
             super().check()
             self.require(self.n_steps >= 1, "n_steps", "an int >= 1")
 
@@ -56,7 +56,6 @@ import importlib
 import math
 import random
 import time
-import typing
 import warnings
 from collections import deque
 from pathlib import Path
@@ -68,6 +67,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from bellman.core.config import Config, field
 from bellman.deep import checkpoint
 from bellman.deep.logger import Logger
 from bellman.deep.nets import ACTIVATIONS, obs_to_tensor
@@ -80,43 +80,29 @@ class NonFiniteError(ValueError, FloatingPointError):
 
 
 @dataclasses.dataclass
-class AgentConfig:
-    """Settings shared by all algorithms.
+class AgentConfig(Config):
+    """Settings shared by all algorithms. ``presets`` are tuned settings by env id (rl-baselines3-zoo),
+    ``fast_presets`` bellman's own quicker ones on top of them; ``for_env`` applies both.
 
-    n_envs: environment copies stepped together. gamma: discount. learning_rate: optimiser step size.
-    hidden / activation: the MLP bodies. vectorized: use Gymnasium's numpy-vectorised implementation of
-    the env when it has one (CartPole), else copies in one process. torch_threads: torch intra-op threads.
-    flush_denormal: treat denormal floats (magnitude < 1.2e-38) as 0 (`torch.set_flush_denormal`); the CPU's
-    slow path for them can make an Adam step several times slower, e.g. on the ReLU nets of DQN. Off by
+    The two torch settings are process-wide and applied when an agent is built. ``flush_denormal`` is off by
     default: it changes float arithmetic for everything else in the process too (numpy included).
-    Both torch settings are process-wide and applied when an agent is built.
     """
 
-    n_envs: int = 1
-    gamma: float = 0.99
-    learning_rate: float = 3e-4
-    hidden: tuple[int, ...] = (64, 64)
-    activation: str = "tanh"
-    vectorized: bool = True
-    torch_threads: int = 1
-    flush_denormal: bool = False
+    n_envs: int = field(1, "environment copies stepped together")
+    gamma: float = field(0.99, "discount factor")
+    learning_rate: float = field(3e-4, "optimiser step size")
+    hidden: tuple[int, ...] = field((64, 64), "units of each hidden layer of the MLP bodies")
+    activation: str = field("tanh", "activation of the MLP bodies (" + ", ".join(sorted(ACTIVATIONS)) + ")")
+    vectorized: bool = field(True, "use Gymnasium's numpy-vectorised implementation of the env when it has one "
+                                   "(CartPole), else copies in one process")
+    torch_threads: int = field(1, "torch intra-op threads")
+    flush_denormal: bool = field(False, "treat denormal floats (magnitude < 1.2e-38) as 0 "
+                                        "(torch.set_flush_denormal): the CPU's slow path for them can make an Adam "
+                                        "step several times slower, e.g. on the ReLU nets of DQN")
 
-    presets: ClassVar[dict[str, dict[str, Any]]] = {}  # tuned settings per env id (rl-baselines3-zoo)
-    fast_presets: ClassVar[dict[str, dict[str, Any]]] = {}  # bellman's own quicker settings, on top of presets
-
-    def __post_init__(self) -> None:
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            setattr(self, f.name, _coerce(type(self).__name__, f.name, getattr(self, f.name), hints[f.name]))
-        self.check()
-
-    def require(self, ok: bool, name: str, allowed: str) -> None:
-        """Raise a ValueError naming the field, its value and what is allowed, unless `ok`."""
-        if not ok:
-            raise ValueError(f"{type(self).__name__}.{name} = {getattr(self, name)!r} is invalid; allowed: {allowed}")
+    fast_presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def check(self) -> None:
-        """Value checks; subclasses extend it (call super().check())."""
         self.require(self.n_envs >= 1, "n_envs", "an int >= 1")
         self.require(0.0 <= self.gamma <= 1.0, "gamma", "a float in [0, 1]")
         self.require(self.learning_rate > 0, "learning_rate", "a float > 0")
@@ -124,20 +110,6 @@ class AgentConfig:
                      "a non-empty tuple of ints >= 1")
         self.require(self.activation in ACTIVATIONS, "activation", f"one of {sorted(ACTIVATIONS)}")
         self.require(self.torch_threads >= 1, "torch_threads", "an int >= 1")
-
-    @classmethod
-    def keys(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> AgentConfig:
-        """Build from a dict, with a clear error for unknown keys."""
-        unknown = sorted(set(values) - set(cls.keys()))
-        if unknown:
-            hints = {k: difflib.get_close_matches(k, cls.keys(), n=1) for k in unknown}
-            said = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items())
-            raise ValueError(f"unknown {cls.__name__} key(s): {said}; allowed: {', '.join(cls.keys())}")
-        return cls(**values)
 
     @classmethod
     def for_env(cls, env_id: str | None, fast: bool = False, **changes: Any) -> AgentConfig:
@@ -151,41 +123,17 @@ class AgentConfig:
         fast_changes = cls.fast_presets[env_id or ""] if fast else {}
         return cls.from_dict({**cls.presets.get(env_id or "", {}), **fast_changes, **changes})
 
-    def replace(self, **changes: Any) -> AgentConfig:
-        """A copy with some fields changed (validated like the constructor)."""
-        return self.from_dict({**dataclasses.asdict(self), **changes})
-
-    @classmethod
-    def parse(cls, assignments: list[str]) -> dict[str, Any]:
-        """Parse ["key=value", ...] (the CLI's --set) into typed values: 64,64 for tuples, none, true/false."""
-        hints = typing.get_type_hints(cls)
-        out: dict[str, Any] = {}
-        for item in assignments:
-            key, sep, text = item.partition("=")
-            key = key.strip()
-            if not sep:
-                raise ValueError(f"--set expects key=value, got {item!r}")
-            if key not in hints:
-                cls.from_dict({key: None})  # raises the unknown-key error
-            out[key] = _parse_text(key, text.strip(), hints[key])
-        return out
-
 
 @dataclasses.dataclass
 class ReplayConfig(AgentConfig):
-    """Settings shared by the replay-based agents (DQN, DDPG), with Stable-Baselines3's names.
+    """Settings shared by the replay-based agents (DQN, DDPG), with Stable-Baselines3's names."""
 
-    buffer_size: replay capacity. learning_starts: env steps of uniform random actions before learning.
-    batch_size: minibatch size. tau: target-network update rate (1 copies). train_freq: env steps between
-    training phases. gradient_steps: updates per phase.
-    """
-
-    buffer_size: int = 1_000_000
-    learning_starts: int = 100
-    batch_size: int = 256
-    tau: float = 0.005
-    train_freq: int = 1
-    gradient_steps: int = 1
+    buffer_size: int = field(1_000_000, "replay capacity (transitions)")
+    learning_starts: int = field(100, "env steps of uniform random actions before learning")
+    batch_size: int = field(256, "minibatch size")
+    tau: float = field(0.005, "target-network update rate (1 copies)")
+    train_freq: int = field(1, "env steps between training phases")
+    gradient_steps: int = field(1, "updates per training phase")
 
     def check(self) -> None:
         super().check()
@@ -195,61 +143,6 @@ class ReplayConfig(AgentConfig):
         self.require(0.0 < self.tau <= 1.0, "tau", "a float in (0, 1]")
         self.require(self.train_freq >= 1, "train_freq", "an int >= 1")
         self.require(self.gradient_steps >= 1, "gradient_steps", "an int >= 1")
-
-
-def _coerce(owner: str, name: str, value: Any, tp: Any) -> Any:
-    """Check `value` against the annotation `tp` (int, float, bool, str, tuple[int, ...], X | None)."""
-    args = typing.get_args(tp)
-    if type(None) in args:
-        if value is None:
-            return None
-        tp = next(a for a in args if a is not type(None))
-    bad = TypeError(f"{owner}.{name} must be {getattr(tp, '__name__', tp)}, got {value!r} "
-                    f"({type(value).__name__})")
-    if tp is bool:
-        if not isinstance(value, (bool, np.bool_)):
-            raise bad
-        return bool(value)
-    if tp is int:
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-            raise bad
-        return int(value)
-    if tp is float:
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise bad
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise bad
-        return value
-    if typing.get_origin(tp) is tuple:
-        if not isinstance(value, (tuple, list)) or not all(
-                isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
-            raise TypeError(f"{owner}.{name} must be a tuple of ints, got {value!r}")
-        return tuple(int(v) for v in value)
-    return value
-
-
-def _parse_text(key: str, text: str, tp: Any) -> Any:
-    args = typing.get_args(tp)
-    if type(None) in args:
-        if text.lower() in ("none", "null", ""):
-            return None
-        tp = next(a for a in args if a is not type(None))
-    try:
-        if tp is bool:
-            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError
-            return text.lower() in ("true", "1", "yes")
-        if tp is int:
-            return int(float(text)) if float(text).is_integer() else int(text)
-        if tp is float:
-            return float(text)
-        if typing.get_origin(tp) is tuple:
-            return tuple(int(v) for v in text.replace("(", "").replace(")", "").split(",") if v.strip())
-        return text
-    except ValueError:
-        raise ValueError(f"--set {key}={text!r}: cannot read it as {getattr(tp, '__name__', tp)}") from None
 
 
 class Transition(NamedTuple):
