@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -42,9 +43,10 @@ class Child(Example):
 
 def test_values_are_converted_to_their_annotation():
     c = Example(steps=np.int64(3), rate=1, on=np.bool_(False), sizes=[4, 5], weights=[1, 2.5], limit=2,
-                inner={"width": 8})
+                inner={"width": 8}, name=Path("runs") / "a")
     assert (c.steps, c.rate, c.on, c.sizes, c.weights, c.limit, c.inner) == (3, 1.0, False, (4, 5), (1.0, 2.5),
                                                                             2.0, Inner(8))
+    assert c.name == str(Path("runs") / "a")
     assert type(c.steps) is int and type(c.rate) is float and type(c.weights[0]) is float
 
 

@@ -15,8 +15,8 @@ A config subclasses ``Config``; every field carries its help text, checks go in 
             self.require(self.n_steps >= 1, "n_steps", "an int >= 1")
 
 Construction converts every value to its annotation (bool, int, float, str, ``Literal[...]``, ``X | None``,
-``tuple[int, ...]``, ``tuple[float, ...]``, a nested ``Config``), with a TypeError naming the field for a
-value of the wrong type, then runs ``check()``. ``from_dict`` names unknown keys (with the closest known
+``tuple[int, ...]``, ``tuple[float, ...]``, a nested ``Config``; a path given for a str is stored as its str),
+with a TypeError naming the field for a value of the wrong type, then runs ``check()``. ``from_dict`` names unknown keys (with the closest known
 one), ``parse`` reads ``key=value`` text (the command line's ``--set``), ``to_dict`` is ready for JSON,
 ``help(name)`` is a field's help text (inherited when a subclass only changes the default).
 """
@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import os
 import types
 import typing
 from typing import Any, ClassVar, Literal, TypeVar, Union
@@ -209,10 +210,10 @@ def _coerce(owner: str, name: str, value: Any, tp: Any) -> Any:
         if not _is_number(value):
             raise bad
         return float(value)
-    if inner is str:
-        if not isinstance(value, str):
+    if inner is str:  # a path given for a str field (an output directory) is stored as its str
+        if not isinstance(value, (str, os.PathLike)):
             raise bad
-        return value
+        return os.fspath(value)
     if isinstance(inner, type) and issubclass(inner, Config):
         if isinstance(value, dict):
             return inner.from_dict(value)

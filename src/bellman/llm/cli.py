@@ -39,16 +39,13 @@ def load(model: str, seed: int = 0, lora: bool = False, bf16: bool = False, grad
 
 def task_and_template(task: str, template: str, seed: int = 0):
     """(task, prompt_fn, accuracy, format_fn) for the --task / --template options."""
-    from bellman.llm import r1_zero
-    from bellman.llm.tasks import format_reward, get_task
-    from bellman.llm.trainer import plain_prompt
-    if template not in ("plain", "r1"):
+    from bellman.llm.r1_zero import R1_ZERO
+    from bellman.llm.tasks import PLAIN, get_task
+    templates = {"plain": PLAIN, "r1": R1_ZERO}
+    if template not in templates:
         raise ValueError(f"--template must be 'plain' or 'r1', got {template!r}")
-    t = get_task(task, seed=seed)
-    if template == "plain":
-        return t, plain_prompt, t.accuracy, None
-    acc = r1_zero.accuracy_reward if t.accuracy.__name__ == "arithmetic_reward" else t.accuracy
-    return t, r1_zero.prompt, acc, format_reward
+    t, chosen = get_task(task, seed=seed), templates[template]
+    return t, chosen.prompt, chosen.accuracy_for(t), chosen.format_reward
 
 
 def report(result: dict, out: Path) -> None:
@@ -175,15 +172,15 @@ def ppo(task: str = TASK, model: str = MODEL, out: Path = OUT,
     Defaults are the ones that raised the tiny model's accuracy in benchmarks/llm_gains.py; a larger lr or a
     smaller --kl-coef lets the policy over-optimise an imperfect reward model.
     """
-    from bellman.llm.ppo import PPOConfig, PPOTrainer
+    from bellman.llm.ppo import PPORLHFConfig, PPORLHFTrainer
     from bellman.llm.reward_model import RewardModel
     m, tok = load(model, seed, lora, bf16, gradient_checkpointing)
     t, prompt_fn, acc, fmt = task_and_template(task, template, seed)
-    cfg = PPOConfig(out=str(out), total_steps=steps, learning_rate=lr, batch_size=batch_size,
-                    num_ppo_epochs=ppo_epochs, num_mini_batches=mini_batches, kl_coef=kl_coef, vf_coef=vf_coef,
+    cfg = PPORLHFConfig(out=str(out), total_steps=steps, learning_rate=lr, batch_size=batch_size,
+                    n_epochs=ppo_epochs, num_mini_batches=mini_batches, kl_coef=kl_coef, vf_coef=vf_coef,
                     temperature=temperature, max_new_tokens=max_new_tokens, ptx_coef=ptx_coef, seed=seed,
                     eval_rows=eval_rows, eval_max_new_tokens=max_new_tokens)
-    trainer = PPOTrainer(m, tok, t, cfg, RewardModel.from_pretrained(reward_model), prompt_fn=prompt_fn,
+    trainer = PPORLHFTrainer(m, tok, t, cfg, RewardModel.from_pretrained(reward_model), prompt_fn=prompt_fn,
                          accuracy=acc, format_fn=fmt)
     report(trainer.train(), out)
 

@@ -19,28 +19,29 @@ Usage::
     from bellman.llm.tasks import arithmetic
     model, tok = load_model("runs/sft/model"); task = arithmetic()
     pairs = sample_preference_pairs(model, tok, task.train[:256], task.rewards, num_generations=8)
-    DPOTrainer(model, tok, task, DPOConfig(out="runs/dpo", learning_rate=1e-4), pairs).train()
+    DPOTrainer(model, tok, task, DPOConfig.preset("tiny", out="runs/dpo"), pairs).train()
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
+import typing
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from bellman.llm.config import DPOConfig, DPOLossType, SamplingConfig
 from bellman.llm.model import completion_logprobs, shared_prompt_logprobs
 from bellman.llm.reward_model import check_pairs
-from bellman.llm.rollout import SamplingConfig, generate
-from bellman.llm.tasks import RewardFn, Task, call_reward, columns
-from bellman.llm.trainer import Trainer, TrainerConfig, plain_prompt
+from bellman.llm.rollout import generate
+from bellman.llm.tasks import RewardFn, Task, call_reward, columns, plain_prompt
+from bellman.llm.trainer import Trainer
 
-LOSS_TYPES = ("sigmoid", "ipo", "hinge")
+LOSS_TYPES = typing.get_args(DPOLossType)
 
 
 def dpo_loss(logp_chosen: torch.Tensor, logp_rejected: torch.Tensor, ref_chosen: torch.Tensor,
@@ -147,27 +148,6 @@ def frozen_reference(model: PreTrainedModel, ref_model: PreTrainedModel | None) 
     if hasattr(model, "disable_adapter"):
         return None
     return copy.deepcopy(model).eval().requires_grad_(False)
-
-
-@dataclass
-class DPOConfig(TrainerConfig):
-    """DPO settings; defaults from Rafailov et al. 2023 (appendix B: beta 0.1, learning rate 1e-6, batch 64)
-    and TRL's DPOConfig (max_grad_norm 1.0). The built-in tiny model wants a larger learning rate (~1e-4)."""
-
-    learning_rate: float = 1e-6
-    beta: float = 0.1
-    loss_type: str = "sigmoid"
-    batch_size: int = 64
-    share_prompt: bool = True      # run each prompt once for its chosen and rejected completion
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.loss_type not in LOSS_TYPES:
-            raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
-        if not self.beta > 0:
-            raise ValueError(f"beta must be > 0, got {self.beta}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
 class DPOTrainer(Trainer):

@@ -27,16 +27,16 @@ from __future__ import annotations
 import random
 import string
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from bellman.llm.grpo import GRPOConfig, GRPOTrainer
+from bellman.llm.config import R1ZeroConfig, SFTConfig
+from bellman.llm.grpo import GRPOTrainer
 from bellman.llm.model import load_model
-from bellman.llm.sft import SFTConfig, SFTTrainer
-from bellman.llm.tasks import Task, arithmetic, arithmetic_reward, format_reward
+from bellman.llm.sft import SFTTrainer
+from bellman.llm.tasks import Task, Template, arithmetic_reward, format_reward
 
 TEMPLATE = "Reason in <think> </think>, then answer in <answer> </answer>.\n<think>{question}="
 WORDS = ("the a one cat dog sun moon tree river stone bird fish red blue green small big old new runs sees finds "
@@ -55,6 +55,10 @@ def accuracy_reward(prompts: list[str], completions: list[str], answer: list[str
     """1.0 if the completion has an <answer> tag holding the right answer, else 0.0."""
     tagged = arithmetic_reward(prompts, completions, answer)
     return [r if "<answer>" in c else 0.0 for r, c in zip(tagged, completions)]
+
+
+R1_ZERO = Template("r1", prompt, format_reward, {arithmetic_reward: accuracy_reward})
+"""The template with its format reward; answers to arithmetic count only inside the <answer> tag."""
 
 
 def worked_sum(question: str) -> str:
@@ -127,31 +131,6 @@ def base_corpus(task: Task, n_generic: int, seed: int = 0) -> list[dict]:
     return [{"prompt": "", "completion": d} for d in docs]
 
 
-@dataclass
-class R1ZeroConfig:
-    """The whole recipe on the tiny model. GRPO settings follow DeepSeekMath / DAPO (k3 KL with beta 0.04,
-    clip-higher 0.28, token-level "dapo" aggregation) with a learning rate and group size for a
-    sub-million-parameter model; the KL term keeps the base model's arithmetic while the format is learnt."""
-
-    seed: int = 0
-    n_train: int = 5000
-    n_test: int = 200
-    base_model: str = "tiny"
-    pretrain_steps: int = 1000
-    pretrain_lr: float = 3e-3
-    pretrain_warmup_steps: int = 50
-    pretrain_batch_size: int = 64
-    n_generic: int = 6000
-    grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(
-        learning_rate=1e-4, num_generations=8, prompts_per_step=8, beta=0.04, eps_low=0.2, eps_high=0.28,
-        loss_type="dapo", temperature=1.0, max_new_tokens=80, total_steps=30, eval_rows=200,
-        eval_max_new_tokens=80, checkpoint_every=10))
-
-    def task(self) -> Task:
-        """The recipe's task: 2-3 digit addition, ``n_train`` / ``n_test`` problems drawn with ``seed``."""
-        return arithmetic(digits=(2, 3), op="+", n_train=self.n_train, n_test=self.n_test, seed=self.seed)
-
-
 def pretrain_base(task: Task, config: R1ZeroConfig, out: Path | None = None,
                   ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict]:
     """Step 1: the base model, taught ``base_corpus`` with next-token cross-entropy (no template), packed
@@ -179,7 +158,7 @@ def run(out: str | Path | None, config: R1ZeroConfig | None = None, task: Task |
     else:
         model, tok = load_model(c.base_model, seed=c.seed)
     t1 = time.perf_counter()
-    g = GRPOConfig(**{**asdict(c.grpo), "out": str(out) if out else None, "seed": c.seed})
+    g = c.grpo.replace(out=str(out) if out else None, seed=c.seed)
     trainer = GRPOTrainer(model, tok, task, g, rewards=[format_reward, accuracy_reward], prompt_fn=prompt,
                           accuracy=accuracy_reward, format_fn=format_reward)
     result = trainer.train()

@@ -22,59 +22,18 @@ import math
 import os
 import random
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
 
-from bellman.llm.rollout import SamplingConfig, generate
-from bellman.llm.tasks import RewardFn, Task, call_reward, columns
+from bellman.llm.config import SamplingConfig, TrainerConfig
+from bellman.llm.rollout import generate
+from bellman.llm.tasks import RewardFn, Task, call_reward, columns, plain_prompt
 
 
-LR_SCHEDULERS = ("constant", "linear", "cosine")
 RESUMABLE = ("out", "total_steps", "progress", "checkpoint_every")  # settings a resumed run may change
-
-
-@dataclass
-class TrainerConfig:
-    """Fields every trainer shares. ``out`` None keeps everything in memory (no files). The learning rate
-    warms up linearly over ``warmup_steps``, then stays constant or decays (linear / cosine) to 0 at
-    ``total_steps`` (transformers' ``get_scheduler``)."""
-
-    out: str | None = None
-    total_steps: int = 100
-    learning_rate: float = 1e-5
-    lr_scheduler: str = "constant"
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    checkpoint_every: int = 50
-    eval_rows: int = 200
-    eval_max_new_tokens: int = 32
-    eval_batch_size: int = 64
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("total_steps", "checkpoint_every", "eval_max_new_tokens", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.eval_rows < 0:
-            raise ValueError(f"eval_rows must be >= 0, got {self.eval_rows}")
-        if self.lr_scheduler not in LR_SCHEDULERS:
-            raise ValueError(f"lr_scheduler must be one of {LR_SCHEDULERS}, got {self.lr_scheduler!r}")
-        if not 0 <= self.warmup_steps <= self.total_steps:
-            raise ValueError(f"warmup_steps must be in [0, total_steps={self.total_steps}], got {self.warmup_steps}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if not self.max_grad_norm > 0:
-            raise ValueError(f"max_grad_norm must be > 0, got {self.max_grad_norm}")
-
-
-def plain_prompt(row: dict) -> str:
-    """The task's own prompt text (no template)."""
-    return row["prompt"]
 
 
 @torch.no_grad()
