@@ -128,7 +128,7 @@ def test_base_corpus_forms_give_the_right_result_mostly_outside_a_tag():
 
 
 def test_cli_sft_then_eval_and_errors(tmp_path):
-    runner = CliRunner()
+    runner = CliRunner(env={"BELLMAN_DEBUG": "1"})  # errors propagate, so their type is checked
     out = tmp_path / "sft"
     r = runner.invoke(app, ["llm", "sft", "--out", str(out), "--steps", "2", "--eval-rows", "4", "--batch-size", "4"])
     assert r.exit_code == 0, r.output

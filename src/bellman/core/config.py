@@ -119,9 +119,10 @@ class Config:
         return _hints(cls)[name]
 
     @classmethod
-    def parse_value(cls, name: str, text: str) -> Any:
-        """Field ``name``'s value read from text: "64,64" for tuples, "none" for None, true/false for bools."""
-        return _parse_text(name, text.strip(), cls.annotation(name))
+    def parse_value(cls, name: str, text: str, said: str | None = None) -> Any:
+        """Field ``name``'s value read from text: "64,64" for tuples, "none" for None, true/false for bools.
+        ``said`` is how the value was given, for the error message (default: name=text)."""
+        return _parse_text(said or f"{name}={text.strip()!r}", text.strip(), cls.annotation(name))
 
     @classmethod
     def parse(cls, assignments: list[str]) -> dict[str, Any]:
@@ -133,10 +134,7 @@ class Config:
             if not sep:
                 raise ValueError(f"--set expects key=value, got {item!r}")
             cls._known([key])
-            try:
-                out[key] = cls.parse_value(key, text)
-            except ValueError as e:
-                raise ValueError(f"--set {e}") from None
+            out[key] = cls.parse_value(key, text, said=f"--set {key}={text.strip()!r}")
         return out
 
 
@@ -145,7 +143,7 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _optional(tp: Any) -> tuple[Any, bool]:
+def split_optional(tp: Any) -> tuple[Any, bool]:
     """(X, True) for ``X | None``, else (tp, False)."""
     args = typing.get_args(tp)
     if typing.get_origin(tp) in (Union, types.UnionType) and type(None) in args:
@@ -156,7 +154,7 @@ def _optional(tp: Any) -> tuple[Any, bool]:
 
 def type_name(tp: Any) -> str:
     """How an annotation reads in messages and help: float, 'a' | 'b', tuple of ints, float or None."""
-    tp, optional = _optional(tp)
+    tp, optional = split_optional(tp)
     if typing.get_origin(tp) is Literal:
         name = " | ".join(repr(a) for a in typing.get_args(tp))
     elif typing.get_origin(tp) is tuple:
@@ -181,7 +179,7 @@ def _is_number(v: Any) -> bool:
 
 def _coerce(owner: str, name: str, value: Any, tp: Any) -> Any:
     """``value`` checked against the annotation ``tp`` and converted to it (numpy scalars to Python ones)."""
-    inner, optional = _optional(tp)
+    inner, optional = split_optional(tp)
     if optional and value is None:
         return None
     bad = TypeError(f"{owner}.{name} must be {type_name(tp)}, got {value!r} ({type(value).__name__})")
@@ -223,8 +221,8 @@ def _coerce(owner: str, name: str, value: Any, tp: Any) -> Any:
     return value
 
 
-def _parse_text(name: str, text: str, tp: Any) -> Any:
-    inner, optional = _optional(tp)
+def _parse_text(said: str, text: str, tp: Any) -> Any:
+    inner, optional = split_optional(tp)
     if optional and text.lower() in ("none", "null", ""):
         return None
     origin = typing.get_origin(inner)
@@ -244,7 +242,7 @@ def _parse_text(name: str, text: str, tp: Any) -> Any:
             raise ValueError
         return text
     except ValueError:
-        raise ValueError(f"{name}={text!r}: cannot read it as {type_name(tp)}") from None
+        raise ValueError(f"{said}: cannot read it as {type_name(tp)}") from None
 
 
 def _plain(value: Any) -> Any:
