@@ -26,9 +26,10 @@ from pathlib import Path
 
 import torch
 
-from bellman.llm.dpo import DPOConfig, DPOTrainer, sample_preference_pairs
+from bellman.llm.dpo import DPOConfig, DPOTrainer
 from bellman.llm.grpo import GRPOConfig, GRPOTrainer
 from bellman.llm.model import load_model
+from bellman.llm.pairs import sample_preference_pairs
 from bellman.llm.ppo import PPORLHFConfig, PPORLHFTrainer
 from bellman.llm.reward_model import RewardModel, RewardModelConfig, RewardModelTrainer
 from bellman.llm.rollout import SamplingConfig

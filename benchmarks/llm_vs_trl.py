@@ -109,12 +109,14 @@ def timed_calls(targets: dict[str, tuple[object, str]], run) -> dict[str, list[f
 
 def grpo_phases(path: Path, rows: list[dict], a) -> None:
     """Median cost per step of each part of a GRPO step, bellman and TRL (first two steps left out)."""
-    import bellman.llm.grpo as bellman_grpo_module
     from trl import GRPOTrainer as TRLGRPOTrainer
+
+    from bellman.llm.engine import LeanEngine
+    from bellman.llm.grpo import GRPOTrainer
     common = {"backward": (torch.Tensor, "backward"), "AdamW step": (torch.optim.AdamW, "step")}
     sides = {
-        "bellman": ({"sampling": (bellman_grpo_module, "generate"),
-                     "log-prob forwards (policy, reference)": (bellman_grpo_module, "shared_prompt_logprobs"),
+        "bellman": ({"sampling": (GRPOTrainer, "sample"),
+                     "log-prob forwards (policy, reference)": (LeanEngine, "logprobs"),
                      **common}, lambda: bellman_grpo(path, rows, a)),
         "TRL": ({"sampling": (TRLGRPOTrainer, "_generate"),
                  "log-prob forwards (policy, reference)": (TRLGRPOTrainer, "_get_per_token_logps_and_entropies"),
@@ -138,12 +140,15 @@ def kernels(path: Path, rows: list[dict], a) -> None:
     """Interleaved min / median of the decoding and DPO-forward variants (see the module docstring)."""
     from transformers import GenerationConfig
 
-    import bellman.llm.model as model_module
-    import bellman.llm.rollout as rollout
-    from bellman.llm.model import completion_logprobs, encode_completions, encode_prompts, load_model
+    from bellman.llm.batching import encode_completions, encode_prompts
+    from bellman.llm.engine import HFEngine, LeanEngine
+    from bellman.llm.logprobs import completion_logprobs
+    from bellman.llm.model import load_model
+    from bellman.llm.rollout import SamplingConfig
     model, tok = load_model(path)
+    lean, hf = LeanEngine(model, tok), HFEngine(model, tok)
     prompts = [r["prompt"] for r in rows[:a.prompts] for _ in range(a.generations)]
-    sampling = rollout.SamplingConfig(temperature=1.0, max_new_tokens=a.max_new_tokens)
+    sampling = SamplingConfig(temperature=1.0, max_new_tokens=a.max_new_tokens)
     p_ids, p_mask = encode_prompts(tok, prompts)
     gen_cfg = GenerationConfig(do_sample=True, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=a.max_new_tokens,
                                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
@@ -152,39 +157,33 @@ def kernels(path: Path, rows: list[dict], a) -> None:
     dpo_c = encode_completions(tok, [x[side] for x in pairs for side in ("chosen", "rejected")])
     dpo_p2 = tuple(t.repeat_interleave(2, 0) for t in dpo_p)
 
-    def without_lean(f):
+    def decode(engine):
         def run():
-            lean = model_module.lean_supported
-            rollout.lean_supported = model_module.lean_supported = lambda m: False
-            try:
-                f()
-            finally:
-                rollout.lean_supported = model_module.lean_supported = lean
+            model.eval()
+            engine.generate(prompts, sampling, seed=0)
         return run
-
-    def decode():
-        model.eval()
-        rollout.generate(model, tok, prompts, sampling, seed=0)
 
     def hf_generate():
         model.eval()
         with torch.no_grad():
             model.generate(input_ids=p_ids, attention_mask=p_mask, generation_config=gen_cfg)
 
-    def dpo_shared():
-        model.train()
-        model_module.shared_prompt_logprobs(model, *dpo_p, *dpo_c).sum().backward()
+    def dpo_shared(engine):
+        def run():
+            model.train()
+            engine.logprobs(*dpo_p, *dpo_c, shared_prompt=True).sum().backward()
+        return run
 
     def dpo_plain():
         model.train()
         completion_logprobs(model, *dpo_p2, *dpo_c).sum().backward()
 
     variants = {
-        f"decode {len(prompts)} rows x {a.max_new_tokens} tokens: bellman, lean forward": decode,
-        "  the same through the Hugging Face forward": without_lean(decode),
+        f"decode {len(prompts)} rows x {a.max_new_tokens} tokens: bellman, lean forward": decode(lean),
+        "  the same through the Hugging Face forward": decode(hf),
         "  Hugging Face model.generate": hf_generate,
-        f"DPO forward + backward, {a.pairs} pairs: shared prompt, lean forward": dpo_shared,
-        "  shared prompt through the Hugging Face forward": without_lean(dpo_shared),
+        f"DPO forward + backward, {a.pairs} pairs: shared prompt, lean forward": dpo_shared(lean),
+        "  shared prompt through the Hugging Face forward": dpo_shared(hf),
         "  prompt repeated, plain Hugging Face forward": dpo_plain,
     }
     times: dict[str, list[float]] = {k: [] for k in variants}

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import torch
 
+from bellman.llm.engine import get_engine
 from bellman.llm.model import load_model
 from bellman.llm.r1_zero import R1ZeroConfig, prompt
-from bellman.llm.rollout import SamplingConfig, generate
+from bellman.llm.rollout import SamplingConfig
 from bellman.llm.tasks import format_reward
 
 
@@ -32,8 +33,9 @@ def main() -> None:
     test = R1ZeroConfig(seed=a.seed).task().test
     model, tok = load_model(a.out / "base" / "model")
     model.eval()
+    engine = get_engine(model, tok)
     prompts = [prompt(r) for r in test]
-    greedy = generate(model, tok, prompts, SamplingConfig(temperature=0.0, max_new_tokens=80)).completions(tok)
+    greedy = engine.generate(prompts, SamplingConfig(temperature=0.0, max_new_tokens=80)).completions(tok)
     print(f"first held-out question {test[0]['question']}: {greedy[0]!r}")
 
     def share(flags) -> float:
@@ -53,8 +55,8 @@ def main() -> None:
     rows = [prompts[i % len(prompts)] for i in range(a.samples)]
     sampled = []
     for i in range(0, len(rows), 64):
-        sampled += generate(model, tok, rows[i:i + 64], SamplingConfig(temperature=1.0, max_new_tokens=80),
-                            seed=a.seed + i).completions(tok)
+        sampled += engine.generate(rows[i:i + 64], SamplingConfig(temperature=1.0, max_new_tokens=80),
+                                   seed=a.seed + i).completions(tok)
     print(f"sampled at temperature 1, {len(rows)} completions: "
           f"<answer> tag {share('<answer>' in s for s in sampled):.3f}, "
           f"format reward {share(format_reward(rows, sampled)):.3f}")

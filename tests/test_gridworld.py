@@ -1,3 +1,5 @@
+import warnings
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -12,6 +14,13 @@ def test_registered_and_passes_the_env_checker():
     env = gym.make("bellman/GridWorld-v0")
     check_env(env.unwrapped, skip_render_check=True)
     check_env(GridWorld(3, 4, slip=0.2, terminal_target=True, max_steps=10), skip_render_check=True)
+
+
+def test_env_checker_with_the_render_check_warns_nothing():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "No render fps was declared" without metadata["render_fps"]
+        for mode in (None, "ansi"):
+            check_env(gym.make("bellman/GridWorld-v0", render_mode=mode).unwrapped)
 
 
 def test_default_is_the_course_grid():
@@ -118,3 +127,9 @@ def test_bad_action():
     env.reset()
     with pytest.raises(ValueError, match="0..4"):
         env.step(7)
+
+
+@pytest.mark.parametrize("cell", [(1.7, 2.2), (True, 1), ("1", 2), (1,)])
+def test_cells_must_be_integer_pairs(cell):
+    with pytest.raises(ValueError, match="must be a \\(row, col\\) pair of integers"):
+        GridWorld(target=cell)

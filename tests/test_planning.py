@@ -185,3 +185,12 @@ def test_planning_identities_on_random_mdps(case):
     v_pi = evaluate_policy(mdp, random_pi)
     assert np.allclose(v_pi, evaluate_policy(mdp, random_pi, method="iterative", tol=1e-13), atol=1e-8)
     assert np.allclose((random_pi * action_values(mdp, v_pi)).sum(axis=1), v_pi, atol=1e-10)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_initial_values_are_refused_at_once(bad):
+    env = GridWorld()
+    v0 = np.zeros(env.mdp.n_states)
+    v0[3] = bad
+    with pytest.raises(ValueError, match=r"v0 must be finite; it has NaN or inf at states \[3\]"):
+        value_iteration(env.mdp, v0=v0)

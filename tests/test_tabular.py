@@ -1,4 +1,5 @@
-"""Model-free tabular methods against the exact answers of the model (ALGORITHMS.md sections 4 and 6).
+"""Model-free tabular methods against the exact answers of the model (Monte Carlo: Zhao 2025, chapter 5;
+TD: Zhao 2025, chapter 7; Sutton & Barto 2018, chapters 5-7).
 
 Learned policies are scored by their exact value: v_pi from the closed-form Bellman solution compared
 with v* from value iteration. Tolerances are stated per method and hold for the fixed seeds used here.
@@ -8,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from bellman.core.returns import discounted_returns
 from bellman.envs import GridWorld
 from bellman.planning import evaluate_policy, greedy_policy, value_iteration
 from bellman.tabular import (
@@ -22,7 +24,6 @@ from bellman.tabular import (
     sarsa,
     td0,
 )
-from bellman.tabular.mc import discounted_returns
 
 COURSE = GridWorld()  # the 5 x 5 grid world of the course, gamma = 0.9, v*(target) = 10
 SMALL = GridWorld(n_rows=3, n_cols=3, forbidden=[(1, 1), (0, 2)], target=(2, 1))

@@ -1,9 +1,10 @@
 """Finite Markov decision processes with a known model.
 
 A `TabularMDP` holds the transition probabilities P(s'|s,a), the expected rewards R(s,a) and the
-discount gamma (ALGORITHMS.md section 2). P is stored either dense, shape (S, A, S'), or as a sparse
-CSR matrix of shape (S*A, S') whose row s*A + a is the distribution over next states; the sparse form
-lets a million-state grid world fit in memory. Every model-based routine goes through the few methods
+discount gamma (Sutton & Barto 2018, section 3.1; Zhao 2025, "Mathematical Foundations of Reinforcement
+Learning", section 1.7). P is stored either dense, shape (S, A, S'), or as a sparse CSR matrix of shape
+`(S*A, S')` whose row `s*A + a` is the distribution over next states; the sparse form lets a million-state
+grid world fit in memory. Every model-based routine goes through the few methods
 below (`expected_next`, `q_from_v`, `P_pi`, `r_pi`) so it works the same on both storages.
 """
 
@@ -61,7 +62,7 @@ class TabularMDP:
     """An MDP with S states, A actions, model P(s'|s,a), expected rewards R(s,a) and discount gamma.
 
     Args:
-        P: transition probabilities, a dense array (S, A, S') or a scipy sparse matrix (S*A, S')
+        P: transition probabilities, a dense array (S, A, S') or a scipy sparse matrix `(S*A, S')`
             whose row s*A + a holds P(.|s,a).
         R: expected immediate reward, shape (S, A).
         gamma: discount factor in [0, 1); gamma = 1 only with `episodic=True`.

@@ -1,6 +1,6 @@
-"""Stochastic approximation: incremental mean, Robbins-Monro, SGD / BGD / MBGD (ALGORITHMS.md section 5).
+"""Stochastic approximation: incremental mean, Robbins-Monro, SGD / BGD / MBGD.
 
-Zhao, "Mathematical Foundations of Reinforcement Learning", chapter 6; Robbins & Monro, "A Stochastic
+Zhao 2025, "Mathematical Foundations of Reinforcement Learning", chapter 6; Robbins & Monro, "A Stochastic
 Approximation Method" (1951). Every function returns all iterates w_1, w_2, ..., w_{K+1} (first axis)
 so that convergence can be plotted.
 

@@ -25,6 +25,7 @@ TARGET_COLOR = "#5dade2"
 ARROW_COLOR = "#1e8449"
 ANNOTATE_MAX_CELLS = 400  # above this many cells values are drawn as a colour map, not as numbers
 POLICY_MAX_CELLS = 2500  # above this many cells arrows would be unreadable
+LABELLED_MAX_SIDE = 20  # grids up to this many rows and columns get row / column numbers
 CELL_INCHES = 0.9
 MAX_INCHES = 10.0
 MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1))  # up, right, down, left as (d_row, d_col)
@@ -135,7 +136,7 @@ def _draw_grid(ax: Axes, layout: Grid) -> None:
         ax.set_xticks(np.arange(n_cols + 1), minor=True)
         ax.set_yticks(np.arange(n_rows + 1), minor=True)
         ax.grid(which="minor", color="0.6", linewidth=0.8)
-    small = max(n_rows, n_cols) <= 20
+    small = max(n_rows, n_cols) <= LABELLED_MAX_SIDE
     ax.set_xticks(np.arange(n_cols) + 0.5 if small else [])
     ax.set_yticks(np.arange(n_rows) + 0.5 if small else [])
     if small:
@@ -143,6 +144,11 @@ def _draw_grid(ax: Axes, layout: Grid) -> None:
         ax.set_yticklabels(range(n_rows))
     ax.tick_params(which="both", length=0)
     ax.xaxis.tick_top()
+
+
+def _panel_title(ax: Axes, layout: Grid, text: str) -> None:
+    """A panel's title, clear of the column numbers along the top of a labelled grid."""
+    ax.set_title(text, pad=22 if max(layout[:2]) <= LABELLED_MAX_SIDE else 6)
 
 
 def _draw_values(ax: Axes, layout: Grid, v: np.ndarray, decimals: int) -> None:
@@ -208,7 +214,7 @@ def plot_values(
     values = _values(v, *layout[:2])
     fig, (ax,) = _grid_figure(layout, 1, None)
     _draw_values(ax, layout, values, decimals)
-    ax.set_title(title or "state values", pad=22 if max(layout[:2]) <= 20 else 6)
+    _panel_title(ax, layout, title or "state values")
     return _save(fig, _out(path), dpi)
 
 
@@ -227,7 +233,7 @@ def plot_policy(
     pi = _policy(policy, *layout[:2])
     fig, (ax,) = _grid_figure(layout, 1, None)
     _draw_policy(ax, layout, pi)
-    ax.set_title(title or "policy", pad=22 if max(layout[:2]) <= 20 else 6)
+    _panel_title(ax, layout, title or "policy")
     return _save(fig, _out(path), dpi)
 
 
@@ -248,11 +254,10 @@ def plot_values_and_policy(
     values = _values(v, *layout[:2])
     pi = _policy(policy, *layout[:2])
     fig, (ax_pi, ax_v) = _grid_figure(layout, 2, title)
-    pad = 22 if max(layout[:2]) <= 20 else 6
     _draw_policy(ax_pi, layout, pi)
-    ax_pi.set_title("policy", pad=pad)
+    _panel_title(ax_pi, layout, "policy")
     _draw_values(ax_v, layout, values, decimals)
-    ax_v.set_title("state values", pad=pad)
+    _panel_title(ax_v, layout, "state values")
     return _save(fig, _out(path), dpi)
 
 
@@ -319,4 +324,39 @@ def plot_learning_curves(
     axes[-1, 0].set_xlabel("episode")
     if title:
         axes[0, 0].set_title(title)
+    return _save(fig, path, dpi)
+
+
+def plot_runs(runs: Sequence[Mapping[str, Sequence[float]]], path: str | Path, title: str | None = None,
+              points: int = 200, dpi: int = 100) -> Path:
+    """Episodic return against environment step for runs of `metrics.csv` (`bellman.core.metrics.read_metrics`):
+    the mean over runs (e.g. seeds) with a band of +- one standard deviation, each run interpolated on a
+    common grid of steps (up to the shortest run)."""
+    _check_dpi(dpi)
+    if not runs:
+        raise ValueError("no runs to plot")
+    curves = []
+    for i, run in enumerate(runs):
+        if "step" not in run or "episodic_return" not in run:
+            raise ValueError(f"run {i} has no step / episodic_return columns (is it a deep-RL metrics.csv?)")
+        step, ret = np.asarray(run["step"], float), np.asarray(run["episodic_return"], float)
+        keep = np.isfinite(ret)
+        if keep.sum() == 0:
+            raise ValueError(f"run {i} has no finished episode to plot")
+        curves.append((step[keep], ret[keep]))
+    grid = np.linspace(max(c[0][0] for c in curves), min(c[0][-1] for c in curves), points)
+    ys = np.stack([np.interp(grid, s, r) for s, r in curves])
+    mean, std = ys.mean(0), ys.std(0)
+    path = _out(path)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for s, r in curves:
+        ax.plot(s, r, color="C0", alpha=0.2, linewidth=0.8)
+    ax.plot(grid, mean, color="C0", linewidth=2, label=f"mean of {len(runs)} run(s)")
+    ax.fill_between(grid, mean - std, mean + std, color="C0", alpha=0.25, label="± 1 std")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episodic return")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    if title:
+        ax.set_title(title)
     return _save(fig, path, dpi)

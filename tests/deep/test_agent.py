@@ -169,7 +169,7 @@ def test_resume_after_crash(tmp_path, monkeypatch):
 
     resumed = PPO.load(out / "checkpoint.pt")
     assert 64 <= resumed.step < crashing.step  # the last checkpoint before the crash
-    resumed.learn(320, out=out, checkpoint_every=64, log_every=32, progress=False)
+    resumed.learn(320, out=out, checkpoint_every=64, log_every=32, progress=False, resume=True)
     assert resumed.step == straight.step
     assert torch.equal(params(resumed), params(straight))
     # rows written after the checkpoint were dropped on resume: the log matches the uninterrupted one
@@ -183,7 +183,7 @@ def test_metrics_csv_and_tensorboard(tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 and 64 <= int(rows[0]["step"]) < 96 and int(rows[1]["step"]) >= 128
     assert {"step", "episodic_return", "policy_loss", "value_loss", "steps_per_second"} <= set(rows[0])
-    assert list(tmp_path.glob("events.out.tfevents.*"))
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
     assert (tmp_path / "checkpoint.pt").is_file()
     assert not list(tmp_path.glob("*.tmp"))
 

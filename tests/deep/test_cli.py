@@ -20,7 +20,7 @@ def test_train_eval_plot_resume(tmp_path):
                                  "--out", str(out), *TINY])
     assert result.exit_code == 0, result.output
     assert {"metrics.csv", "checkpoint.pt", "eval.json", "config.json"} <= {p.name for p in out.iterdir()}
-    assert list(out.glob("events.out.tfevents.*"))
+    assert list((out / "tb").glob("events.out.tfevents.*"))
     saved = json.loads((out / "eval.json").read_text())
     assert set(saved) == {"mean_return", "std_return", "episodes"} and saved["episodes"] == 3
     assert json.loads((out / "config.json").read_text())["config"]["hidden"] == [8]

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from bellman.deep import DQN, DQNConfig, ReplayBuffer
-from bellman.deep.dqn import dqn_target, linear_schedule, polyak_update
+from bellman.deep.dqn import dqn_target, linear_schedule
+from bellman.deep.targets import polyak_update
 
 SMALL = dict(hidden=(32, 32), learning_starts=200, train_freq=50, gradient_steps=10, batch_size=32,
              target_update_interval=50, buffer_size=5_000)
@@ -120,9 +121,8 @@ def test_anneal_lr_decays_the_learning_rate_linearly():
 
 @pytest.mark.parametrize("flush", [True, False])
 def test_flush_denormal_setting_is_applied(flush):
-    try:
-        DQN("CartPole-v1", DQNConfig(**SMALL, flush_denormal=flush), seed=0)
-        tiny = torch.tensor([1e-39])  # a denormal float32
+    agent = DQN("CartPole-v1", DQNConfig(**SMALL, flush_denormal=flush), seed=0)
+    tiny = torch.tensor([1e-39])  # a denormal float32
+    with agent.runtime():  # what learn / evaluate run under
         assert ((tiny * 1.0).item() == 0.0) is flush
-    finally:
-        torch.set_flush_denormal(False)  # PyTorch's default, for the tests that follow
+    assert (tiny * 1.0).item() != 0.0  # and the rest of the process keeps PyTorch's default

@@ -10,6 +10,7 @@ from torch.distributions import kl_divergence
 from bellman.deep import A2C, REINFORCE, TRPO, A2CConfig, REINFORCEConfig, TRPOConfig
 from bellman.deep.nets import Policy
 from bellman.deep.reinforce import reinforce_loss
+from bellman.deep.rollout import collect_rollout
 from bellman.deep.trpo import conjugate_gradient
 
 REWARD = torch.tensor([1.0, -0.5, 2.0], dtype=torch.float64)  # a three-armed bandit with one state
@@ -87,7 +88,7 @@ def test_trpo_step_satisfies_kl_bound_and_improves_surrogate(env_id):
     config = TRPOConfig(n_envs=2, n_steps=256, hidden=(32,), target_kl=0.005)
     agent = TRPO(env_id, config, seed=0)
     buf = agent.buffer
-    buf.collect(agent, lambda s: (*agent.pi.sample(s), agent.v(s)), agent.v)
+    collect_rollout(agent, buf, lambda s: (*agent.pi.sample(s), agent.v(s)), agent.v)
     obs, actions, old_log_p = buf.flat(buf.obs), buf.flat(buf.actions), buf.flat(buf.log_probs)
     advantages = torch.randn(len(obs), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from bellman.core.losses import clipped_surrogate_loss, value_loss
 from bellman.deep import PPO, PPOConfig
-from bellman.deep.ppo import clipped_surrogate_loss, value_loss
 
 
 def test_clipped_surrogate_hand_computed():
@@ -14,20 +14,20 @@ def test_clipped_surrogate_hand_computed():
     #   0.5*1=0.5 vs 0.8*1=0.8 -> 0.5;  1.1*2=2.2 vs 2.2 -> 2.2;  1.5*1=1.5 vs 1.2 -> 1.2
     #   0.7*-1=-0.7 vs 0.8*-1=-0.8 -> -0.8;  1.3*-2=-2.6 vs 1.2*-2=-2.4 -> -2.6
     expected = -(0.5 + 2.2 + 1.2 - 0.8 - 2.6) / 5
-    assert clipped_surrogate_loss(ratio, advantage, 0.2).item() == pytest.approx(expected)
+    assert clipped_surrogate_loss(ratio, advantage, 0.2)[0].item() == pytest.approx(expected)
 
 
 def test_clipped_surrogate_gradient_vanishes_outside_the_trust_region():
     ratio = torch.tensor([1.5, 0.5, 1.0], requires_grad=True)
-    clipped_surrogate_loss(ratio, torch.tensor([1.0, -1.0, 1.0]), 0.2).backward()
+    clipped_surrogate_loss(ratio, torch.tensor([1.0, -1.0, 1.0]), 0.2)[0].backward()
     assert ratio.grad.tolist() == pytest.approx([0.0, 0.0, -1.0 / 3])
 
 
 def test_value_loss_hand_computed():
     v, v_old, g = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 1.0]), torch.tensor([3.0, 0.5])
-    assert value_loss(v, v_old, g, None).item() == pytest.approx((1.0 + 0.25) / 2)
+    assert value_loss(v, v_old, g, None)[0].item() == pytest.approx((1.0 + 0.25) / 2)
     # clipped to within 0.5 of v_old: 1.5 and 0.5 -> squared errors 2.25 and 0; max with unclipped 1 and 0.25
-    assert value_loss(v, v_old, g, 0.5).item() == pytest.approx((2.25 + 0.25) / 2)
+    assert value_loss(v, v_old, g, 0.5)[0].item() == pytest.approx((2.25 + 0.25) / 2)
 
 
 def test_kl_early_stop_cuts_epochs():

@@ -1,11 +1,13 @@
 """DPO / IPO / hinge losses against their formulas, and preference pairs from sampled completions."""
 
 import math
+from functools import partial
 
 import pytest
 import torch
 
-from bellman.llm.dpo import build_preference_pairs, dpo_loss
+from bellman.llm.dpo import dpo_loss
+from bellman.llm.pairs import build_preference_pairs
 
 torch.set_num_threads(1)   # tiny models: one thread is fastest on a shared 2-core machine
 
@@ -69,10 +71,12 @@ def test_preference_pairs_from_samples():
 
 # ---- the trainer on the built-in tiny model ---------------------------------------------------------------
 
-import bellman.llm.model as model_module  # noqa: E402
-from bellman.llm.dpo import DPOConfig, DPOTrainer, sample_preference_pairs  # noqa: E402
-from bellman.llm.model import (completion_logprobs, encode_completions, encode_prompts, load_model,  # noqa: E402
-                               shared_prompt_logprobs)
+from bellman.llm.batching import encode_completions, encode_prompts  # noqa: E402
+from bellman.llm.dpo import DPOConfig, DPOTrainer  # noqa: E402
+from bellman.llm.engine import HFEngine, LeanEngine  # noqa: E402
+from bellman.llm.logprobs import completion_logprobs  # noqa: E402
+from bellman.llm.model import load_model  # noqa: E402
+from bellman.llm.pairs import sample_preference_pairs  # noqa: E402
 from bellman.llm.rollout import SamplingConfig  # noqa: E402
 from bellman.llm.tasks import Task, arithmetic_reward  # noqa: E402
 
@@ -93,7 +97,7 @@ def test_only_completion_tokens_count(share_prompt):
     pairs = [{"prompt": "1+2=", "chosen": "3", "rejected": "12345"}, {"prompt": "10+20=", "chosen": "30", "rejected": "4"}]
     trainer = DPOTrainer(model, tok, seven_task(), DPOConfig(progress=False, share_prompt=share_prompt), pairs)
     batch = trainer.collate([0, 1])
-    logp_w, logp_l = trainer.sequence_logprobs(trainer.logprobs_fn(model, *batch), batch[3])
+    logp_w, logp_l = trainer.sequence_logprobs(trainer.engine.logprobs(*batch, shared_prompt=share_prompt), batch[3])
     for i, p in enumerate(pairs):
         for side, got in (("chosen", logp_w[i]), ("rejected", logp_l[i])):
             alone = completion_logprobs(model, *encode_prompts(tok, [p["prompt"]]), *encode_completions(tok, [p[side]]))
@@ -101,17 +105,18 @@ def test_only_completion_tokens_count(share_prompt):
 
 
 @pytest.mark.parametrize("lean", [True, False])
-def test_shared_prompt_gradients_equal_repeated_prompts(lean, monkeypatch):
+def test_shared_prompt_gradients_equal_repeated_prompts(lean):
     model, tok = load_model("tiny", seed=0)
-    if not lean:  # the Hugging Face forward with its DynamicCache, as for models outside the lean path
-        monkeypatch.setattr(model_module, "lean_supported", lambda m: False)
+    # without lean: the Hugging Face forward with its DynamicCache, as for models outside the lean path
+    engine = LeanEngine(model, tok) if lean else HFEngine(model, tok)
     p_ids, p_mask = encode_prompts(tok, ["1+2=", "100+20="])
     c_ids, c_mask = encode_completions(tok, ["3", "120", "4", ""])  # lengths 2, 4, 2 and 1 (EOS alone)
     results = []
-    for fn, p in ((shared_prompt_logprobs, (p_ids, p_mask)),
-                  (completion_logprobs, (p_ids.repeat_interleave(2, 0), p_mask.repeat_interleave(2, 0)))):
+    runs = ((partial(engine.logprobs, shared_prompt=True), (p_ids, p_mask)),
+            (partial(completion_logprobs, model), (p_ids.repeat_interleave(2, 0), p_mask.repeat_interleave(2, 0))))
+    for fn, p in runs:
         model.zero_grad()
-        logp = fn(model, *p, c_ids, c_mask, temperature=0.7)
+        logp = fn(*p, c_ids, c_mask, temperature=0.7)
         logp.sum().backward()
         results.append((logp.detach(), {n: q.grad.clone() for n, q in model.named_parameters()}))
     (shared, shared_grads), (plain, plain_grads) = results

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from bellman.llm.grpo import GRPOConfig, GRPOTrainer, group_advantages, grpo_loss, k3_kl, overlong_penalty
-from bellman.llm.model import TinyConfig, completion_logprobs, shared_prompt_logprobs, tiny_model
+from bellman.llm.logprobs import completion_logprobs
+from bellman.llm.model import TinyConfig, tiny_model
 from bellman.llm.tasks import Task, arithmetic
 
 torch.set_num_threads(1)
@@ -137,14 +138,14 @@ def test_log_probs_run_each_group_prompt_once_with_the_numbers_of_the_plain_forw
     tr = GRPOTrainer(model, tok, _task(), _cfg(num_generations=4, prompts_per_step=3, beta=0.04))
     ro, _, _ = tr.sample(0, 3)
     whole, split = slice(0, 8), slice(2, 10)  # two whole groups; one that cuts groups
-    fn, batch = tr.logprob_batch(ro, whole)
-    assert fn is shared_prompt_logprobs and batch[0].shape[0] == 2
-    assert tr.logprob_batch(ro, split)[0] is completion_logprobs
+    batch, shared = tr.logprob_batch(ro, whole)
+    assert shared and batch[0].shape[0] == 2
+    assert not tr.logprob_batch(ro, split)[1]
     for sl in (whole, split):
-        fn, batch = tr.logprob_batch(ro, sl)
+        batch, shared = tr.logprob_batch(ro, sl)
         plain = completion_logprobs(model, ro.prompt_ids[sl], ro.prompt_mask[sl], ro.completion_ids[sl],
                                     ro.completion_mask[sl])
-        torch.testing.assert_close(fn(model, *batch), plain, atol=1e-5, rtol=0)
+        torch.testing.assert_close(tr.engine.logprobs(*batch, shared_prompt=shared), plain, atol=1e-5, rtol=0)
         torch.testing.assert_close(tr._ref_logprobs(ro, sl), plain, atol=1e-5, rtol=0)  # ref: the start policy
         torch.testing.assert_close(ro.logprobs[sl], plain, atol=1e-5, rtol=0)
 
@@ -173,8 +174,10 @@ def test_checkpoint_round_trip_continues_identically(tmp_path):
     m2, _ = tiny_model(SMALL, seed=0)
     GRPOTrainer(m2, tok, _task(), _cfg(tmp_path / "b", total_steps=4)).train(steps=2)  # "interrupted" at step 2
     m3, _ = tiny_model(SMALL, seed=0)
+    with pytest.raises(FileExistsError, match="already holds a run; pass resume=True"):
+        GRPOTrainer(tiny_model(SMALL, seed=0)[0], tok, _task(), _cfg(tmp_path / "b", total_steps=4)).train()
     resumed = GRPOTrainer(m3, tok, _task(), _cfg(tmp_path / "b", total_steps=4))
-    result = resumed.train()
+    result = resumed.train(resume=True)
     assert resumed.step == 4 and result["steps"] == 4
     for p1, p3 in zip(m1.parameters(), m3.parameters()):
         assert torch.equal(p1, p3)
@@ -187,7 +190,7 @@ def test_checkpoint_round_trip_continues_identically(tmp_path):
     other = _cfg(out, total_steps=6)
     other.learning_rate *= 2
     with pytest.raises(ValueError, match="learning_rate: .* there, .* here"):
-        GRPOTrainer(m4, tok, _task(), other).train()
+        GRPOTrainer(m4, tok, _task(), other).train(resume=True)
     assert (out / "model" / "config.json").exists() and list((out / "tb").iterdir())
 
 

@@ -6,11 +6,20 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from bellman.llm.model import (TinyConfig, char_tokenizer, completion_logprobs, encode_completions, encode_prompts,
-                               lean_supported, load_model, shared_prompt_logprobs, tiny_model)
-from bellman.llm.rollout import SamplingConfig, _filter, generate, sample
+from bellman.llm.batching import encode_completions, encode_prompts
+from bellman.llm.engine import generate, get_engine
+from bellman.llm.engine.lean import lean_supported
+from bellman.llm.logprobs import completion_logprobs
+from bellman.llm.model import TinyConfig, load_model, tiny_model
+from bellman.llm.rollout import SamplingConfig, _filter, sample
+from bellman.llm.tokenizer import char_tokenizer
 
 torch.set_num_threads(1)
+
+
+def shared_prompt_logprobs(model, *batch, temperature=1.0):
+    """Log-probs of n completions per prompt row, the prompt run once (the engine's shared-prompt path)."""
+    return get_engine(model, None).logprobs(*batch, temperature=temperature, shared_prompt=True)
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +170,7 @@ def test_shared_prompt_tree_equals_repeated_prompts(tiny, arch):
 
 
 def test_prompt_tree_holds_each_needed_token_once_and_handles_empty_completions(tiny):
-    from bellman.llm.model import PromptTree
+    from bellman.llm.engine.lean import PromptTree
     model, tok = tiny
     p_ids, p_mask = encode_prompts(tok, ["1+2=", "33+44="])
     c_ids, c_mask = encode_completions(tok, ["3", "", "77", "123"])  # lengths with EOS: 2, 1, 3, 4
@@ -177,7 +186,7 @@ def test_prompt_tree_holds_each_needed_token_once_and_handles_empty_completions(
 
 
 def test_lean_forward_errors(tiny):
-    from bellman.llm.model import lean_forward
+    from bellman.llm.engine.lean import lean_forward
     model, tok = tiny
     ids, mask = encode_prompts(tok, ["1+2=", "7"])
     with pytest.raises(ValueError, match="attention_mask"):
@@ -189,7 +198,7 @@ def test_lean_forward_errors(tiny):
 
 
 def test_lean_forward_segments_give_each_packed_sequence_its_own_forward(tiny):
-    from bellman.llm.model import lean_forward
+    from bellman.llm.engine.lean import lean_forward
     model, tok = tiny
     a, b = (tok(t, add_special_tokens=False)["input_ids"] for t in ("12+34=46", "7+8=15"))
     ids = torch.tensor([a + b])
@@ -254,3 +263,20 @@ def test_sampling_config_errors():
     for bad in (dict(temperature=-1), dict(top_p=0), dict(top_k=-1), dict(max_new_tokens=0)):
         with pytest.raises(ValueError):
             SamplingConfig(**bad)
+
+
+def test_planted_weights_file_is_refused_without_running(tmp_path, monkeypatch):
+    import os
+
+    class Planted:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'planted'}",))
+
+    model, tok = load_model("tiny", seed=0)
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").unlink()
+    torch.save({**model.state_dict(), "x": Planted()}, tmp_path / "m" / "pytorch_model.bin")
+    with pytest.raises(ValueError, match="hold something other than tensors and were refused"):
+        load_model(tmp_path / "m")
+    assert not (tmp_path / "planted").exists()

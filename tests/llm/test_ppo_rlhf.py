@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from bellman.llm.ppo import (RunningMoments, gae, kl_penalised_rewards, masked_whiten, policy_loss,
-                             value_loss)
+from bellman.core.losses import clipped_surrogate_loss, value_loss
+from bellman.core.returns import standardize, token_gae
+from bellman.llm.ppo import RunningMoments, kl_penalised_rewards
 
 torch.set_num_threads(1)   # tiny models: one thread is fastest on a shared 2-core machine
 
@@ -31,7 +32,7 @@ def test_gae_by_hand():
     rewards = torch.tensor([[0.0, 0.0, 1.0], [0.5, -1.0, 7.0]])
     values = torch.tensor([[0.5, 0.2, 0.4], [0.1, 0.3, 5.0]])
     gamma, lam = 0.9, 0.5
-    adv, ret = gae(rewards, values, MASK, gamma, lam)
+    adv, ret = token_gae(rewards, values, MASK, gamma, lam)
     # row 0: d2 = 1 - 0.4 = 0.6; d1 = 0 + 0.9*0.4 - 0.2 = 0.16; d0 = 0 + 0.9*0.2 - 0.5 = -0.32
     a2 = 0.6
     a1 = 0.16 + 0.45 * a2
@@ -42,31 +43,32 @@ def test_gae_by_hand():
     torch.testing.assert_close(adv, torch.tensor([[a0, a1, a2], [b0, b1, 0.0]]))
     torch.testing.assert_close(ret, torch.tensor([[a0 + 0.5, a1 + 0.2, a2 + 0.4], [b0 + 0.1, b1 + 0.3, 0.0]]))
     # gamma = lam = 1: the return is the sum of the future rewards.
-    _, ret = gae(rewards, values, MASK, 1.0, 1.0)
+    _, ret = token_gae(rewards, values, MASK, 1.0, 1.0)
     torch.testing.assert_close(ret, torch.tensor([[1.0, 1.0, 1.0], [-0.5, -1.0, 0.0]]))
     with pytest.raises(ValueError, match="gamma"):
-        gae(rewards, values, MASK, 1.5, 0.5)
+        token_gae(rewards, values, MASK, 1.5, 0.5)
     with pytest.raises(ValueError, match="shape"):
-        gae(rewards[:, :2], values, MASK)
+        token_gae(rewards[:, :2], values, MASK)
 
 
 def test_value_clipping():
     old = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
     v = torch.tensor([[0.5, -0.1, 0.3], [1.0, 0.0, 99.0]])
     ret = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
-    loss, frac = value_loss(v, old, ret, MASK, clip_range=0.2)
+    loss, frac = value_loss(v, old, ret, 0.2, MASK)
     # per token max((v-R)^2, (clip(v, -0.2, 0.2) - R)^2): 0.64 (clipped), 0.01, 0.09, 1.0, 0.0; mean of 5
-    assert loss.item() == pytest.approx(0.5 * (0.64 + 0.01 + 0.09 + 1.0 + 0.0) / 5)
+    # (PPORLHFTrainer halves it: L_V = 1/2 mean ...)
+    assert loss.item() == pytest.approx((0.64 + 0.01 + 0.09 + 1.0 + 0.0) / 5)
     assert frac.item() == pytest.approx(1 / 5)
-    loss, _ = value_loss(v, old, ret, MASK, clip_range=None)
-    assert loss.item() == pytest.approx(0.5 * (0.25 + 0.01 + 0.09 + 1.0 + 0.0) / 5)
+    loss, _ = value_loss(v, old, ret, None, MASK)
+    assert loss.item() == pytest.approx((0.25 + 0.01 + 0.09 + 1.0 + 0.0) / 5)
 
 
 def test_policy_loss_clips_the_ratio():
     old = torch.zeros(2, 3)
     logp = torch.log(torch.tensor([[1.5, 0.5, 1.0], [1.1, 1.0, 50.0]]))
     adv = torch.tensor([[1.0, -1.0, 2.0], [-1.0, 3.0, 9.0]])
-    loss, frac = policy_loss(logp, old, adv, MASK, clip_range=0.2)
+    loss, frac = clipped_surrogate_loss(torch.exp(logp - old), adv, 0.2, MASK)
     # tokens: A=1 r=1.5 -> -1.2 (clipped); A=-1 r=0.5 -> 0.8 (clipped); A=2 r=1 -> -2; A=-1 r=1.1 -> 1.1; A=3 r=1 -> -3
     assert loss.item() == pytest.approx((-1.2 + 0.8 - 2.0 + 1.1 - 3.0) / 5)
     assert frac.item() == pytest.approx(2 / 5)
@@ -77,17 +79,24 @@ def test_only_completion_tokens_carry_loss():
     g = torch.Generator().manual_seed(0)
     logp, old, adv, v, old_v, ret = (torch.randn(2, 3, generator=g) for _ in range(6))
     junk = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 50.0]])          # only the padded slot [1, 2]
-    for fn, args in ((policy_loss, (logp, old, adv)), (value_loss, (v, old_v, ret))):
-        clean = fn(*args, MASK)[0]
-        dirty = fn(*(a + junk for a in args), MASK)[0]
+
+    def policy_loss(logp, old, adv):
+        return clipped_surrogate_loss(torch.exp(logp - old), adv, 0.2, MASK)
+
+    def clipped_value_loss(v, old_v, ret):
+        return value_loss(v, old_v, ret, 0.2, MASK)
+
+    for fn, args in ((policy_loss, (logp, old, adv)), (clipped_value_loss, (v, old_v, ret))):
+        clean = fn(*args)[0]
+        dirty = fn(*(a + junk for a in args))[0]
         assert dirty.item() == pytest.approx(clean.item(), abs=1e-6)
-        moved = fn(args[0] + junk.roll(-1, 1), *args[1:], MASK)[0]     # [1, 1] is a completion token
+        moved = fn(args[0] + junk.roll(-1, 1), *args[1:])[0]     # [1, 1] is a completion token
         assert moved.item() != pytest.approx(clean.item(), abs=1e-3)
 
 
-def test_masked_whiten_ignores_padding():
+def test_masked_standardize_ignores_padding():
     x = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 1000.0]])
-    z = masked_whiten(x, MASK)
+    z = standardize(x, MASK)
     vals = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
     expected = (vals - 3.0) / vals.var(unbiased=False).sqrt()
     torch.testing.assert_close(z[MASK.bool()], expected, atol=1e-5, rtol=1e-5)
@@ -185,7 +194,7 @@ def test_checkpoint_round_trip_continues_identically(seven_rm, digit_policy, tmp
     cfg_out = ppo_config(total_steps=3, checkpoint_every=1, eval_rows=2, ptx_coef=0.1, out=str(tmp_path))
     PPORLHFTrainer(copy.deepcopy(base), tok, seven_task(), cfg_out, seven_rm).train(steps=2)   # stops after 2
     resumed = PPORLHFTrainer(copy.deepcopy(base), tok, seven_task(), cfg_out, seven_rm)
-    resumed.train()                                                                       # resumes at 2
+    resumed.train(resume=True)                                                                # resumes at 2
     assert resumed.step == 3 and resumed.reward_moments.state_dict() == straight.reward_moments.state_dict()
     for a, b in zip(list(resumed.model.parameters()) + list(resumed.critic.parameters()),
                     list(straight.model.parameters()) + list(straight.critic.parameters())):

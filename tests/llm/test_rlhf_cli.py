@@ -6,6 +6,7 @@ import torch
 from typer.testing import CliRunner
 
 from bellman.cli import app
+from bellman.core import checkpoint
 from bellman.llm.reward_model import RewardModel
 
 torch.set_num_threads(1)   # tiny models: one thread is fastest on a shared 2-core machine
@@ -25,7 +26,9 @@ def test_cli_rm_ppo_dpo(tmp_path):
     r = runner.invoke(app, ["llm", "ppo", "--reward-model", str(rm / "model"), "--out", str(tmp_path / "ppo"),
                             "--steps", "1", "--batch-size", "4", "--max-new-tokens", "3", "--eval-rows", "4"])
     assert r.exit_code == 0, r.output
-    assert (tmp_path / "ppo" / "checkpoint-critic.pt").exists() and (tmp_path / "ppo" / "model" / "config.json").exists()
+    assert (tmp_path / "ppo" / "model" / "config.json").exists()
+    saved = checkpoint.load(tmp_path / "ppo" / "checkpoint.pt")  # one file: policy, optimiser, critic, moments
+    assert {"model", "optimizer", "critic", "reward_moments"} <= set(saved["state"])
     r = runner.invoke(app, ["llm", "dpo", "--out", str(tmp_path / "dpo"), "--steps", "1", "--batch-size", "4",
                             "--pairs", str(pairs), "--eval-rows", "4", "--loss-type", "hinge"])
     assert r.exit_code == 0, r.output

@@ -10,6 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from bellman.cli import app
+from bellman.llm.engine import LeanEngine
 from bellman.llm.model import TinyConfig, tiny_model
 from bellman.llm.r1_zero import FILLED_FORMS, TEMPLATE, accuracy_reward, base_corpus, prompt, worked_sum
 from bellman.llm.sft import SFTConfig, SFTTrainer, best_fit_decreasing, packed_sft_loss, sft_loss
@@ -22,7 +23,7 @@ SMALL = TinyConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, nu
 def test_sft_loss_is_cross_entropy_on_completion_tokens_only():
     model, tok = tiny_model(SMALL, seed=0)
     prompts, completions = ["12+3=", "1+1="], ["15", "2"]
-    loss = sft_loss(model, tok, prompts, completions)
+    loss = sft_loss(LeanEngine(model, tok), prompts, completions)
     nll, n = 0.0, 0
     for p, c in zip(prompts, completions):
         ids = tok(p + c, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
@@ -46,11 +47,12 @@ def test_best_fit_decreasing_fills_rows_without_overflow():
 def test_packed_sft_loss_equals_padded_loss_and_its_gradient():
     model, tok = tiny_model(SMALL, seed=0)
     prompts, completions = ["12+3=", "1+1=", "100+200=", "5+5="], ["15", "2", "300 and more", "10"]
-    padded = sft_loss(model, tok, prompts, completions)
+    engine = LeanEngine(model, tok)
+    padded = sft_loss(engine, prompts, completions)
     padded.backward()
     g_padded = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
-    packed = packed_sft_loss(model, tok, prompts, completions)
+    packed = packed_sft_loss(engine, prompts, completions)
     packed.backward()
     assert packed.item() == pytest.approx(padded.item(), rel=1e-5)
     for g, p in zip(g_padded, model.parameters()):

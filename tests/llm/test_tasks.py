@@ -111,3 +111,42 @@ def test_jsonl_task_and_errors(tmp_path):
         Task("t", [], [{"prompt": "x"}], accuracy=arithmetic_reward)
     with pytest.raises(ValueError, match="unknown task"):
         get_task("chess")
+
+
+def test_rewards_are_bounded_on_adversarial_text():
+    import time
+    from bellman.llm.tasks import MAX_COMPLETION_CHARS, has_format
+    nasty = ["<answer>" * 125_000, "<think>" + "</think><answer>" * 60_000, "1" * 1_000_000,
+             "<answer>(" * 100_000 + "</answer>"]
+    for text in nasty:
+        assert len(text) >= 900_000
+        start = time.process_time()
+        arithmetic_reward([""], [text], answer=["1"])
+        format_reward([""], [text])
+        countdown_reward([""], [text], numbers=[[1, 2]], target=[3])
+        assert time.process_time() - start < 1.0  # a bound on work, far above the milliseconds these take
+    # the cap keeps what a real completion is read for: the answer of an ordinary completion
+    assert arithmetic_reward([""], ["<think>12+3=15</think><answer>15</answer>" + " " * MAX_COMPLETION_CHARS],
+                             answer=["15"]) == [1.0]
+    assert has_format("<think>a</think> <answer>1</answer>\n") and not has_format("<think>a</think><answer> </answer>")
+    assert not has_format("a</think><answer>1</answer><answer>") and not has_format("<answer>1</answer></think>")
+
+
+def test_reward_and_task_file_errors_name_the_cause(tmp_path):
+    from bellman.llm.tasks import call_reward, from_jsonl
+    with pytest.raises(TypeError, match="reward function none_reward returned None"):
+        def none_reward(prompts, completions, **_):
+            return [None] * len(completions)
+        call_reward(none_reward, ["p"], ["c"], {})
+    with pytest.raises(TypeError, match="returned '1.0' \\(str\\)"):
+        call_reward(lambda p, c, **_: ["1.0"], ["p"], ["c"], {})
+    with pytest.raises(ValueError, match="numbers and target must be integers"):
+        countdown_reward([""], ["3+4"], numbers=[[3.5, 4]], target=[7])
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"prompt": "a\u2028b", "answer": "1"}\n{"prompt": "x", "answer": "2"}\n{"prompt": oops}\n',
+                    encoding="utf-8")
+    with pytest.raises(ValueError, match=r"t.jsonl:3: not valid JSON \(Expecting value, column 12\)"):
+        from_jsonl(path)
+    path.write_text('{"prompt": "a", "numbers": [3.5, 4], "target": 7}\n{"prompt": "b", "numbers": [1], "target": 1}\n')
+    with pytest.raises(ValueError, match=r"t.jsonl:1: 'numbers' must be a list of integers"):
+        from_jsonl(path)

@@ -12,7 +12,6 @@ from typing import Any, Optional
 
 import typer
 
-from bellman.cli.runs import check_run_dir
 from bellman.deep import ALGORITHMS
 
 
@@ -35,22 +34,22 @@ def train(
     episodes: int = typer.Option(20, "--episodes", help="evaluation episodes at the end"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """Train ALGO on ENV; OUT gets metrics.csv, TensorBoard events, checkpoint.pt and eval.json."""
+    """Train ALGO on ENV; OUT gets metrics.csv, TensorBoard events, checkpoint.pt and eval.json. An OUT that
+    holds a run is continued with --resume (its config is the checkpoint's), an error without."""
     from bellman.deep import algorithm
 
     cls = algorithm(algo)
-    if resume and set_:
-        raise ValueError("--set cannot change a resumed run; its config is in the checkpoint")
-    config = None if resume else cls.config_class.for_env(env, fast=fast, **cls.config_class.parse(set_ or []))
-    check_run_dir(out, resume)
     if resume:
+        if set_:
+            raise ValueError("--set cannot change a resumed run; its config is in the checkpoint")
         agent = cls.load(out / "checkpoint.pt")
     else:
+        config = cls.config_class.for_env(env, fast=fast, **cls.config_class.parse(set_ or []))
         agent = cls(env, config, seed=seed)
-        out.mkdir(parents=True, exist_ok=True)
+    agent.learn(steps, out=out, progress=progress, resume=resume)
+    if not resume:
         (out / "config.json").write_text(json.dumps(
-            {"algo": algo, "env": env, "seed": seed, "config": config.to_dict()}, indent=2) + "\n")
-    agent.learn(steps, out=out, progress=progress)
+            {"algo": algo, "env": env, "seed": seed, "config": agent.config.to_dict()}, indent=2) + "\n")
     result = _write_eval(agent, out, episodes)
     typer.echo(f"{algo} on {env}: {agent.step} steps, eval return {result['mean_return']:.1f} "
                f"+- {result['std_return']:.1f} over {episodes} episodes -> {out}")
@@ -74,7 +73,8 @@ def plot(
     title: Optional[str] = typer.Option(None, "--title"),
 ) -> None:
     """Learning curve of RUNS: mean episodic return over the runs with a +- 1 std band."""
-    from bellman.deep.logger import plot_runs, read_metrics
+    from bellman.core.metrics import read_metrics
+    from bellman.viz import plot_runs
 
     typer.echo(str(plot_runs([read_metrics(r) for r in runs], out, title)))
 

@@ -27,7 +27,6 @@ import typer
 from rich.console import Console
 
 from bellman.cli.options import Changes, options_from
-from bellman.cli.runs import check_run_dir
 from bellman.llm.config import (DPOConfig, GRPOConfig, PPORLHFConfig, R1ZeroConfig, RewardModelConfig,
                                 SamplingConfig, SFTConfig)
 
@@ -90,6 +89,18 @@ def task_and_template(task: str, template: str, seed: int) -> tuple[Any, Any]:
     return get_task(task, seed=seed), getattr(importlib.import_module(module), name)
 
 
+def start(changes: Changes, preset: str, model: str, out: Path, task: str, template: str, lora: bool = False,
+          bf16: bool = False, gradient_checkpointing: bool = False) -> tuple[Any, ...]:
+    """What a training command starts from: its configs (the preset with the options given, ``out`` set),
+    then the model, tokenizer, task and template (seeded by the first config)."""
+    name = preset_for(preset, model)
+    configs = [cls.preset(name, **given, **({"out": str(out)} if "out" in cls.keys() else {}))
+               for cls, given in changes.items()]
+    seed = configs[0].seed
+    m, tok = load(model, seed, lora, bf16, gradient_checkpointing)
+    return (*configs, m, tok, *task_and_template(task, template, seed))
+
+
 def report(result: dict, out: Path) -> None:
     console.print_json(json.dumps(result))
     console.print(f"wrote {out}/eval.json, metrics.csv, tb/, model/")
@@ -102,12 +113,10 @@ def sft(changes: Changes, task: str = TASK, model: str = MODEL, out: Path = OUT,
         gradient_checkpointing: bool = GRADIENT_CHECKPOINTING) -> None:
     """Supervised fine-tuning on the task's prompt -> answer pairs (loss on completion tokens only)."""
     from bellman.llm.sft import SFTTrainer
-    cfg = SFTConfig.preset(preset_for(preset, model), out=str(out), **changes[SFTConfig])
-    check_run_dir(out, resume)
-    m, tok = load(model, cfg.seed, lora, bf16, gradient_checkpointing)
-    t, tpl = task_and_template(task, template, cfg.seed)
+    cfg, m, tok, t, tpl = start(changes, preset, model, out, task, template, lora, bf16,
+                                gradient_checkpointing)
     report(SFTTrainer(m, tok, t, cfg, prompt_fn=tpl.prompt, accuracy=tpl.accuracy_for(t),
-                      format_fn=tpl.format_reward).train(), out)
+                      format_fn=tpl.format_reward).train(resume=resume), out)
 
 
 @app.command()
@@ -117,23 +126,23 @@ def grpo(changes: Changes, task: str = TASK, model: str = MODEL, out: Path = OUT
          gradient_checkpointing: bool = GRADIENT_CHECKPOINTING) -> None:
     """GRPO with the task's verifiable rewards (plus the format reward with --template r1)."""
     from bellman.llm.grpo import GRPOTrainer
-    cfg = GRPOConfig.preset(preset_for(preset, model), out=str(out), **changes[GRPOConfig])
-    check_run_dir(out, resume)
-    m, tok = load(model, cfg.seed, lora, bf16, gradient_checkpointing)
-    t, tpl = task_and_template(task, template, cfg.seed)
+    cfg, m, tok, t, tpl = start(changes, preset, model, out, task, template, lora, bf16,
+                                gradient_checkpointing)
     acc, fmt = tpl.accuracy_for(t), tpl.format_reward
     report(GRPOTrainer(m, tok, t, cfg, rewards=[fmt, acc] if fmt else None, prompt_fn=tpl.prompt, accuracy=acc,
-                       format_fn=fmt).train(), out)
+                       format_fn=fmt).train(resume=resume), out)
 
 
 @app.command("eval")
 def eval_(task: str = TASK, model: str = MODEL, out: Path = OUT, template: str = TEMPLATE, rows: int = 200,
           max_new_tokens: int = 48, seed: int = 0) -> None:
     """Greedy held-out accuracy (and format reward with --template r1) of a model; writes OUT/eval.json."""
+    from bellman.llm.engine import get_engine
     from bellman.llm.trainer import evaluate
     m, tok = load(model, seed)
     t, tpl = task_and_template(task, template, seed)
-    result = evaluate(m, tok, t.test[:rows], tpl.accuracy_for(t), tpl.prompt, tpl.format_reward, max_new_tokens)
+    result = evaluate(get_engine(m, tok), t.test[:rows], tpl.accuracy_for(t), tpl.prompt, tpl.format_reward,
+                      max_new_tokens)
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(result, indent=2))
     console.print_json(json.dumps(result))
@@ -152,8 +161,7 @@ def r1_zero(changes: Changes, task: str = typer.Option("arithmetic", help="arith
         raise ValueError(f"r1-zero runs the arithmetic task, got {task!r}")
     c = R1ZeroConfig(**changes[R1ZeroConfig])
     c = c.replace(grpo=c.grpo.replace(total_steps=grpo_steps))
-    check_run_dir(out, resume, stages=(".", "base"))
-    report(run(out, c), out)
+    report(run(out, c, resume=resume), out)
 
 
 # ---- reward model, PPO (RLHF) and DPO -------------------------------------------------------------------
@@ -161,8 +169,7 @@ def r1_zero(changes: Changes, task: str = typer.Option("arithmetic", help="arith
 def preference_pairs(pairs: Path | None, m, tok, t, prompt_fn, rewards, prompts: int, generations: int,
                      sampling: SamplingConfig, seed: int, rows=None):
     """--pairs FILE, or pairs sampled from the policy on the task's training prompts, split by the rewards."""
-    from bellman.llm.dpo import sample_preference_pairs
-    from bellman.llm.reward_model import load_pairs
+    from bellman.llm.pairs import load_pairs, sample_preference_pairs
     if pairs is not None:
         return load_pairs(pairs)
     out = sample_preference_pairs(m, tok, (rows or t.train)[:prompts], rewards, generations, sampling, seed=seed,
@@ -181,19 +188,15 @@ def rm(changes: Changes, task: str = TASK, model: str = MODEL, out: Path = OUT, 
        resume: bool = RESUME, bf16: bool = BF16, gradient_checkpointing: bool = GRADIENT_CHECKPOINTING) -> None:
     """Reward model (Bradley-Terry) on preference pairs; eval.json holds held-out preference accuracy."""
     from bellman.llm.reward_model import RewardModel, RewardModelTrainer
-    name = preset_for(preset, model)
-    cfg = RewardModelConfig.preset(name, out=str(out), **changes[RewardModelConfig])
-    sampling = SamplingConfig.preset(name, **changes[SamplingConfig])
-    check_run_dir(out, resume)
-    m, tok = load(model, cfg.seed, False, bf16, gradient_checkpointing)
-    t, tpl = task_and_template(task, template, cfg.seed)
+    cfg, sampling, m, tok, t, tpl = start(changes, preset, model, out, task, template, False, bf16,
+                                          gradient_checkpointing)
     fmt = tpl.format_reward
     rewards = [fmt, tpl.accuracy_for(t)] if fmt else t.rewards
     train = preference_pairs(pairs, m, tok, t, tpl.prompt, rewards, prompts, generations, sampling, cfg.seed)
     held_out = None if pairs is not None else preference_pairs(
         None, m, tok, t, tpl.prompt, rewards, cfg.eval_rows, generations, sampling, cfg.seed + 1, t.test)
     report(RewardModelTrainer(RewardModel.from_causal_lm(m, cfg.seed, tok.pad_token_id), tok, train, cfg,
-                              held_out).train(), out)
+                              held_out).train(resume=resume), out)
 
 
 @app.command()
@@ -206,13 +209,11 @@ def ppo(changes: Changes, task: str = TASK, model: str = MODEL, out: Path = OUT,
     """PPO (RLHF, PPO-max) against a reward model; held-out task accuracy before / after in eval.json."""
     from bellman.llm.ppo import PPORLHFTrainer
     from bellman.llm.reward_model import RewardModel
-    cfg = PPORLHFConfig.preset(preset_for(preset, model), out=str(out), **changes[PPORLHFConfig])
-    check_run_dir(out, resume)
-    m, tok = load(model, cfg.seed, lora, bf16, gradient_checkpointing)
-    t, tpl = task_and_template(task, template, cfg.seed)
+    cfg, m, tok, t, tpl = start(changes, preset, model, out, task, template, lora, bf16,
+                                gradient_checkpointing)
     trainer = PPORLHFTrainer(m, tok, t, cfg, RewardModel.from_pretrained(reward_model), prompt_fn=tpl.prompt,
                              accuracy=tpl.accuracy_for(t), format_fn=tpl.format_reward)
-    report(trainer.train(), out)
+    report(trainer.train(resume=resume), out)
 
 
 @app.command()
@@ -223,13 +224,10 @@ def dpo(changes: Changes, task: str = TASK, model: str = MODEL, out: Path = OUT,
         gradient_checkpointing: bool = GRADIENT_CHECKPOINTING) -> None:
     """DPO (--loss-type sigmoid | ipo | hinge) on preference pairs; held-out accuracy in eval.json."""
     from bellman.llm.dpo import DPOTrainer
-    name = preset_for(preset, model)
-    cfg = DPOConfig.preset(name, out=str(out), **changes[DPOConfig])
-    sampling = SamplingConfig.preset(name, **changes[SamplingConfig])
-    check_run_dir(out, resume)
-    m, tok = load(model, cfg.seed, lora, bf16, gradient_checkpointing)
-    t, tpl = task_and_template(task, template, cfg.seed)
+    cfg, sampling, m, tok, t, tpl = start(changes, preset, model, out, task, template, lora, bf16,
+                                          gradient_checkpointing)
     acc, fmt = tpl.accuracy_for(t), tpl.format_reward
     train = preference_pairs(pairs, m, tok, t, tpl.prompt, [fmt, acc] if fmt else t.rewards, prompts,
                              generations, sampling, cfg.seed)
-    report(DPOTrainer(m, tok, t, cfg, train, prompt_fn=tpl.prompt, accuracy=acc, format_fn=fmt).train(), out)
+    report(DPOTrainer(m, tok, t, cfg, train, prompt_fn=tpl.prompt, accuracy=acc, format_fn=fmt).train(resume=resume),
+           out)

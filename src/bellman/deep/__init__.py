@@ -1,5 +1,6 @@
 """Deep RL on Gymnasium tasks: one file per algorithm plus a small shared core (agent, nets, buffers,
-returns, logger, checkpoint). Needs the `[deep]` extra (torch).
+rollout, targets, logger, checkpoint; returns and losses in `bellman.core`). Needs the `[deep]` extra
+(torch).
 
 `from bellman.deep import PPO` works as usual; each name is imported from its module on first use
 (PEP 562), so `import bellman.deep` (and the `bellman` command) does not load torch. To export a name,

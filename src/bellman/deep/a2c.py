@@ -1,5 +1,6 @@
-"""Advantage actor-critic, synchronous (A2C): the batched form of A3C (Mnih et al. 2016,
-arXiv:1602.01783); ALGORITHMS.md section 9.
+"""Advantage actor-critic, synchronous (A2C): the batched form of A3C (Mnih et al. 2016, "Asynchronous
+Methods for Deep Reinforcement Learning", arXiv:1602.01783; Zhao 2025, "Mathematical Foundations of
+Reinforcement Learning", section 10.2); GAE from Schulman et al. 2016, arXiv:1506.02438.
 
 Each iteration steps n_envs environments n_steps times with pi, estimates advantages either as n-step
 returns minus v(s) (`advantage="nstep"`: every step bootstraps from the end of the rollout, A3C's form)
@@ -17,10 +18,11 @@ import torch
 from gymnasium import spaces
 
 from bellman.core.config import field
+from bellman.core.returns import gae, n_step_returns, standardize
 from bellman.deep.agent import Agent, AgentConfig
 from bellman.deep.buffers import RolloutBuffer
-from bellman.deep.nets import Policy, ValueNet, obs_dim
-from bellman.deep.returns import gae, n_step_returns
+from bellman.deep.nets import Policy, ValueNet
+from bellman.deep.rollout import collect_rollout
 
 
 @dataclasses.dataclass
@@ -69,15 +71,14 @@ class A2C(Agent):
             self.optimizer = torch.optim.RMSprop(params, lr=c.learning_rate, alpha=0.99, eps=1e-5)
         else:
             self.optimizer = torch.optim.Adam(params, lr=c.learning_rate)
-        self.buffer = RolloutBuffer(c.n_steps, c.n_envs, obs_dim(self.observation_space),
-                                    self.action_space.shape, isinstance(self.action_space, spaces.Discrete))
+        self.buffer = RolloutBuffer.for_spaces(c.n_steps, c.n_envs, self.observation_space, self.action_space)
 
     def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.pi.mode(obs) if deterministic else self.pi.sample(obs)[0]
 
     def train_iteration(self) -> dict[str, float]:
         c, buf = self.config, self.buffer
-        buf.collect(self, lambda s: (*self.pi.sample(s), self.v(s)), self.v)
+        collect_rollout(self, buf, lambda s: (*self.pi.sample(s), self.v(s)), self.v)
         if c.advantage == "gae":
             advantages = gae(buf.rewards, buf.values, buf.terminated, buf.dones, c.gamma, c.gae_lambda)
             returns = advantages + buf.values[:-1]
@@ -86,8 +87,8 @@ class A2C(Agent):
             advantages = returns - buf.values[:-1]
         obs, actions = buf.flat(buf.obs), buf.flat(buf.actions)
         advantages, returns = buf.flat(advantages), buf.flat(returns)
-        if c.normalize_advantage and len(advantages) > 1:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        if c.normalize_advantage:
+            advantages = standardize(advantages)
 
         self.anneal_learning_rate(c.anneal_lr)
         log_p, entropy = self.pi.log_prob_entropy(obs, actions)

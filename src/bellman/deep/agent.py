@@ -34,8 +34,10 @@ What the core provides to `setup` / `train_iteration`:
     self.env_step(action, active=None) -> Transition, self.reset_envs(), self.step (real environment
     transitions so far), self.total_steps (the target of the running `learn`) and
     self.progress_remaining (1 -> 0 over `learn`, for annealing).
-Building blocks beside it: nets (mlp, Policy, ValueNet, ActorCritic), buffers (RolloutBuffer.collect for
-on-policy rollouts, ReplayBuffer), returns (gae, n_step_returns, discounted_returns).
+Building blocks beside it: nets (mlp, Policy, ValueNet, ActorCritic, QNet), targets (polyak_update,
+td_target), buffers (RolloutBuffer, ReplayBuffer), rollout (collect_rollout: the agent steps, a
+RolloutBuffer stores; transition_batch), and in bellman.core: returns (gae, n_step_returns,
+discounted_returns, standardize), losses (the PPO losses).
 
 Vector environments use Gymnasium's default NEXT_STEP autoreset: the step after an episode ends only
 resets that copy. `env_step` marks such rows `valid=False` (not a transition: zero reward, action
@@ -43,33 +45,38 @@ ignored); store or skip them accordingly. For a valid row, `next_obs` is the tru
 at the end of an episode, so a truncated episode can bootstrap from v(next_obs).
 
 Checkpoints hold every public attribute that has `state_dict` / `load_state_dict` (networks, optimisers,
-buffers, schedulers), the RNG states (python, numpy, torch), the environments (pickled with their RNGs,
-so training continues exactly as if never interrupted), the loop state and the step counter.
+buffers, schedulers), the RNG states (python, numpy, torch), the environments' state as plain data with
+their RNGs (`bellman.deep.env_state`, so training continues exactly as if never interrupted), the loop
+state and the step counter: tensors and plain data only, so loading one cannot run code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import difflib
-import importlib
+import json
 import math
-import random
 import time
 import warnings
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable, ClassVar, NamedTuple
 
-import cloudpickle
 import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
 
+from bellman.core import checkpoint
 from bellman.core.config import Config, field
-from bellman.deep import checkpoint
-from bellman.deep.logger import Logger
+from bellman.core.metrics import Metrics
+from bellman.core.progress import Progress
+from bellman.core.run import RunDir
+from bellman.core.seeding import check_seed, eval_seed, rng_state, seed_everything, set_rng_state, torch_threads
+from bellman.deep import env_state
 from bellman.deep.nets import ACTIVATIONS, obs_to_tensor
 
 EnvSource = str | gym.Env | Callable[[], gym.Env]
@@ -181,6 +188,32 @@ def make_vec_env(env: EnvSource, n_envs: int, vectorized: bool = True) -> gym.ve
     raise TypeError(f"env must be an env id (str), a gymnasium.Env or a factory, got {type(env).__name__}")
 
 
+def env_recipe(env: EnvSource) -> str | dict[str, Any] | None:
+    """How a checkpoint rebuilds the environment: its id, or the id and kwargs of a `gym.make` env whose
+    kwargs are plain data; None for a factory or another object (the caller passes it again on load)."""
+    if isinstance(env, str):
+        return env
+    spec = getattr(env, "spec", None)
+    if isinstance(env, gym.Env) and spec is not None and spec.id in gym.registry:
+        kwargs = dict(spec.kwargs)
+        try:
+            json.dumps(kwargs)
+        except TypeError:
+            return None
+        return {"id": spec.id, "kwargs": kwargs}
+    return None
+
+
+def env_name(env: EnvSource) -> str:
+    """What a run directory records as the environment: the env id, else the spec id or class name."""
+    if isinstance(env, str):
+        return env
+    spec = getattr(env, "spec", None)
+    if spec is not None and getattr(spec, "id", None):
+        return spec.id
+    return getattr(env, "__qualname__", type(env).__qualname__)
+
+
 class Agent:
     """Base class: owns the environments, the loop, evaluation and checkpoints (see the module docstring)."""
 
@@ -194,13 +227,8 @@ class Agent:
             config = self.config_class.from_dict(config)
         if type(config) is not self.config_class:
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be an int >= 0, got {seed!r}")
-        self.config, self.seed = config, int(seed)
-        torch.set_num_threads(config.torch_threads)
-        torch.set_flush_denormal(config.flush_denormal)
-        random.seed(self.seed)
-        torch.manual_seed(self.seed)
+        self.config, self.seed = config, check_seed(seed)
+        seed_everything(self.seed)
         self.rng = np.random.default_rng(self.seed)
         self.env_source = env
         self.envs = make_vec_env(env, config.n_envs, config.vectorized)
@@ -217,7 +245,8 @@ class Agent:
         self.logger_rows: list[dict[str, float]] = []
         self.obs, _ = self.envs.reset(seed=self.seed)
         self._reset_loop_state()
-        self.setup()
+        with self.runtime():
+            self.setup()
 
     # ---- what an algorithm implements ------------------------------------------------------------
     def setup(self) -> None:
@@ -285,35 +314,63 @@ class Agent:
             group["lr"] = lr
         return lr
 
+    @contextlib.contextmanager
+    def runtime(self) -> Iterator[None]:
+        """The torch settings of the config (`torch_threads`, `flush_denormal`) for the block, restored after:
+        an agent changes them for its own work only, never for the rest of the process."""
+        flush = self.config.flush_denormal
+        with torch_threads(self.config.torch_threads):
+            if flush:
+                torch.set_flush_denormal(True)
+            try:
+                yield
+            finally:
+                if flush:
+                    torch.set_flush_denormal(False)  # PyTorch's default; torch has no getter for the current mode
+
     # ---- training loop ---------------------------------------------------------------------------
+    def identity(self) -> dict[str, Any]:
+        """The settings that define this run (compared when an output directory is resumed)."""
+        return {"algo": type(self).__name__, "env": env_name(self.env_source), "seed": self.seed,
+                "config": dataclasses.asdict(self.config)}
+
     def learn(self, total_steps: int, out: str | Path | None = None, checkpoint_every: int | None = None,
-              log_every: int = 1000, progress: bool = True) -> Agent:
+              log_every: int = 1000, progress: bool = True, resume: bool = False) -> Agent:
         """Train until `self.step >= total_steps` (a total, so a resumed agent continues to the same end).
 
         A metrics row is logged each time the step count passes a multiple of `log_every` (so a resumed run
-        logs at the same steps). With `out`, rows go to out/metrics.csv and TensorBoard, and a checkpoint to
-        out/checkpoint.pt every `checkpoint_every` steps (default: every 10% of the run) and at the end.
+        logs at the same steps). With `out`, rows go to out/metrics.csv and out/tb (TensorBoard), and a
+        checkpoint to out/checkpoint.pt every `checkpoint_every` steps (default: every 10% of the run) and at
+        the end, the one before kept as out/checkpoint.prev.pt. `out` is held by this run alone (a lock); an
+        `out` that already holds a run is an error unless `resume`, which continues it from its checkpoint
+        (into this agent, if it is still at step 0) with the same settings.
         """
         if isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer)) or total_steps < 0:
             raise ValueError(f"total_steps must be an int >= 0, got {total_steps!r}")
-        if not isinstance(log_every, int) or log_every < 1:
+        if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
             raise ValueError(f"log_every must be an int >= 1, got {log_every!r}")
-        if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
+        if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
+                                             or checkpoint_every < 1):
             raise ValueError(f"checkpoint_every must be an int >= 1 or None, got {checkpoint_every!r}")
-        from tqdm.auto import tqdm
+        run = RunDir(out, self.identity(), resume) if out is not None else contextlib.nullcontext()
+        with run, self.runtime():
+            ckpt = Path(out) / "checkpoint.pt" if out is not None else None
+            if ckpt is not None and run.resuming and self.step == 0 and ckpt.is_file():
+                self._restore(checkpoint.load(ckpt))
+            self._learn(int(total_steps), ckpt, checkpoint_every, log_every, progress, out)
+        return self
 
-        self.total_steps = int(total_steps)
-        logger = Logger(out, truncate_after=self.step)
-        ckpt = Path(out) / "checkpoint.pt" if out is not None else None
+    def _learn(self, total_steps: int, ckpt: Path | None, checkpoint_every: int | None, log_every: int,
+               progress: bool, out: str | Path | None) -> None:
+        self.total_steps = total_steps
         every = checkpoint_every or max(1, total_steps // 10)
         next_ckpt = self.step + every
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not progress, unit="step",
-                   dynamic_ncols=True, leave=False)
         start, t_last, step_last = time.perf_counter(), time.perf_counter(), self.step
         self._new_episodes.clear()
         sums: dict[str, float] = {}
         n_iter = 0
-        try:
+        with Metrics(out, start_step=self.step) as metrics_log, \
+                Progress(self.total_steps, self.step, progress, unit="env step") as bar:
             while self.step < self.total_steps:
                 before = self.step
                 metrics = self.train_iteration()
@@ -323,28 +380,24 @@ class Agent:
                                              f"lower the learning rate or check the environment's rewards")
                     sums[k] = sums.get(k, 0.0) + float(v)
                 n_iter += 1
-                bar.update(self.step - before)
-                if self.recent_returns:
-                    bar.set_postfix(ret=f"{np.mean(list(self.recent_returns)[-20:]):.1f}", refresh=False)
+                recent = {"return": float(np.mean(list(self.recent_returns)[-20:]))} if self.recent_returns else {}
+                bar.advance(self.step - before, **recent)
                 if self.step // log_every > step_last // log_every or self.step >= self.total_steps:
                     now = time.perf_counter()
                     episodes = self._new_episodes
-                    logger.log({"step": self.step,
-                                "episodic_return": float(np.mean([r for r, _ in episodes])) if episodes else math.nan,
-                                "episode_length": float(np.mean([n for _, n in episodes])) if episodes else math.nan,
-                                **{k: v / n_iter for k, v in sums.items()},
-                                "steps_per_second": (self.step - step_last) / max(now - t_last, 1e-9),
-                                "time": now - start})
+                    metrics_log.log({
+                        "step": self.step,
+                        "episodic_return": float(np.mean([r for r, _ in episodes])) if episodes else math.nan,
+                        "episode_length": float(np.mean([n for _, n in episodes])) if episodes else math.nan,
+                        **{k: v / n_iter for k, v in sums.items()},
+                        "steps_per_second": (self.step - step_last) / max(now - t_last, 1e-9),
+                        "time": now - start})
                     self._new_episodes = []
                     sums, n_iter, t_last, step_last = {}, 0, now, self.step
                 if ckpt is not None and (self.step >= next_ckpt or self.step >= self.total_steps):
-                    self.save(ckpt)
+                    self.save(ckpt, keep_previous=True)
                     next_ckpt = self.step + every
-        finally:
-            bar.close()
-            logger.close()
-        self.logger_rows = logger.rows
-        return self
+        self.logger_rows = metrics_log.rows
 
     # ---- using a trained agent -------------------------------------------------------------------
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
@@ -370,70 +423,96 @@ class Agent:
             source = copy.deepcopy(self.env_source) if isinstance(self.env_source, gym.Env) else self.env_source
             self._eval_envs[episodes] = make_vec_env(source, episodes, self.config.vectorized)
         envs = self._eval_envs[episodes]
-        obs, _ = envs.reset(seed=self.seed + 1_000_003)
+        obs, _ = envs.reset(seed=eval_seed(self.seed))
         returns = np.zeros(episodes)
         finished = np.zeros(episodes, dtype=bool)
-        while not finished.all():
-            obs, reward, terminated, truncated, _ = envs.step(self.predict(obs, deterministic))
-            returns += np.where(finished, 0.0, reward)
-            finished |= terminated | truncated
+        with self.runtime():
+            while not finished.all():
+                obs, reward, terminated, truncated, _ = envs.step(self.predict(obs, deterministic))
+                returns += np.where(finished, 0.0, reward)
+                finished |= terminated | truncated
         return float(returns.mean()), float(returns.std())
 
     # ---- checkpoints -----------------------------------------------------------------------------
-    def _stateful(self) -> dict[str, Any]:
+    def stateful(self) -> dict[str, Any]:
+        """What a checkpoint saves with `state_dict` / `load_state_dict`: every public attribute that has both
+        (networks, optimisers, buffers, schedulers, noise processes)."""
         return {k: v for k, v in vars(self).items()
                 if hasattr(v, "state_dict") and hasattr(v, "load_state_dict") and not k.startswith("_")}
 
-    def save(self, path: str | Path) -> Path:
-        """Write everything needed to predict and to continue training, atomically."""
-        try:
-            envs = cloudpickle.dumps(self.envs)
-        except Exception:  # noqa: BLE001 - some simulators cannot be pickled; resume then restarts episodes
-            envs = None
-        try:
-            source = self.env_source if isinstance(self.env_source, str) else cloudpickle.dumps(self.env_source)
-        except Exception:  # noqa: BLE001
-            source = None
-        cls = type(self)
-        return checkpoint.save_atomic({
-            "format": 1, "class": f"{cls.__module__}:{cls.__qualname__}",
+    def save(self, path: str | Path, keep_previous: bool = False) -> Path:
+        """Write everything needed to predict and to continue training, atomically (`bellman.core.checkpoint`):
+        tensors and plain data only, the environments included (`bellman.deep.env_state`)."""
+        return checkpoint.save({
+            "kind": "bellman.deep", "class": type(self).__name__,
             "config": dataclasses.asdict(self.config), "seed": self.seed, "step": self.step,
-            "total_steps": self.total_steps, "env_source": source, "envs": envs,
-            "state": {k: v.state_dict() for k, v in self._stateful().items()},
-            "rng": checkpoint.rng_state(self.rng),
+            "total_steps": self.total_steps, "env_source": env_recipe(self.env_source),
+            "envs": env_state.capture(self.envs),
+            "state": {k: v.state_dict() for k, v in self.stateful().items()},
+            "rng": rng_state(self.rng),
             "loop": {"obs": self.obs, "prev_done": self._prev_done, "ep_return": self._ep_return,
                      "ep_length": self._ep_length, "recent_returns": list(self.recent_returns)},
-        }, path)
+        }, path, keep_previous=keep_previous)
+
+    @classmethod
+    def _saved_class(cls, name: str, path: str | Path) -> type[Agent]:
+        """The class a checkpoint names: looked up among bellman's algorithms and `cls`'s subclasses, never
+        imported from a module the file names."""
+        import bellman.deep as deep
+
+        known: dict[str, type[Agent]] = {}
+        if name in getattr(deep, "__all__", ()):
+            found = getattr(deep, name)
+            if isinstance(found, type) and issubclass(found, Agent):
+                known[name] = found
+        stack = [cls]
+        while stack:
+            c = stack.pop()
+            known.setdefault(c.__name__, c)
+            stack += c.__subclasses__()
+        if name not in known:
+            raise TypeError(f"{path} holds a {name}, which is not a bellman algorithm; load it with its own class "
+                            f"(MyAgent.load(path))")
+        saved = known[name]
+        if not issubclass(saved, cls):
+            raise TypeError(f"{path} holds a {name}, not a {cls.__name__}")
+        return saved
 
     @classmethod
     def load(cls, path: str | Path, env: EnvSource | None = None) -> Agent:
-        """Rebuild a saved agent (`Agent.load` works for any algorithm). Pass `env` if the saved one
-        could not be pickled."""
+        """Rebuild a saved agent (`Agent.load` works for any algorithm). An agent trained on an env id (or on
+        `gym.make(id, **kwargs)`) is rebuilt from it; one trained on an env factory or a custom env object
+        needs it again: `load(path, env=...)`."""
         payload = checkpoint.load(path)
-        module, _, name = payload["class"].partition(":")
-        saved_cls = getattr(importlib.import_module(module), name)
-        if not issubclass(saved_cls, cls):
-            raise TypeError(f"{path} holds a {saved_cls.__name__}, not a {cls.__name__}")
-        source = env if env is not None else payload["env_source"]
-        if isinstance(source, bytes):
-            source = cloudpickle.loads(source)
-        if source is None:
-            raise ValueError(f"the environment of {path} could not be saved; "
-                             f"pass it: {cls.__name__}.load(path, env=...)")
+        if payload.get("kind") != "bellman.deep":
+            raise TypeError(f"{path} is not a deep-RL agent checkpoint")
+        saved_cls = cls._saved_class(payload["class"], path)
+        recipe = payload["env_source"]
+        if env is None and recipe is None:
+            raise ValueError(f"{path} was trained on an env factory or object, which a checkpoint does not hold; "
+                             f"pass it again: {cls.__name__}.load(path, env=...)")
+        if env is None:
+            env = recipe if isinstance(recipe, str) else gym.make(recipe["id"], **recipe["kwargs"])
         config = saved_cls.config_class.from_dict(payload["config"])
-        agent = saved_cls(source, config, seed=payload["seed"])
-        for k, state in payload["state"].items():
-            getattr(agent, k).load_state_dict(state)
-        agent.step, agent.total_steps = payload["step"], payload["total_steps"]
-        loop = payload["loop"]
-        if payload["envs"] is not None:
-            agent.envs.close()
-            agent.envs = cloudpickle.loads(payload["envs"])
-            agent.obs, agent._prev_done = loop["obs"], loop["prev_done"]
-            agent._ep_return, agent._ep_length = loop["ep_return"], loop["ep_length"]
-        else:
-            warnings.warn("the saved environments could not be pickled; resuming with fresh episodes", stacklevel=2)
-            agent.obs, _ = agent.envs.reset(seed=agent.seed + agent.step)
-        agent.recent_returns.extend(loop["recent_returns"])
-        checkpoint.set_rng_state(payload["rng"], agent.rng)
+        agent = saved_cls(env, config, seed=payload["seed"])
+        agent._restore(payload)
         return agent
+
+    def _restore(self, payload: dict[str, Any]) -> None:
+        """Load a checkpoint's state into this agent (built with the same class, config and seed)."""
+        for k, state in payload["state"].items():
+            getattr(self, k).load_state_dict(state)
+        self.step, self.total_steps = payload["step"], payload["total_steps"]
+        loop, envs = payload["loop"], payload["envs"]
+        if not envs["opaque"]:
+            env_state.restore(self.envs, envs)
+            self.obs, self._prev_done = loop["obs"], loop["prev_done"]
+            self._ep_return, self._ep_length = loop["ep_return"], loop["ep_length"]
+        else:
+            warnings.warn(f"the environments keep state outside plain data ({', '.join(envs['opaque'][:3])}); "
+                          f"resuming with fresh episodes", stacklevel=3)
+            self.obs, _ = self.envs.reset(seed=self.seed + self.step)
+            self._reset_loop_state()
+        self.recent_returns.clear()
+        self.recent_returns.extend(loop["recent_returns"])
+        set_rng_state(payload["rng"], self.rng)

@@ -1,20 +1,24 @@
 """Experience storage: a fixed-size rollout buffer for on-policy methods and a circular replay buffer.
 
 RolloutBuffer holds one rollout of T steps from n_envs environments as (T, n_envs, ...) tensors, in the
-layout `bellman.deep.returns` expects (values has T + 1 rows). ReplayBuffer holds the last `capacity`
-transitions (s, a, r, s', terminated) and samples uniform minibatches (Lin 1992; Mnih et al. 2015).
+layout `bellman.core.returns` expects (values has T + 1 rows); `bellman.deep.rollout.collect_rollout` fills
+it. ReplayBuffer holds the last `capacity` transitions (s, a, r, s', terminated) and samples uniform
+minibatches (Lin 1992; Mnih et al. 2015).
 Both expose state_dict / load_state_dict, so an agent's checkpoint carries them.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from gymnasium import spaces
+
+from bellman.deep.nets import obs_dim
 
 if TYPE_CHECKING:
-    from bellman.deep.agent import Agent
+    from bellman.deep.agent import Transition
 
 
 class RolloutBuffer:
@@ -35,24 +39,32 @@ class RolloutBuffer:
         self.dones = torch.zeros(t, n, dtype=torch.bool)
         self.valid = torch.zeros(t, n, dtype=torch.bool)
         self.values = torch.zeros(t + 1, n)
-
-    def collect(self, agent: Agent, act: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-                value: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        """Fill the buffer with n_steps vector steps of `agent`; act(s) -> (a ~ pi(.|s), ln pi(a|s), v(s)) and
-        value(s) -> v(s) for the state after the last step."""
         # numpy views sharing the tensors' memory: a numpy row write costs far less than a torch one
-        obs, actions, log_probs, values = (x.numpy() for x in (self.obs, self.actions, self.log_probs, self.values))
-        rewards, terminated, dones, valid = (x.numpy() for x in (self.rewards, self.terminated, self.dones,
-                                                                  self.valid))
-        with torch.inference_mode():
-            for t in range(self.n_steps):
-                s = agent.encode(agent.obs)
-                a, log_p, v = act(s)
-                obs[t], actions[t], log_probs[t], values[t] = s.numpy(), a.numpy(), log_p.numpy(), v.numpy()
-                step = agent.env_step(a.numpy())
-                rewards[t], terminated[t], valid[t] = step.reward, step.terminated, step.valid
-                dones[t] = step.terminated | step.truncated
-            values[-1] = value(agent.encode(agent.obs)).numpy()
+        self._rows = tuple(x.numpy() for x in (self.obs, self.actions, self.log_probs, self.values, self.rewards,
+                                               self.terminated, self.dones, self.valid))
+
+    @classmethod
+    def for_spaces(cls, n_steps: int, n_envs: int, observation_space: spaces.Space,
+                   action_space: spaces.Space) -> RolloutBuffer:
+        """A buffer for encoded observations of `observation_space` and actions of `action_space`."""
+        return cls(n_steps, n_envs, obs_dim(observation_space), action_space.shape,
+                   isinstance(action_space, spaces.Discrete))
+
+    def store_action(self, t: int, obs: np.ndarray, action: np.ndarray, log_prob: np.ndarray,
+                     value: np.ndarray) -> None:
+        """Row t, before the step: the encoded observation s_t, a_t, ln pi(a_t|s_t) and v(s_t)."""
+        s, a, log_p, v = self._rows[:4]
+        s[t], a[t], log_p[t], v[t] = obs, action, log_prob, value
+
+    def store_outcome(self, t: int, step: Transition) -> None:
+        """Row t, after the step: its reward, terminated, done and valid flags."""
+        rewards, terminated, dones, valid = self._rows[4:]
+        rewards[t], terminated[t], valid[t] = step.reward, step.terminated, step.valid
+        dones[t] = step.terminated | step.truncated
+
+    def store_last_value(self, value: np.ndarray) -> None:
+        """values[T]: v of the state after the last step (the bootstrap of the rollout's tail)."""
+        self._rows[3][-1] = value
 
     def flat(self, x: torch.Tensor) -> torch.Tensor:
         """The valid rows of a (T, n_envs, ...) tensor as one batch (B, ...)."""

@@ -1,5 +1,7 @@
-"""Deep deterministic policy gradient (Lillicrap et al. 2016, arXiv:1509.02971), built on the deterministic
-policy gradient theorem (Silver et al. 2014); ALGORITHMS.md section 9.
+"""Deep deterministic policy gradient (Lillicrap et al. 2016, "Continuous control with deep reinforcement
+learning", arXiv:1509.02971), built on the deterministic policy gradient theorem (Silver et al. 2014,
+"Deterministic Policy Gradient Algorithms", ICML, theorem 1; Zhao 2025, "Mathematical Foundations of
+Reinforcement Learning", section 10.4).
 
 A deterministic actor mu(s; theta) acts with exploration noise, a = clip(mu(s) + noise); transitions go to
 a replay buffer. Each gradient step on a minibatch (s, a, r, s', terminated):
@@ -27,8 +29,8 @@ from torch import nn
 from bellman.core.config import field
 from bellman.deep.agent import Agent, ReplayConfig
 from bellman.deep.buffers import ReplayBuffer
-from bellman.deep.dqn import polyak_update
 from bellman.deep.nets import mlp, obs_dim
+from bellman.deep.targets import polyak_update, td_target
 
 
 @dataclasses.dataclass
@@ -167,8 +169,8 @@ class DDPG(Agent):
             obs, next_obs, a = self.encode(batch["obs"].numpy()), self.encode(batch["next_obs"].numpy()), batch["actions"]
             with torch.no_grad():
                 q_next = self.q_target(next_obs, self.mu_target(next_obs))
-                td_target = batch["rewards"] + c.gamma * (1.0 - batch["terminated"]) * q_next
-            q_loss = F.mse_loss(self.q(obs, a), td_target)
+                target = td_target(batch["rewards"], batch["terminated"], q_next, c.gamma)
+            q_loss = F.mse_loss(self.q(obs, a), target)
             self.q_optimizer.zero_grad(set_to_none=True)
             q_loss.backward()
             self.q_optimizer.step()

@@ -10,7 +10,7 @@ from typing import Any
 
 def run(out: Path, seed: int = 0, steps: int = 100_000, progress: bool = True) -> dict[str, Any]:
     """Train PPO on CartPole-v1, write `out/ppo_cartpole.png`, return the figures (evaluation over 20 episodes)."""
-    from bellman.deep.logger import plot_runs
+    from bellman.viz import plot_runs
     from bellman.deep.ppo import PPO, PPOConfig
 
     out = Path(out)

@@ -1,5 +1,6 @@
 """Deep Q-network (Mnih et al. 2015, "Human-level control through deep RL", Nature 518) with the Double
-DQN target as a flag (van Hasselt et al. 2016, arXiv:1509.06461); ALGORITHMS.md section 7.
+DQN target as a flag (van Hasselt et al. 2016, arXiv:1509.06461); Zhao 2025, "Mathematical Foundations
+of Reinforcement Learning", section 8.4.
 
 Acting eps-greedily on q(s, a; w), every transition goes to a replay buffer; every `train_freq` env
 steps, `gradient_steps` minibatches (s, a, r, s', terminated) ~ U(buffer) take a step on
@@ -29,7 +30,8 @@ from torch import nn
 from bellman.core.config import field
 from bellman.deep.agent import Agent, ReplayConfig
 from bellman.deep.buffers import ReplayBuffer
-from bellman.deep.nets import mlp, obs_dim
+from bellman.deep.nets import QNet
+from bellman.deep.targets import polyak_update, td_target
 
 
 @dataclasses.dataclass
@@ -77,42 +79,20 @@ class DQNConfig(ReplayConfig):
         self.require(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm", "None or a float > 0")
 
 
-@torch.no_grad()
-def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
-    """w- <- tau w + (1 - tau) w- for every parameter (tau = 1: a copy)."""
-    for p_target, p in zip(target.parameters(), source.parameters()):
-        p_target.lerp_(p, tau)
-
-
 def dqn_target(reward: torch.Tensor, terminated: torch.Tensor, q_next_target: torch.Tensor,
                q_next_online: torch.Tensor | None, gamma: float) -> torch.Tensor:
-    """r + gamma (1 - terminated) q(s', a*; w-): a* from the target net (DQN) or, when `q_next_online`
+    """`r + gamma (1 - terminated) q(s', a*; w-)`: `a*` from the target net (DQN) or, when `q_next_online`
     (q(s', .; w)) is given, from the online net (Double DQN)."""
     if q_next_online is None:
         q_next = q_next_target.max(dim=1).values
     else:
         q_next = q_next_target.gather(1, q_next_online.argmax(dim=1, keepdim=True)).squeeze(1)
-    return reward + gamma * (1.0 - terminated) * q_next
+    return td_target(reward, terminated, q_next, gamma)
 
 
 def linear_schedule(initial: float, final: float, fraction: float, progress: float) -> float:
     """initial -> final linearly over the first `fraction` of training, then final (progress in [0, 1])."""
     return initial + (final - initial) * min(1.0, progress / fraction)
-
-
-class QNet(nn.Module):
-    """q(s, .; w): one output per action, with PyTorch's default layer initialisation (that of
-    Stable-Baselines3's DQN, under which the rl-baselines3-zoo settings were tuned)."""
-
-    def __init__(self, observation_space: spaces.Space, n_actions: int, hidden: tuple[int, ...], activation: str):
-        super().__init__()
-        self.net = mlp(obs_dim(observation_space), hidden, n_actions, activation)
-        for layer in self.net:
-            if isinstance(layer, nn.Linear):
-                layer.reset_parameters()
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs)
 
 
 class DQN(Agent):

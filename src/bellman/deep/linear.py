@@ -1,4 +1,5 @@
-"""Linear value function approximation (ALGORITHMS.md section 7; Sutton & Barto 2018, chapters 9-10).
+"""Linear value function approximation (Sutton & Barto 2018, "Reinforcement Learning: An Introduction",
+2nd ed., chapters 9-10; Zhao 2025, "Mathematical Foundations of Reinforcement Learning", chapter 8).
 
 A value is a dot product of a weight vector with a feature vector, v^(s, w) = phi(s)^T w, and for
 actions q^(s, a, W) = phi(s)^T W[a] (one weight vector per action, i.e. phi(s, a) = e_a (x) phi(s)).
@@ -29,7 +30,7 @@ import gymnasium as gym
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
-from tqdm.auto import tqdm
+from bellman.core.progress import Progress
 
 from bellman.mdp import TabularMDP
 
@@ -229,7 +230,7 @@ def td_linear(
     seed: int = 0,
     w0: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Semi-gradient TD(0) with linear features for v_pi (S&B 9.3; ALGORITHMS.md section 7).
+    """Semi-gradient TD(0) with linear features for v_pi (Sutton & Barto 2018, section 9.3; Zhao 2025, 8.2).
 
     Follows pi on `env` for `steps` transitions (resetting when an episode ends) and updates
     w <- w + alpha_t [r + gamma phi(s')^T w - phi(s)^T w] phi(s), with phi(s')^T w = 0 after termination.
@@ -388,10 +389,15 @@ class LinearQ:
     def learn(self, total_steps: int, progress: bool = False) -> "LinearQ":
         """Run Sarsa or Q-learning until `self.step` reaches `total_steps` (a total, as in `Agent.learn`)."""
         total_steps = _check_int("total_steps", total_steps, 0)
-        c, W = self.config, self.W
+        self._shown = min(self.step, total_steps)
         if self._obs is None:
             self._start_episode(seed=self.seed if self.step == 0 else None)
-        bar = tqdm(total=total_steps, initial=min(self.step, total_steps), disable=not progress, unit="step", leave=False)
+        with Progress(total_steps, min(self.step, total_steps), progress, unit="env step") as bar:
+            self._run(total_steps, bar)
+        return self
+
+    def _run(self, total_steps: int, bar: Progress) -> None:
+        c, W = self.config, self.W
         while self.step < total_steps:
             phi, a = self._phi, self._a
             s_next, r, terminated, truncated, _ = self.env.step(a)
@@ -409,12 +415,10 @@ class LinearQ:
             if terminated or truncated:
                 self.episode_returns.append(self._return)
                 self._start_episode()
-                bar.update(self.step - bar.n)
-                bar.set_postfix(ret=f"{np.mean(self.episode_returns[-20:]):.1f}", refresh=False)
+                bar.advance(self.step - self._shown, **{"return": float(np.mean(self.episode_returns[-20:]))})
+                self._shown = self.step
             else:
                 self._phi, self._a = phi_next, a_next
-        bar.close()
-        return self
 
     def _start_episode(self, seed: int | None = None) -> None:
         self._obs, _ = self.env.reset(seed=seed)
@@ -442,19 +446,22 @@ class LinearQ:
     def save(self, path: str | Path) -> Path:
         """Write config, weights, step counter and random state to `path`, atomically (temp file, fsync,
         rename). A loaded agent continues training from a fresh episode."""
-        from bellman.deep import checkpoint
+        from bellman.core import checkpoint
 
-        return checkpoint.save_atomic({
-            "config": asdict(self.config), "W": self.W, "seed": self.seed, "step": self.step,
-            "rng": self.rng.bit_generator.state, "episode_returns": self.episode_returns, "env": self.env_spec,
+        return checkpoint.save({
+            "kind": "bellman.deep.linear", "config": asdict(self.config), "W": self.W, "seed": self.seed,
+            "step": self.step, "rng": self.rng.bit_generator.state, "episode_returns": self.episode_returns,
+            "env": self.env_spec,
         }, path)
 
     @classmethod
     def load(cls, path: str | Path, env: Any = None, features: Features | None = None) -> "LinearQ":
         """Rebuild an agent saved with `save` (pass `env` when it was not created from an env id)."""
-        from bellman.deep import checkpoint
+        from bellman.core import checkpoint
 
         state = checkpoint.load(path)
+        if state.get("kind") != "bellman.deep.linear":
+            raise TypeError(f"{path} is not a LinearQ checkpoint")
         env = env if env is not None else state["env"]
         if env is None:
             raise ValueError(f"{path} was saved from an env object, not an id: pass env=... to load it")

@@ -22,13 +22,17 @@ _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 
 
-def obs_dim(space: spaces.Space) -> int:
-    """Input size of a network reading observations from `space` (Box: flattened, Discrete: one-hot)."""
+def _flat_dim(space: spaces.Space, what: str) -> int:
     if isinstance(space, spaces.Box):
         return int(np.prod(space.shape))
     if isinstance(space, spaces.Discrete):
         return int(space.n)
-    raise TypeError(f"observation space {space} is not supported; allowed: Box or Discrete")
+    raise TypeError(f"{what} space {space} is not supported; allowed: Box or Discrete")
+
+
+def obs_dim(space: spaces.Space) -> int:
+    """Input size of a network reading observations from `space` (Box: flattened, Discrete: one-hot)."""
+    return _flat_dim(space, "observation")
 
 
 def obs_to_tensor(obs: np.ndarray, space: spaces.Space, device: str | torch.device = "cpu") -> torch.Tensor:
@@ -66,11 +70,7 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: str = "t
 
 def action_dim(action_space: spaces.Space) -> int:
     """Output size of a policy head: logits for Discrete, the Gaussian mean for Box."""
-    if isinstance(action_space, spaces.Box):
-        return int(np.prod(action_space.shape))
-    if isinstance(action_space, spaces.Discrete):
-        return int(action_space.n)
-    raise TypeError(f"action space {action_space} is not supported; allowed: Discrete or Box")
+    return _flat_dim(action_space, "action")
 
 
 class ActionDistribution(nn.Module):
@@ -193,3 +193,18 @@ class ValueNet(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs).squeeze(-1)
+
+
+class QNet(nn.Module):
+    """q(s, .; w): one output per action, with PyTorch's default layer initialisation (that of
+    Stable-Baselines3's DQN, under which the rl-baselines3-zoo settings were tuned)."""
+
+    def __init__(self, observation_space: spaces.Space, n_actions: int, hidden: tuple[int, ...], activation: str):
+        super().__init__()
+        self.net = mlp(obs_dim(observation_space), hidden, n_actions, activation)
+        for layer in self.net:
+            if isinstance(layer, nn.Linear):
+                layer.reset_parameters()
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs)

@@ -1,5 +1,5 @@
 """Off-policy actor-critic with importance sampling (Degris, White & Sutton 2012, "Off-Policy Actor-Critic",
-arXiv:1205.4839; Zhao, "Mathematical Foundations of RL", chapter 10.4); ALGORITHMS.md section 9.
+arXiv:1205.4839; Zhao 2025, "Mathematical Foundations of Reinforcement Learning", section 10.3).
 
 A behaviour policy beta generates the data; pi is learned from it. With the importance weight
 rho = pi(a|s; theta) / beta(a|s) and the TD error delta = r + gamma v(s'; w) - v(s; w):
@@ -22,6 +22,8 @@ from gymnasium import spaces
 from bellman.core.config import field
 from bellman.deep.agent import Agent, AgentConfig
 from bellman.deep.nets import Policy, ValueNet
+from bellman.deep.rollout import transition_batch
+from bellman.deep.targets import td_target
 
 
 @dataclasses.dataclass
@@ -74,21 +76,17 @@ class OffPolicyAC(Agent):
             beta = behavior_probs(self.pi(obs).probs, c.behavior_eps)
             a = torch.multinomial(beta, 1).squeeze(1)
             log_beta = beta.gather(1, a.unsqueeze(1)).squeeze(1).log()
-        t = self.env_step(a.numpy())
-        valid = torch.as_tensor(t.valid)
+        valid, next_obs, r, terminated = transition_batch(self, self.env_step(a.numpy()))
         if not valid.any():
             return {}
         obs, a, log_beta = obs[valid], a[valid], log_beta[valid]
-        next_obs = self.encode(t.next_obs)[valid]
-        r = torch.as_tensor(t.reward, dtype=torch.float32)[valid]
-        terminated = torch.as_tensor(t.terminated, dtype=torch.float32)[valid]
 
         log_pi, _ = self.pi.log_prob_entropy(obs, a)
         rho = importance_weights(log_pi.detach(), log_beta)
         v_s = self.v(obs)
         with torch.no_grad():
-            td_target = r + c.gamma * (1.0 - terminated) * self.v(next_obs)
-        delta = td_target - v_s
+            target = td_target(r, terminated, self.v(next_obs), c.gamma)
+        delta = target - v_s
 
         critic_loss = 0.5 * (rho * delta.pow(2)).mean()  # gradient: -rho delta grad v(s)
         self.v_optimizer.zero_grad(set_to_none=True)

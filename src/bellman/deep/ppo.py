@@ -2,7 +2,7 @@
 with the implementation details of Huang et al. (2022) "The 37 Implementation Details of PPO".
 
 Each iteration collects n_steps x n_envs transitions with pi_old, computes GAE(gamma, lambda) advantages
-(ALGORITHMS.md section 11) and runs n_epochs passes of minibatch gradient steps on
+(Schulman et al. 2016, arXiv:1506.02438, eq. 16) and runs n_epochs passes of minibatch gradient steps on
 
     L = -E[min(ratio A, clip(ratio, 1 - eps, 1 + eps) A)] + c_v L_v - c_H H[pi],
     ratio = pi(a|s) / pi_old(a|s),
@@ -20,10 +20,12 @@ import torch
 from gymnasium import spaces
 
 from bellman.core.config import field
+from bellman.core.losses import clipped_surrogate_loss, value_loss
+from bellman.core.returns import gae, standardize
 from bellman.deep.agent import Agent, AgentConfig
 from bellman.deep.buffers import RolloutBuffer
-from bellman.deep.nets import ActorCritic, obs_dim
-from bellman.deep.returns import gae
+from bellman.deep.nets import ActorCritic
+from bellman.deep.rollout import collect_rollout
 
 
 @dataclasses.dataclass
@@ -77,20 +79,6 @@ class PPOConfig(AgentConfig):
         self.require(self.target_kl is None or self.target_kl > 0, "target_kl", "None or a float > 0")
 
 
-def clipped_surrogate_loss(ratio: torch.Tensor, advantage: torch.Tensor, clip_eps: float) -> torch.Tensor:
-    """-E[min(ratio A, clip(ratio, 1 - eps, 1 + eps) A)] (the PPO-Clip objective, negated for descent)."""
-    return -torch.min(ratio * advantage, ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * advantage).mean()
-
-
-def value_loss(v: torch.Tensor, v_old: torch.Tensor, returns: torch.Tensor, clip: float | None) -> torch.Tensor:
-    """E[(v - G)^2], or with clipping E[max((v - G)^2, (v_old + clip(v - v_old, -c, c) - G)^2)]."""
-    loss = (v - returns).pow(2)
-    if clip is not None:
-        v_clipped = v_old + (v - v_old).clamp(-clip, clip)
-        loss = torch.max(loss, (v_clipped - returns).pow(2))
-    return loss.mean()
-
-
 def approx_kl(log_ratio: torch.Tensor) -> torch.Tensor:
     """KL(pi_old || pi) estimated from samples of pi_old: E[(ratio - 1) - ln ratio] (Schulman's k3)."""
     return (log_ratio.exp() - 1.0 - log_ratio).mean()
@@ -106,15 +94,14 @@ class PPO(Agent):
         c = self.config
         self.ac = ActorCritic(self.observation_space, self.action_space, c.hidden, c.activation, c.log_std_init)
         self.optimizer = torch.optim.Adam(self.ac.parameters(), lr=c.learning_rate, eps=1e-5, fused=True)
-        self.buffer = RolloutBuffer(c.n_steps, c.n_envs, obs_dim(self.observation_space),
-                                    self.action_space.shape, isinstance(self.action_space, spaces.Discrete))
+        self.buffer = RolloutBuffer.for_spaces(c.n_steps, c.n_envs, self.observation_space, self.action_space)
 
     def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.ac.mode(obs) if deterministic else self.ac.sample(obs)[0]
 
     def train_iteration(self) -> dict[str, float]:
         c, buf = self.config, self.buffer
-        buf.collect(self, self.ac.sample, self.ac.value)
+        collect_rollout(self, buf, self.ac.sample, self.ac.value)
         advantages = gae(buf.rewards, buf.values, buf.terminated, buf.dones, c.gamma, c.gae_lambda)
         returns = advantages + buf.values[:-1]
         obs, actions, old_log_p = buf.flat(buf.obs), buf.flat(buf.actions), buf.flat(buf.log_probs)
@@ -156,7 +143,8 @@ class PPO(Agent):
         c = self.config
         log_p, entropy, v = self.ac.log_prob_entropy_value(obs, actions)
         log_ratio = log_p - old_log_p
-        if c.normalize_advantage and len(advantages) > 1:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        policy_loss = clipped_surrogate_loss(log_ratio.exp(), advantages, clip_eps)
-        return policy_loss, value_loss(v, old_v, returns, c.clip_range_vf), entropy.mean(), log_ratio
+        if c.normalize_advantage:
+            advantages = standardize(advantages)
+        policy_loss, _ = clipped_surrogate_loss(log_ratio.exp(), advantages, clip_eps)
+        v_loss, _ = value_loss(v, old_v, returns, c.clip_range_vf)
+        return policy_loss, v_loss, entropy.mean(), log_ratio

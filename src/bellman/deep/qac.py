@@ -1,6 +1,6 @@
 """Q actor-critic (QAC), the simplest actor-critic: the critic is Sarsa with function approximation and the
-actor follows the policy gradient with q in place of the return (Zhao, "Mathematical Foundations of RL",
-chapter 10.1; Sutton & Barto 2018, section 13.5); ALGORITHMS.md section 9.
+actor follows the policy gradient with q in place of the return (Zhao 2025, "Mathematical Foundations of
+Reinforcement Learning", section 10.1; Sutton & Barto 2018, section 13.5).
 
 Every iteration steps n_envs environments once with a ~ pi(.|s; theta), draws a' ~ pi(.|s'; theta) and
 updates on the batch:
@@ -23,8 +23,9 @@ from gymnasium import spaces
 
 from bellman.core.config import field
 from bellman.deep.agent import Agent, AgentConfig
-from bellman.deep.dqn import QNet
-from bellman.deep.nets import Policy
+from bellman.deep.nets import Policy, QNet
+from bellman.deep.rollout import transition_batch
+from bellman.deep.targets import td_target
 
 
 @dataclasses.dataclass
@@ -73,22 +74,18 @@ class QAC(Agent):
         obs = self.encode(self.obs)
         with torch.no_grad():
             a = self.pi.sample(obs)[0]
-        t = self.env_step(a.numpy())
-        valid = torch.as_tensor(t.valid)
+        valid, next_obs, r, terminated = transition_batch(self, self.env_step(a.numpy()))
         if not valid.any():
             return {}
         obs, a = obs[valid], a[valid]
-        next_obs = self.encode(t.next_obs)[valid]
-        r = torch.as_tensor(t.reward, dtype=torch.float32)[valid]
-        terminated = torch.as_tensor(t.terminated, dtype=torch.float32)[valid]
 
         # critic: Sarsa with a' ~ pi(.|s')
         with torch.no_grad():
             a_next = self.pi.sample(next_obs)[0]
             q_next = self.q(next_obs).gather(1, a_next.unsqueeze(1)).squeeze(1)
-            td_target = r + c.gamma * (1.0 - terminated) * q_next
+            target = td_target(r, terminated, q_next, c.gamma)
         q_sa = self.q(obs).gather(1, a.unsqueeze(1)).squeeze(1)
-        critic_loss = 0.5 * (td_target - q_sa).pow(2).mean()
+        critic_loss = 0.5 * (target - q_sa).pow(2).mean()
         self.q_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.q_optimizer.step()

@@ -1,5 +1,6 @@
-"""REINFORCE: Monte Carlo policy gradient (Williams 1992; Sutton & Barto 2018, sections 13.3-13.4);
-ALGORITHMS.md section 8.
+"""REINFORCE: Monte Carlo policy gradient (Williams 1992, "Simple statistical gradient-following algorithms
+for connectionist reinforcement learning", Machine Learning 8; Sutton & Barto 2018, sections 13.3-13.4;
+Zhao 2025, "Mathematical Foundations of Reinforcement Learning", section 9.4).
 
 Each iteration starts a fresh episode in each of the n_envs copies, runs pi until every copy has finished
 its episode, computes the returns g_t = r_{t+1} + gamma g_{t+1} backwards and ascends
@@ -18,9 +19,9 @@ import torch
 from gymnasium import spaces
 
 from bellman.core.config import field
+from bellman.core.returns import discounted_returns, standardize
 from bellman.deep.agent import Agent, AgentConfig
 from bellman.deep.nets import Policy, ValueNet
-from bellman.deep.returns import discounted_returns
 
 
 @dataclasses.dataclass
@@ -89,7 +90,7 @@ class REINFORCE(Agent):
     def train_iteration(self) -> dict[str, float]:
         c = self.config
         obs, actions, rewards, dones, mask = self.collect_episodes()
-        g = discounted_returns(rewards, dones, c.gamma)[mask]
+        g = torch.from_numpy(discounted_returns(rewards.numpy(), c.gamma, dones.numpy()))[mask]
         obs, actions = obs[mask], actions[mask]
         metrics: dict[str, float] = {}
         advantages = g
@@ -101,8 +102,8 @@ class REINFORCE(Agent):
             self.v_optimizer.step()
             advantages = g - v.detach()
             metrics["value_loss"] = value_loss.item()
-        if c.normalize_returns and len(advantages) > 1:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        if c.normalize_returns:
+            advantages = standardize(advantages)
         log_p, entropy = self.pi.log_prob_entropy(obs, actions)
         loss = reinforce_loss(log_p, advantages)
         self.optimizer.zero_grad(set_to_none=True)

@@ -1,5 +1,5 @@
-"""Trust Region Policy Optimisation (Schulman et al. 2015, arXiv:1502.05477, appendix C);
-ALGORITHMS.md section 10.
+"""Trust Region Policy Optimisation (Schulman et al. 2015, arXiv:1502.05477: the average-KL problem of
+section 4, solved as in appendix C), with GAE advantages (Schulman et al. 2016, arXiv:1506.02438).
 
 Each iteration collects a rollout, computes GAE advantages and solves
 
@@ -22,10 +22,11 @@ from torch.distributions import kl_divergence
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from bellman.core.config import field
+from bellman.core.returns import gae, standardize
 from bellman.deep.agent import Agent, AgentConfig
 from bellman.deep.buffers import RolloutBuffer
-from bellman.deep.nets import Policy, ValueNet, obs_dim
-from bellman.deep.returns import gae
+from bellman.deep.nets import Policy, ValueNet
+from bellman.deep.rollout import collect_rollout
 
 
 @dataclasses.dataclass
@@ -94,8 +95,7 @@ class TRPO(Agent):
         self.pi = Policy(self.observation_space, self.action_space, c.hidden, c.activation)
         self.v = ValueNet(self.observation_space, c.hidden, c.activation)
         self.v_optimizer = torch.optim.Adam(self.v.parameters(), lr=c.learning_rate)
-        self.buffer = RolloutBuffer(c.n_steps, c.n_envs, obs_dim(self.observation_space),
-                                    self.action_space.shape, isinstance(self.action_space, spaces.Discrete))
+        self.buffer = RolloutBuffer.for_spaces(c.n_steps, c.n_envs, self.observation_space, self.action_space)
 
     def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.pi.mode(obs) if deterministic else self.pi.sample(obs)[0]
@@ -137,13 +137,13 @@ class TRPO(Agent):
 
     def train_iteration(self) -> dict[str, float]:
         c, buf = self.config, self.buffer
-        buf.collect(self, lambda s: (*self.pi.sample(s), self.v(s)), self.v)
+        collect_rollout(self, buf, lambda s: (*self.pi.sample(s), self.v(s)), self.v)
         advantages = gae(buf.rewards, buf.values, buf.terminated, buf.dones, c.gamma, c.gae_lambda)
         returns = advantages + buf.values[:-1]
         obs, actions, old_log_p = buf.flat(buf.obs), buf.flat(buf.actions), buf.flat(buf.log_probs)
         advantages, returns = buf.flat(advantages), buf.flat(returns)
-        if c.normalize_advantage and len(advantages) > 1:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        if c.normalize_advantage:
+            advantages = standardize(advantages)
         metrics = self.policy_step(obs, actions, advantages, old_log_p)
 
         value_loss = torch.zeros(())

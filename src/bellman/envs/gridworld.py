@@ -1,4 +1,5 @@
-"""The grid world of the course (ALGORITHMS.md section 1) as a Gymnasium environment with its exact model.
+"""The grid world of the course (Zhao 2025, "Mathematical Foundations of Reinforcement Learning", section 1.1,
+used through chapters 1-10) as a Gymnasium environment with its exact model.
 
 Cells are (row, col), 0-based, state = row * n_cols + col. Actions: 0 up, 1 right, 2 down, 3 left,
 4 stay. Moving off the grid keeps the agent in place with r_boundary; entering (or staying on) a
@@ -43,7 +44,7 @@ class GridWorld(gym.Env):
         max_steps: truncate episodes after this many steps (None: never).
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}  # the rate of Gymnasium's text envs (FrozenLake)
 
     def __init__(
         self,
@@ -105,9 +106,12 @@ class GridWorld(gym.Env):
     # ---------------------------------------------------------------------------------- cells
     def _cell(self, cell: Any, what: str) -> tuple[int, int]:
         try:
-            r, c = (int(x) for x in cell)
+            r, c = cell
         except (TypeError, ValueError):
-            raise ValueError(f"{what} must be a (row, col) pair, got {cell!r}") from None
+            raise ValueError(f"{what} must be a (row, col) pair of integers, got {cell!r}") from None
+        if any(isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)) for x in (r, c)):
+            raise ValueError(f"{what} must be a (row, col) pair of integers, got {cell!r}")
+        r, c = int(r), int(c)
         if not (0 <= r < self.n_rows and 0 <= c < self.n_cols):
             raise ValueError(f"{what} {(r, c)} is outside the {self.n_rows} x {self.n_cols} grid")
         return (r, c)

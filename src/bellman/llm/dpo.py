@@ -9,13 +9,13 @@ completion, summed over completion tokens only:
 
 The implicit rewards are beta (logp - ref) for each side; their margin and the preference accuracy
 (chosen reward > rejected reward) are logged. Pairs come from preference data or, with
-`sample_preference_pairs`, from the policy's own samples split by the task reward into correct (chosen)
-and wrong (rejected) completions.
+``bellman.llm.pairs.sample_preference_pairs``, from the policy's own samples split by the task reward into
+correct (chosen) and wrong (rejected) completions.
 
 Usage::
 
     from bellman.llm import DPOConfig, DPOTrainer, load_model
-    from bellman.llm.dpo import sample_preference_pairs
+    from bellman.llm.pairs import sample_preference_pairs
     from bellman.llm.tasks import arithmetic
     model, tok = load_model("runs/sft/model"); task = arithmetic()
     pairs = sample_preference_pairs(model, tok, task.train[:256], task.rewards, num_generations=8)
@@ -24,8 +24,6 @@ Usage::
 
 from __future__ import annotations
 
-import copy
-import itertools
 import typing
 from collections.abc import Callable
 
@@ -34,11 +32,10 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from bellman.llm.config import DPOConfig, DPOLossType, SamplingConfig
-from bellman.llm.model import completion_logprobs, shared_prompt_logprobs
-from bellman.llm.reward_model import check_pairs
-from bellman.llm.rollout import generate
-from bellman.llm.tasks import RewardFn, Task, call_reward, columns, plain_prompt
+from bellman.llm.config import DPOConfig, DPOLossType
+from bellman.llm.pairs import check_pairs
+from bellman.llm.reference import frozen_reference, reference_logprobs
+from bellman.llm.tasks import RewardFn, Task, plain_prompt
 from bellman.llm.trainer import Trainer
 
 LOSS_TYPES = typing.get_args(DPOLossType)
@@ -50,7 +47,7 @@ def dpo_loss(logp_chosen: torch.Tensor, logp_rejected: torch.Tensor, ref_chosen:
     """Per-pair DPO losses and the implicit rewards beta (logp - ref) of the chosen and rejected sides.
 
     All four inputs are sequence log-probs of shape (B,): the sum of per-token log-probs over the
-    completion tokens under the policy (logp_*) and the frozen reference (ref_*).
+    completion tokens under the policy (`logp_*`) and the frozen reference (`ref_*`).
     Returns (losses (B,), chosen_rewards (B,), rejected_rewards (B,)); the rewards are detached.
     """
     tensors = (logp_chosen, logp_rejected, ref_chosen, ref_rejected)
@@ -74,82 +71,6 @@ def dpo_loss(logp_chosen: torch.Tensor, logp_rejected: torch.Tensor, ref_chosen:
     return losses, chosen_rewards, rejected_rewards
 
 
-def build_preference_pairs(prompts: list[str], completions: list[str], rewards: list[float],
-                           max_pairs_per_prompt: int = 4) -> list[dict[str, str]]:
-    """Pair sampled completions of the same prompt: best-rewarded ones (chosen) against lower-rewarded ones.
-
-    For every prompt whose samples do not all share one reward, the distinct completions with the highest
-    reward are paired with the distinct completions of lower reward (lowest first), spreading the pairs
-    over both sides before repeating one, up to max_pairs_per_prompt.
-    Returns dicts with the TRL preference columns "prompt", "chosen", "rejected"; order follows the input.
-    """
-    if not (len(prompts) == len(completions) == len(rewards)):
-        raise ValueError(f"prompts, completions and rewards must have one length, got "
-                         f"{len(prompts)}, {len(completions)}, {len(rewards)}")
-    if max_pairs_per_prompt < 1:
-        raise ValueError(f"max_pairs_per_prompt must be >= 1, got {max_pairs_per_prompt}")
-    groups: dict[str, list[tuple[str, float]]] = {}
-    for prompt, completion, reward in zip(prompts, completions, rewards):
-        if reward != reward:
-            raise ValueError(f"reward is NaN for prompt {prompt!r}")
-        groups.setdefault(prompt, []).append((completion, float(reward)))
-    pairs = []
-    for prompt, samples in groups.items():
-        best = max(r for _, r in samples)
-        chosen = list(dict.fromkeys(c for c, r in samples if r == best))
-        lower = sorted({(r, c) for c, r in samples if r < best})
-        rejected = list(dict.fromkeys(c for _, c in lower))
-        ij = sorted(itertools.product(range(len(chosen)), range(len(rejected))), key=lambda ij: (max(ij), ij))
-        pairs.extend({"prompt": prompt, "chosen": chosen[i], "rejected": rejected[j]}
-                     for i, j in ij[:max_pairs_per_prompt])
-    return pairs
-
-
-def sample_preference_pairs(model: PreTrainedModel, tok: PreTrainedTokenizerBase, rows: list[dict],
-                            reward_fns: list[RewardFn], num_generations: int = 8,
-                            sampling: SamplingConfig | None = None, batch_size: int = 64, seed: int = 0,
-                            max_pairs_per_prompt: int = 4, prompt_fn: Callable[[dict], str] = plain_prompt,
-                            ) -> list[dict[str, str]]:
-    """Pairs from the policy's own samples: num_generations completions per task row (prompt ``prompt_fn``),
-    scored by the summed task rewards, correct (best) against wrong (lower) with ``build_preference_pairs``."""
-    if not rows:
-        raise ValueError("rows must be a non-empty list of task rows")
-    if num_generations < 2:
-        raise ValueError(f"num_generations must be >= 2 to compare samples, got {num_generations}")
-    expanded = [r for r in rows for _ in range(num_generations)]
-    prompts, completions, rewards = [], [], []
-    for k in range(0, len(expanded), batch_size):
-        chunk = expanded[k:k + batch_size]
-        p = [prompt_fn(r) for r in chunk]
-        c = generate(model, tok, p, sampling or SamplingConfig(), seed=seed + k).completions(tok)
-        scores = [call_reward(fn, p, c, columns(chunk)) for fn in reward_fns]
-        prompts += p
-        completions += c
-        rewards += [sum(s) for s in zip(*scores)]
-    return build_preference_pairs(prompts, completions, rewards, max_pairs_per_prompt)
-
-
-def reference_logprobs(model: PreTrainedModel, ref_model: PreTrainedModel | None, *batch: torch.Tensor,
-                       temperature: float = 1.0, logprobs_fn: Callable = completion_logprobs) -> torch.Tensor:
-    """Completion log-probs under the frozen reference: ``ref_model``, or, when it is None, ``model`` with its
-    peft LoRA adapters switched off (the reference of a LoRA policy is its base model). No gradient.
-    ``logprobs_fn`` is ``completion_logprobs`` or ``shared_prompt_logprobs``."""
-    with torch.inference_mode():
-        if ref_model is not None:
-            return logprobs_fn(ref_model, *batch, temperature=temperature)
-        with model.disable_adapter():
-            return logprobs_fn(model, *batch, temperature=temperature)
-
-
-def frozen_reference(model: PreTrainedModel, ref_model: PreTrainedModel | None) -> PreTrainedModel | None:
-    """The reference to keep: ``ref_model`` if given, None for a peft LoRA model, else a frozen copy."""
-    if ref_model is not None:
-        return ref_model.eval().requires_grad_(False)
-    if hasattr(model, "disable_adapter"):
-        return None
-    return copy.deepcopy(model).eval().requires_grad_(False)
-
-
 class DPOTrainer(Trainer):
     """DPO on preference pairs against a frozen copy of the starting policy (the reference).
 
@@ -166,10 +87,7 @@ class DPOTrainer(Trainer):
         check_pairs(pairs)
         super().__init__(model, tok, task, config, prompt_fn, accuracy, format_fn)
         self.pairs = pairs
-        self.ref_model = frozen_reference(model, ref_model)
-        # gradient checkpointing turns the KV cache off in training, so the prompt cannot be shared then
-        self.share_prompt = config.share_prompt and not getattr(model, "is_activation_checkpointing", False)
-        self.logprobs_fn = shared_prompt_logprobs if self.share_prompt else completion_logprobs
+        self.ref = frozen_reference(self.engine, ref_model)
         enc = tok([x for p in pairs for x in (p["prompt"], p["chosen"], p["rejected"])], add_special_tokens=False)
         ids = [torch.tensor(x, dtype=torch.long) for x in enc["input_ids"]]
         eos = torch.tensor([tok.eos_token_id])
@@ -190,7 +108,7 @@ class DPOTrainer(Trainer):
             return ids.to(device), mask.to(device)
 
         p_ids, p_mask = padded(prompts, "left")
-        if not self.share_prompt:
+        if not self.config.share_prompt:
             p_ids, p_mask = p_ids.repeat_interleave(2, 0), p_mask.repeat_interleave(2, 0)
         return p_ids, p_mask, *padded(completions, "right")
 
@@ -207,8 +125,8 @@ class DPOTrainer(Trainer):
         c = self.config
         batch = self.collate(self.rng(step).sample(range(len(self.pairs)), min(c.batch_size, len(self.pairs))))
         ref_w, ref_l = self.sequence_logprobs(
-            reference_logprobs(self.model, self.ref_model, *batch, logprobs_fn=self.logprobs_fn), batch[3])
-        logp_w, logp_l = self.sequence_logprobs(self.logprobs_fn(self.model, *batch), batch[3])
+            reference_logprobs(self.engine, self.ref, *batch, shared_prompt=c.share_prompt), batch[3])
+        logp_w, logp_l = self.sequence_logprobs(self.engine.logprobs(*batch, shared_prompt=c.share_prompt), batch[3])
         losses, r_w, r_l = dpo_loss(logp_w, logp_l, ref_w, ref_l, c.beta, c.loss_type)
         loss = losses.mean()
         loss.backward()

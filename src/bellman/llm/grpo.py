@@ -37,9 +37,8 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from bellman.llm.config import GRPOConfig, GRPOLossType, SamplingConfig
-from bellman.llm.dpo import frozen_reference, reference_logprobs
-from bellman.llm.model import completion_logprobs, shared_prompt_logprobs
-from bellman.llm.rollout import Rollout, generate
+from bellman.llm.reference import frozen_reference, reference_logprobs
+from bellman.llm.rollout import Rollout
 from bellman.llm.tasks import RewardFn, Task, call_reward, columns, plain_prompt
 from bellman.llm.trainer import Trainer
 
@@ -120,7 +119,7 @@ class GRPOTrainer(Trainer):
             raise ValueError(f"reward_weights has {len(w)} entries for {len(self.rewards)} reward functions")
         self.weights = torch.tensor(w, dtype=torch.float)
         # beta 0 keeps no reference; a LoRA model's reference is itself with adapters off (ref None)
-        self.ref = frozen_reference(model, None) if config.beta > 0 else None
+        self.ref = frozen_reference(self.engine, None) if config.beta > 0 else None
 
     def sample(self, step: int, n_prompts: int, round_: int = 0) -> tuple[Rollout, torch.Tensor, dict]:
         """Sample n_prompts x G completions; returns the rollout, total rewards (B,) and reward metrics."""
@@ -129,8 +128,8 @@ class GRPOTrainer(Trainer):
         rows = [r for r in rows for _ in range(c.num_generations)]
         prompts = [self.prompt_fn(r) for r in rows]
         self.model.eval()
-        ro = generate(self.model, self.tok, prompts, SamplingConfig(c.temperature, c.top_p, c.top_k,
-                      c.max_new_tokens), seed=self.seed_for(step) * 7 + round_)
+        ro = self.engine.generate(prompts, SamplingConfig(c.temperature, c.top_p, c.top_k, c.max_new_tokens),
+                                  seed=self.seed_for(step) * 7 + round_)
         self.model.train()
         comps, cols = ro.completions(self.tok), columns(rows)
         per_fn = torch.tensor([call_reward(f, prompts, comps, cols) for f in self.rewards]).T  # (B, n_fns)
@@ -141,21 +140,22 @@ class GRPOTrainer(Trainer):
         m |= {f"reward_{getattr(f, '__name__', i)}": per_fn[:, i].mean().item() for i, f in enumerate(self.rewards)}
         return ro, r, m
 
-    def logprob_batch(self, ro: Rollout, sl: slice) -> tuple[Callable, tuple[torch.Tensor, ...]]:
-        """The log-prob function for rollout rows ``sl`` and its inputs. A slice of whole groups runs each
-        group's prompt once for its G completions (``shared_prompt_logprobs``); one that splits a group, or a
-        model training with gradient checkpointing (no KV cache), runs every row with its own prompt."""
+    def logprob_batch(self, ro: Rollout, sl: slice) -> tuple[tuple[torch.Tensor, ...], bool]:
+        """The ``Engine.logprobs`` inputs of rollout rows ``sl`` and whether their prompt is shared: a slice of
+        whole groups gives each group's prompt once for its G completions; one that splits a group gives
+        every row its own prompt."""
         g, (start, stop, _) = self.config.num_generations, sl.indices(ro.prompt_ids.shape[0])
         completions = (ro.completion_ids[sl], ro.completion_mask[sl])
-        if start % g or (stop - start) % g or getattr(self.model, "is_activation_checkpointing", False):
-            return completion_logprobs, (ro.prompt_ids[sl], ro.prompt_mask[sl], *completions)
-        return shared_prompt_logprobs, (ro.prompt_ids[start:stop:g], ro.prompt_mask[start:stop:g], *completions)
+        if start % g or (stop - start) % g:
+            return (ro.prompt_ids[sl], ro.prompt_mask[sl], *completions), False
+        return (ro.prompt_ids[start:stop:g], ro.prompt_mask[start:stop:g], *completions), True
 
     def _ref_logprobs(self, ro: Rollout, sl: slice) -> torch.Tensor | None:
         if self.config.beta == 0:
             return None
-        fn, batch = self.logprob_batch(ro, sl)
-        return reference_logprobs(self.model, self.ref, *batch, temperature=self.config.temperature, logprobs_fn=fn)
+        batch, shared = self.logprob_batch(ro, sl)
+        return reference_logprobs(self.engine, self.ref, *batch, temperature=self.config.temperature,
+                                  shared_prompt=shared)
 
     def train_step(self, step: int) -> dict[str, float]:
         c, g = self.config, self.config.num_generations
@@ -181,8 +181,8 @@ class GRPOTrainer(Trainer):
             stats = {"loss": 0.0, "kl": 0.0, "clip_ratio": 0.0}
             for j, i in enumerate(range(0, b, mb)):
                 sl = slice(i, i + mb)
-                fn, batch = self.logprob_batch(ro, sl)
-                logp = fn(self.model, *batch, temperature=c.temperature)
+                batch, shared = self.logprob_batch(ro, sl)
+                logp = self.engine.logprobs(*batch, temperature=c.temperature, shared_prompt=shared)
                 loss, s = grpo_loss(logp, ro.logprobs[sl], adv[sl], ro.completion_mask[sl], refs[j], c.beta,
                                     c.eps_low, c.eps_high, c.loss_type, c.max_new_tokens, b, n_tokens)
                 loss.backward()

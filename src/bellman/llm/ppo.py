@@ -28,41 +28,20 @@ Usage::
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from bellman.core.losses import clipped_surrogate_loss, value_loss
+from bellman.core.returns import check_masked, standardize, token_gae
+from bellman.llm.batching import completion_outputs
 from bellman.llm.config import PPORLHFConfig, SamplingConfig
-from bellman.llm.dpo import frozen_reference, reference_logprobs
-from bellman.llm.model import completion_logprobs
+from bellman.llm.reference import frozen_reference, reference_logprobs
 from bellman.llm.reward_model import RewardModel
-from bellman.llm.rollout import generate
 from bellman.llm.sft import sft_loss
 from bellman.llm.tasks import RewardFn, Task, call_reward, columns, plain_prompt
 from bellman.llm.trainer import Trainer
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of x over the positions where mask is 1."""
-    return (x * mask).sum() / mask.sum().clamp(min=1)
-
-
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """(x - mean) / std over the masked positions (population std); zero outside the mask."""
-    mean = masked_mean(x, mask)
-    var = masked_mean((x - mean) ** 2, mask)
-    return (x - mean) * torch.rsqrt(var + eps) * mask
-
-
-def _check_bt(name: str, x: torch.Tensor, mask: torch.Tensor) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.shape != mask.shape or x.dim() != 2:
-        raise ValueError(f"{name} must have the (B, T) shape of the completion mask {tuple(mask.shape)}, "
-                         f"got {tuple(x.shape)}")
 
 
 def kl_penalised_rewards(scores: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor,
@@ -72,7 +51,7 @@ def kl_penalised_rewards(scores: torch.Tensor, logp: torch.Tensor, ref_logp: tor
     scores (B,), logp / ref_logp / mask (B, T) over completion positions; every row needs a completion token.
     """
     for name, x in (("logp", logp), ("ref_logp", ref_logp)):
-        _check_bt(name, x, mask)
+        check_masked(name, x, mask)
     if scores.shape != mask.shape[:1]:
         raise ValueError(f"scores must have shape ({mask.shape[0]},), got {tuple(scores.shape)}")
     if kl_coef < 0:
@@ -84,57 +63,6 @@ def kl_penalised_rewards(scores: torch.Tensor, logp: torch.Tensor, ref_logp: tor
     last = (positions * mask.long()).argmax(1)
     rewards[torch.arange(mask.shape[0]), last] += scores
     return rewards
-
-
-def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0,
-        lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalised advantage estimation over completion tokens (Schulman et al. 2016, eq. 16).
-
-    delta_t = r_t + gamma V(t+1) - V(t), A_t = delta_t + gamma lam A_{t+1}, where V and A past the last
-    completion token are 0 (the sequence ends). Returns (advantages, returns = A + V), both zero off-mask.
-    """
-    _check_bt("rewards", rewards, mask)
-    _check_bt("values", values, mask)
-    if not (0.0 <= gamma <= 1.0 and 0.0 <= lam <= 1.0):
-        raise ValueError(f"gamma and lam must lie in [0, 1], got gamma={gamma}, lam={lam}")
-    mask = mask.to(values.dtype)
-    advantages = torch.zeros_like(values)
-    a_next = torch.zeros_like(values[:, 0])
-    v_next = torch.zeros_like(values[:, 0])
-    m_next = torch.zeros_like(values[:, 0])
-    for t in reversed(range(values.shape[1])):
-        delta = rewards[:, t] + gamma * v_next * m_next - values[:, t]
-        a_next = (delta + gamma * lam * a_next * m_next) * mask[:, t]
-        advantages[:, t] = a_next
-        v_next, m_next = values[:, t], mask[:, t]
-    returns = (advantages + values) * mask
-    return advantages, returns
-
-
-def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-                clip_range: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clipped surrogate mean max(-A ratio, -A clip(ratio, 1-eps, 1+eps)); returns (loss, clip fraction)."""
-    ratio = torch.exp(logp - old_logp)
-    unclipped = -advantages * ratio
-    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
-    return loss, masked_mean((clipped > unclipped).to(logp.dtype), mask)
-
-
-def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
-               clip_range: float | None = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
-    """1/2 mean max((V - R)^2, (V_old + clip(V - V_old, -c, c) - R)^2); None turns clipping off.
-
-    Returns (loss, fraction of tokens where the clipped term was the larger).
-    """
-    _check_bt("values", values, mask)
-    unclipped = (values - returns) ** 2
-    if clip_range is None:
-        return 0.5 * masked_mean(unclipped, mask), torch.zeros((), dtype=values.dtype)
-    v_clipped = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
-    clipped = (v_clipped - returns) ** 2
-    loss = 0.5 * masked_mean(torch.maximum(unclipped, clipped), mask)
-    return loss, masked_mean((clipped > unclipped).to(values.dtype), mask)
 
 
 class RunningMoments:
@@ -189,6 +117,9 @@ class PPORLHFTrainer(Trainer):
             raise TypeError(f"config must be a PPORLHFConfig, got {type(config).__name__}")
         if not isinstance(reward_model, RewardModel) or not isinstance(critic, (RewardModel, type(None))):
             raise TypeError("reward_model (and critic, if given) must be RewardModel instances")
+        self.reward_model = reward_model.eval().requires_grad_(False)
+        self.critic = critic or copy.deepcopy(reward_model).requires_grad_(True)
+        self.reward_moments = RunningMoments()
         super().__init__(model, tok, task, config, prompt_fn, accuracy, format_fn)
         if config.ptx_coef > 0 and ptx_pairs is None:
             if "answer" not in task.train[0]:
@@ -197,17 +128,19 @@ class PPORLHFTrainer(Trainer):
         if config.ptx_coef > 0 and not ptx_pairs:
             raise ValueError("ptx_coef > 0 needs a non-empty list of {'prompt', 'completion'} ptx_pairs")
         self.ptx_pairs = ptx_pairs or []
-        self.reward_model = reward_model.eval().requires_grad_(False)
-        self.critic = critic or copy.deepcopy(reward_model).requires_grad_(True)
-        self.ref_model = frozen_reference(model, ref_model)
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        critic_params = [p for p in self.critic.parameters() if p.requires_grad]
-        self.use_optimizer(torch.optim.AdamW(
-            [{"params": self.params, "lr": config.learning_rate},
-             {"params": critic_params, "lr": config.critic_learning_rate or config.learning_rate}],
-            weight_decay=config.weight_decay))
-        self.params += critic_params
-        self.reward_moments = RunningMoments()
+        self.ref = frozen_reference(self.engine, ref_model)
+
+    def parameter_groups(self) -> list[dict]:
+        """The policy's trainable parameters at ``learning_rate`` and the critic's at ``critic_learning_rate``
+        (the global gradient-norm clip spans both)."""
+        c = self.config
+        return super().parameter_groups() + [
+            {"params": [p for p in self.critic.parameters() if p.requires_grad],
+             "lr": c.critic_learning_rate or c.learning_rate}]
+
+    def stateful(self) -> dict:
+        """The base checkpoint's model and optimiser, plus the critic and the reward moments, in the same file."""
+        return super().stateful() | {"critic": self.critic, "reward_moments": self.reward_moments}
 
     def train_step(self, step: int) -> dict[str, float]:
         """One PPO iteration: rollout, score, KL-penalised rewards, GAE, then the clipped updates."""
@@ -216,39 +149,41 @@ class PPORLHFTrainer(Trainer):
         rows = rng.sample(self.task.train, min(c.batch_size, len(self.task.train)))
         prompts = [self.prompt_fn(r) for r in rows]
         self.model.eval()
-        ro = generate(self.model, self.tok, prompts, SamplingConfig(temperature=c.temperature,
-                      max_new_tokens=c.max_new_tokens), seed=self.seed_for(step))
+        ro = self.engine.generate(prompts, SamplingConfig(temperature=c.temperature, max_new_tokens=c.max_new_tokens),
+                                  seed=self.seed_for(step))
         self.model.train()
         batch = (ro.prompt_ids, ro.prompt_mask, ro.completion_ids, ro.completion_mask)
         ids, mask = torch.cat([ro.prompt_ids, ro.completion_ids], 1), torch.cat([ro.prompt_mask, ro.completion_mask], 1)
-        cm, start = ro.completion_mask.float(), ro.prompt_ids.shape[1] - 1   # V(t) is read where token t is predicted
+        cm, c_len = ro.completion_mask.float(), ro.completion_ids.shape[1]   # V(t) is read where token t is predicted
         old_logp = ro.logprobs
-        ref_logp = reference_logprobs(self.model, self.ref_model, *batch, temperature=c.temperature)
+        ref_logp = reference_logprobs(self.engine, self.ref, *batch, temperature=c.temperature)
         with torch.no_grad():
-            old_values = self.critic.token_values(ids, mask)[:, start:-1] * cm
+            old_values = completion_outputs(self.critic.token_values(ids, mask), c_len) * cm
             score = self.reward_model(ids, mask)
         s = score
         if c.normalize_reward:
             self.reward_moments.update(score)
             s = self.reward_moments.normalise(score, c.reward_clip)
         rewards = kl_penalised_rewards(s, old_logp, ref_logp, cm, c.kl_coef)
-        advantages, returns = gae(rewards, old_values, cm, c.gamma, c.gae_lambda)
+        advantages, returns = token_gae(rewards, old_values, cm, c.gamma, c.gae_lambda)
         if c.normalize_advantage:
-            advantages = masked_whiten(advantages, cm)
+            advantages = standardize(advantages, cm)
 
         g = torch.Generator().manual_seed(self.seed_for(step))
         stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clip_frac": [],
                                          "value_clip_frac": [], "grad_norm": []}
         for _ in range(c.n_epochs):
             for mb in torch.randperm(len(rows), generator=g).chunk(c.num_mini_batches):
-                logp = completion_logprobs(self.model, *(t[mb] for t in batch), temperature=c.temperature)
-                values = self.critic.token_values(ids[mb], mask[mb])[:, start:-1]
-                pl, clip_frac = policy_loss(logp, old_logp[mb], advantages[mb], cm[mb], c.clip_range)
-                vl, v_clip_frac = value_loss(values, old_values[mb], returns[mb], cm[mb], c.clip_range_vf)
+                logp = self.engine.logprobs(*(t[mb] for t in batch), temperature=c.temperature)
+                values = completion_outputs(self.critic.token_values(ids[mb], mask[mb]), c_len)
+                pl, clip_frac = clipped_surrogate_loss(torch.exp(logp - old_logp[mb]), advantages[mb], c.clip_range,
+                                                       cm[mb])
+                vl, v_clip_frac = value_loss(values, old_values[mb], returns[mb], c.clip_range_vf, cm[mb])
+                vl = 0.5 * vl   # L_V = 1/2 E[...]
                 loss = pl + c.vf_coef * vl
                 if c.ptx_coef > 0:
                     ptx = rng.sample(self.ptx_pairs, min(len(mb), len(self.ptx_pairs)))
-                    loss = loss + c.ptx_coef * sft_loss(self.model, self.tok, [p["prompt"] for p in ptx],
+                    loss = loss + c.ptx_coef * sft_loss(self.engine, [p["prompt"] for p in ptx],
                                                         [p["completion"] for p in ptx])
                 loss.backward()
                 norm = self.optimizer_step(step, loss)  # the global clip spans self.params: policy + critic
@@ -260,27 +195,3 @@ class PPORLHFTrainer(Trainer):
             "reward": score.mean().item(), "accuracy": sum(acc) / len(acc),
             "kl": ((old_logp - ref_logp) * cm).sum(1).mean().item(), "completion_length": cm.sum(1).mean().item(),
             "reward_mean": self.reward_moments.mean, "reward_std": self.reward_moments.std}
-
-    def save_checkpoint(self, path: str | Path) -> None:
-        """The base checkpoint (policy, optimiser with the critic's state, step) plus ``PATH-critic``:
-        the critic and the reward moments, tagged with the step so a mismatched pair is refused."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        extra = _critic_path(path)
-        tmp = extra.with_name(extra.name + ".tmp")
-        torch.save({"step": self.step, "critic": self.critic.state_dict(),
-                    "reward_moments": self.reward_moments.state_dict()}, tmp)
-        os.replace(tmp, extra)
-        super().save_checkpoint(path)
-
-    def load_checkpoint(self, path: str | Path) -> None:
-        super().load_checkpoint(path)
-        extra = torch.load(_critic_path(Path(path)), weights_only=False)
-        if extra["step"] != self.step:
-            raise ValueError(f"critic checkpoint is at step {extra['step']}, the policy at {self.step}")
-        self.critic.load_state_dict(extra["critic"])
-        self.reward_moments.load_state_dict(extra["reward_moments"])
-
-
-def _critic_path(path: Path) -> Path:
-    return path.with_name(path.stem + "-critic" + path.suffix)

@@ -131,7 +131,7 @@ def base_corpus(task: Task, n_generic: int, seed: int = 0) -> list[dict]:
     return [{"prompt": "", "completion": d} for d in docs]
 
 
-def pretrain_base(task: Task, config: R1ZeroConfig, out: Path | None = None,
+def pretrain_base(task: Task, config: R1ZeroConfig, out: Path | None = None, resume: bool = False,
                   ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict]:
     """Step 1: the base model, taught ``base_corpus`` with next-token cross-entropy (no template), packed
     rows, cosine learning-rate decay after a short warm-up."""
@@ -142,26 +142,28 @@ def pretrain_base(task: Task, config: R1ZeroConfig, out: Path | None = None,
                     eval_rows=min(config.n_test, 100), eval_max_new_tokens=80,
                     checkpoint_every=max(1, config.pretrain_steps // 4), progress=config.grpo.progress)
     result = SFTTrainer(model, tok, task, sft, rows=base_corpus(task, config.n_generic, config.seed),
-                        prompt_fn=prompt, accuracy=accuracy_reward, format_fn=format_reward).train()
+                        prompt_fn=prompt, accuracy=accuracy_reward, format_fn=format_reward).train(resume=resume)
     return model, tok, result
 
 
-def run(out: str | Path | None, config: R1ZeroConfig | None = None, task: Task | None = None) -> dict:
-    """Pretrain the base model (skipped when ``base_model`` is a path), then R1-Zero GRPO; returns eval.json."""
+def run(out: str | Path | None, config: R1ZeroConfig | None = None, task: Task | None = None,
+        resume: bool = False) -> dict:
+    """Pretrain the base model (skipped when ``base_model`` is a path), then R1-Zero GRPO; returns eval.json.
+    ``resume`` continues both stages from the checkpoints in ``out``."""
     c = config or R1ZeroConfig()
     task = task or c.task()
     out = Path(out) if out else None
     torch.manual_seed(c.seed)
     t0 = time.perf_counter()
     if c.base_model == "tiny":
-        model, tok, _ = pretrain_base(task, c, out / "base" if out else None)
+        model, tok, _ = pretrain_base(task, c, out / "base" if out else None, resume)
     else:
         model, tok = load_model(c.base_model, seed=c.seed)
     t1 = time.perf_counter()
     g = c.grpo.replace(out=str(out) if out else None, seed=c.seed)
     trainer = GRPOTrainer(model, tok, task, g, rewards=[format_reward, accuracy_reward], prompt_fn=prompt,
                           accuracy=accuracy_reward, format_fn=format_reward)
-    result = trainer.train()
+    result = trainer.train(resume=resume)
     result |= {"pretrain_seconds": t1 - t0, "grpo_seconds": time.perf_counter() - t1}
     if out is not None:
         import json

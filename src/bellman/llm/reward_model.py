@@ -13,7 +13,7 @@ Usage::
 
     from bellman.llm.reward_model import RewardModel, RewardModelConfig, RewardModelTrainer
     rm = RewardModel.from_causal_lm(sft_model)                  # backbone copied, fresh scalar head
-    pairs = [{"prompt": "1+2=", "chosen": "3", "rejected": "4"}, ...]   # e.g. dpo.sample_preference_pairs
+    pairs = [{"prompt": "1+2=", "chosen": "3", "rejected": "4"}, ...]   # e.g. pairs.sample_preference_pairs
     RewardModelTrainer(rm, tok, pairs, RewardModelConfig.preset("tiny", out="runs/rm")).train()
     rm.score(tok, ["1+2="], ["3"])                              # tensor([r])
 """
@@ -21,6 +21,7 @@ Usage::
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import random
 from pathlib import Path
@@ -29,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 
+from bellman.llm.batching import encode_completions, encode_prompts, position_ids
 from bellman.llm.config import RewardModelConfig
-from bellman.llm.model import encode_completions, encode_prompts
-from bellman.llm.tasks import Task
+from bellman.llm.pairs import check_pairs
 from bellman.llm.trainer import Trainer
 
 
@@ -87,9 +88,9 @@ class RewardModel(torch.nn.Module):
 
     def token_values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The scalar head at every position: (B, T). Position ids follow the mask (left padding safe)."""
-        position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
         hidden = getattr(self.model, self.model.base_model_prefix)(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False,
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
+            use_cache=False,
         ).last_hidden_state
         return self.model.score(hidden).squeeze(-1).float()
 
@@ -116,31 +117,6 @@ def encode_pairs(tok: PreTrainedTokenizerBase, prompts: list[str], completions: 
     return torch.cat([p_ids, c_ids], 1), torch.cat([p_mask, c_mask], 1)
 
 
-def check_pairs(pairs: list[dict[str, str]], name: str = "preference pairs") -> None:
-    """Preference pairs are a non-empty list of dicts with string "prompt", "chosen" and "rejected"."""
-    if not isinstance(pairs, list) or not pairs:
-        raise ValueError(f"{name} must be a non-empty list of {{'prompt', 'chosen', 'rejected'}} dicts")
-    for i, p in enumerate(pairs):
-        if not isinstance(p, dict) or not all(isinstance(p.get(k), str) for k in ("prompt", "chosen", "rejected")):
-            raise ValueError(f"{name}[{i}] must be a dict with string 'prompt', 'chosen' and 'rejected', got {p!r}")
-
-
-def load_pairs(path: str | Path) -> list[dict[str, str]]:
-    """Preference pairs from a JSONL file with string "prompt", "chosen" and "rejected" columns."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pairs file {str(path)!r} does not exist")
-    pairs = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                pairs.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{i}: not valid JSON ({e.msg})") from None
-    check_pairs(pairs, str(path))
-    return [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs]
-
-
 class RewardModelTrainer(Trainer):
     """Bradley-Terry training of a RewardModel on preference pairs, logging loss, accuracy and margin.
 
@@ -162,10 +138,13 @@ class RewardModelTrainer(Trainer):
             n_eval = max(1, len(pairs) // 10)
             pairs, eval_pairs = pairs[n_eval:], pairs[:n_eval]
         check_pairs(eval_pairs, "eval_pairs")
-        # The held-out split is pairs, not prompts to answer: `evaluate` below scores them, no generation.
-        task = Task("preferences", train=pairs, test=eval_pairs, accuracy=None)
-        super().__init__(model, tok, task, config)
-        self.pairs = pairs
+        super().__init__(model, tok, None, config)  # no task: `evaluate` below scores held-out pairs
+        self.pairs, self.eval_pairs = pairs, eval_pairs
+
+    def identity(self) -> dict:
+        """The base identity, with the pairs' count and a digest standing for the task."""
+        digest = hashlib.sha256(json.dumps([self.pairs, self.eval_pairs], sort_keys=True).encode()).hexdigest()
+        return super().identity() | {"task": f"preferences ({len(self.pairs)} pairs, sha256 {digest[:16]})"}
 
     def pair_rewards(self, batch: list[dict[str, str]]) -> tuple[torch.Tensor, torch.Tensor]:
         """(r_chosen, r_rejected) of a batch of pairs, chosen and rejected in one forward pass."""
@@ -186,7 +165,7 @@ class RewardModelTrainer(Trainer):
     def evaluate(self) -> dict[str, float]:
         """Preference accuracy and mean reward margin on the held-out pairs."""
         c = self.config
-        pairs = self.task.test[:c.eval_rows] if c.eval_rows else self.task.test
+        pairs = self.eval_pairs[:c.eval_rows] if c.eval_rows else self.eval_pairs
         was_training = self.model.training
         self.model.eval()
         r_c, r_r = map(torch.cat, zip(*(self.pair_rewards(pairs[k:k + c.eval_batch_size])

@@ -1,4 +1,5 @@
-"""Supervised fine-tuning: next-token cross-entropy on completion tokens only (ALGORITHMS.md s.12).
+"""Supervised fine-tuning: next-token cross-entropy on completion tokens only (the SFT step of Ouyang et al.
+2022, "Training language models to follow instructions with human feedback", arXiv:2203.02155, sec. 3.5).
 
     L = - sum_{i,t} m_it log pi(c_it | prompt_i, c_i,<t) / sum_{i,t} m_it
 
@@ -9,7 +10,8 @@ learns to stop. Rows are ``{"prompt": str, "completion": str}``; by default they
 ``packing=True`` (TRL's best-fit-decreasing packing with position ids restarting per sequence) puts the
 batch's sequences side by side in rows as long as its longest sequence instead of padding each one; every
 token attends only to its own sequence, so the loss is the same, with a fraction of the padding. It runs
-Llama / Qwen2 models through ``lean_forward``; other models train on padded rows.
+through ``lean_forward`` where the trainer's engine is a ``LeanEngine`` on a Llama / Qwen2 model; other
+models train on padded rows.
 
 Usage::
 
@@ -26,19 +28,20 @@ from collections.abc import Callable
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from bellman.llm.batching import encode_completions, encode_prompts
 from bellman.llm.config import SFTConfig
-from bellman.llm.model import completion_logprobs, encode_completions, encode_prompts, lean_forward, lean_supported
+from bellman.llm.engine import Engine, LeanEngine
+from bellman.llm.engine.lean import lean_forward, lean_supported
 from bellman.llm.tasks import RewardFn, Task, plain_prompt
 from bellman.llm.trainer import Trainer
 
 
-def sft_loss(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[str], completions: list[str]
-             ) -> torch.Tensor:
-    """Mean next-token cross-entropy over the completion tokens (+ EOS) of a batch."""
-    p_ids, p_mask = encode_prompts(tok, prompts)
-    c_ids, c_mask = encode_completions(tok, completions, eos=True)
-    device = next(model.parameters()).device
-    logp = completion_logprobs(model, p_ids.to(device), p_mask.to(device), c_ids.to(device), c_mask.to(device))
+def sft_loss(engine: Engine, prompts: list[str], completions: list[str]) -> torch.Tensor:
+    """Mean next-token cross-entropy over the completion tokens (+ EOS) of a batch, under ``engine``'s policy."""
+    p_ids, p_mask = encode_prompts(engine.tok, prompts)
+    c_ids, c_mask = encode_completions(engine.tok, completions, eos=True)
+    device = next(engine.model.parameters()).device
+    logp = engine.logprobs(p_ids.to(device), p_mask.to(device), c_ids.to(device), c_mask.to(device))
     return -logp.sum() / c_mask.sum()
 
 
@@ -60,12 +63,13 @@ def best_fit_decreasing(lengths: list[int], width: int) -> list[list[int]]:
     return rows
 
 
-def packed_sft_loss(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[str],
-                    completions: list[str]) -> torch.Tensor:
+def packed_sft_loss(engine: Engine, prompts: list[str], completions: list[str]) -> torch.Tensor:
     """``sft_loss`` on packed rows (``best_fit_decreasing``): mean cross-entropy over the completion tokens
-    (+ EOS) that follow a token of their own sequence (an empty prompt leaves the first one unpredicted)."""
-    if not lean_supported(model):
-        return sft_loss(model, tok, prompts, completions)
+    (+ EOS) that follow a token of their own sequence (an empty prompt leaves the first one unpredicted).
+    Packed rows need ``lean_forward``; other engines and models get ``sft_loss`` on padded rows."""
+    model, tok = engine.model, engine.tok
+    if not (isinstance(engine, LeanEngine) and lean_supported(model)):
+        return sft_loss(engine, prompts, completions)
     p_ids = tok(prompts, add_special_tokens=False)["input_ids"]
     c_ids = tok(completions, add_special_tokens=False)["input_ids"]
     seqs = [p + c + [tok.eos_token_id] for p, c in zip(p_ids, c_ids, strict=True)]
@@ -111,6 +115,6 @@ class SFTTrainer(Trainer):
     def train_step(self, step: int) -> dict[str, float]:
         batch = self.rng(step).sample(self.rows, min(self.config.batch_size, len(self.rows)))
         loss_fn = packed_sft_loss if self.config.packing else sft_loss
-        loss = loss_fn(self.model, self.tok, [r["prompt"] for r in batch], [r["completion"] for r in batch])
+        loss = loss_fn(self.engine, [r["prompt"] for r in batch], [r["completion"] for r in batch])
         loss.backward()
         return {"loss": loss.item(), "grad_norm": self.optimizer_step(step, loss)}

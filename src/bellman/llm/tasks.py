@@ -15,7 +15,9 @@ Usage::
 Answers are read from ``<answer>...</answer>`` when the completion has that tag (the R1-Zero template),
 otherwise from the completion's first line. The countdown checker never calls eval: a small
 recursive-descent parser accepts integers, + - * / and parentheses only, with bounds on length, depth
-and magnitude, and computes with exact fractions.
+and magnitude, and computes with exact fractions. Every reward reads at most the first
+``MAX_COMPLETION_CHARS`` characters of a completion with linear-time string scans (no backtracking
+regular expressions over the completion), so adversarial text costs time in proportion to that cap.
 """
 
 from __future__ import annotations
@@ -36,8 +38,7 @@ MAX_DEPTH = 8
 MAX_LITERAL = 10**6
 MAX_VALUE = 10**12
 MAX_ANSWER_DIGITS = 30
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
-_FORMAT = re.compile(r"^(?:<think>)?(?P<think>.*?)</think>\s*<answer>(?P<answer>.*?)</answer>\s*$", re.S)
+MAX_COMPLETION_CHARS = 20_000  # rewards read at most this much of a completion
 _TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 
 
@@ -101,6 +102,9 @@ def call_reward(fn: RewardFn, prompts: list[str], completions: list[str], cols: 
         n = len(out) if isinstance(out, (list, tuple)) else type(out).__name__
         raise ValueError(f"reward function {name} returned {n} values for {len(completions)} completions; "
                          "it must return a list with one float per completion")
+    bad = next((v for v in out if isinstance(v, bool) or not isinstance(v, (int, float))), None)
+    if bad is not None or any(v is None for v in out):
+        raise TypeError(f"reward function {name} returned {bad!r} ({type(bad).__name__}); rewards must be floats")
     vals = [float(v) for v in out]
     if any(math.isnan(v) or math.isinf(v) for v in vals):
         raise ValueError(f"reward function {name} returned NaN or inf; rewards must be finite floats")
@@ -111,9 +115,11 @@ def call_reward(fn: RewardFn, prompts: list[str], completions: list[str], cols: 
 
 def extract_answer(completion: str) -> str | None:
     """Text of the first ``<answer>...</answer>`` if the completion has an answer tag, else its first line."""
-    if "<answer>" in completion:
-        m = _ANSWER.search(completion)
-        return m.group(1).strip() if m else None
+    completion = completion[:MAX_COMPLETION_CHARS]
+    start = completion.find("<answer>")
+    if start >= 0:
+        end = completion.find("</answer>", start + len("<answer>"))
+        return completion[start + len("<answer>"):end].strip() if end >= 0 else None
     line = completion.strip().split("\n", 1)[0].strip()
     return line or None
 
@@ -134,18 +140,22 @@ def arithmetic_reward(prompts: list[str], completions: list[str], answer: list[s
     return out
 
 
-def format_reward(prompts: list[str], completions: list[str], **_) -> list[float]:
-    """R1-Zero format reward (DeepSeek-AI 2025): 1.0 for ``[<think>]...</think><answer>...</answer>``.
+def has_format(completion: str) -> bool:
+    """``[<think>]...</think> <answer>...</answer>`` with each tag exactly once, the answer non-empty and
+    nothing but white space after ``</answer>`` (the opening <think> may end the prompt)."""
+    c = completion[:MAX_COMPLETION_CHARS]
+    if any(c.count(t) != (c.startswith("<think>") if t == "<think>" else 1) for t in _TAGS):
+        return False
+    rest = c[c.index("</think>") + len("</think>"):].lstrip()
+    if not rest.startswith("<answer>"):
+        return False
+    answer, _, tail = rest[len("<answer>"):].partition("</answer>")
+    return answer.strip() != "" and tail.strip() == ""
 
-    The opening <think> may end the prompt; each tag must appear exactly once (no nesting), answer non-empty.
-    """
-    out = []
-    for c in completions:
-        m = _FORMAT.match(c)
-        ok = m is not None and m.group("answer").strip() != "" and \
-            all(c.count(t) == (c.startswith("<think>") if t == "<think>" else 1) for t in _TAGS)
-        out.append(float(ok))
-    return out
+
+def format_reward(prompts: list[str], completions: list[str], **_) -> list[float]:
+    """R1-Zero format reward (DeepSeek-AI 2025, arXiv:2501.12948): 1.0 where ``has_format``, else 0.0."""
+    return [float(has_format(c)) for c in completions]
 
 
 class _Parser:
@@ -235,6 +245,9 @@ def countdown_reward(prompts: list[str], completions: list[str], numbers: list[l
     """
     out = []
     for c, nums, t in zip(completions, numbers, target, strict=True):
+        if any(isinstance(n, bool) or not isinstance(n, int) for n in (*nums, t)):
+            raise ValueError(f"countdown_reward: numbers and target must be integers, got numbers={nums!r}, "
+                             f"target={t!r}")
         expr = extract_answer(c)
         try:
             value, used = parse_expression(expr) if expr else (None, None)
@@ -243,7 +256,7 @@ def countdown_reward(prompts: list[str], completions: list[str], numbers: list[l
         if value is None:
             out.append(0.0)
         else:
-            out.append(1.0 if sorted(used) == sorted(int(n) for n in nums) and value == int(t) else 0.1)
+            out.append(1.0 if sorted(used) == sorted(nums) and value == t else 0.1)
     return out
 
 
@@ -319,14 +332,20 @@ def from_jsonl(path: str | Path, test_fraction: float = 0.1, seed: int = 0) -> T
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     rows = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    for i, line in enumerate(path.read_text().split("\n"), 1):
         if not line.strip():
             continue
-        r = json.loads(line)
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{i}: not valid JSON ({e.msg}, column {e.colno})") from None
         if not isinstance(r, dict) or not isinstance(r.get("prompt"), str):
             raise ValueError(f"{path}:{i}: each line must be a JSON object with a string 'prompt'")
         if "answer" not in r and not ("numbers" in r and "target" in r):
             raise ValueError(f"{path}:{i}: needs an 'answer' column or 'numbers' and 'target' columns")
+        if "numbers" in r and not (isinstance(r["numbers"], list) and all(
+                isinstance(n, int) and not isinstance(n, bool) for n in [*r["numbers"], r.get("target", 0)])):
+            raise ValueError(f"{path}:{i}: 'numbers' must be a list of integers and 'target' an integer")
         rows.append({"question": r["prompt"], **r})
     if len(rows) < 2:
         raise ValueError(f"{path}: need at least 2 rows (train and test), got {len(rows)}")

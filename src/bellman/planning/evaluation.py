@@ -1,6 +1,7 @@
-"""Policy evaluation: solving the Bellman equation v_pi = r_pi + gamma P_pi v_pi (ALGORITHMS.md section 2).
+"""Policy evaluation: solving the Bellman equation v_pi = r_pi + gamma P_pi v_pi.
 
-Zhao, "Mathematical Foundations of Reinforcement Learning", chapter 2: closed form
+Zhao 2025, "Mathematical Foundations of Reinforcement Learning", sections 2.6-2.8 (Sutton & Barto 2018,
+section 4.1): closed form
 v_pi = (I - gamma P_pi)^{-1} r_pi (solved, never inverted) and the iteration v_{k+1} = r_pi + gamma P_pi v_k.
 """
 
@@ -27,6 +28,8 @@ def check_iteration(mdp: TabularMDP, tol: float, max_iterations: int, v0: np.nda
     v = np.zeros(mdp.n_states) if v0 is None else np.asarray(v0, dtype=np.float64).copy()
     if v.shape != (mdp.n_states,):
         raise ValueError(f"v0 must have shape ({mdp.n_states},), got {v.shape}")
+    if not np.isfinite(v).all():
+        raise ValueError(f"v0 must be finite; it has NaN or inf at states {np.flatnonzero(~np.isfinite(v))[:5].tolist()}")
     return v
 
 

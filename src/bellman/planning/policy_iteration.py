@@ -1,6 +1,8 @@
-"""Policy iteration and truncated policy iteration (ALGORITHMS.md section 3).
+"""Policy iteration and truncated policy iteration.
 
-Howard (1960); Zhao, "Mathematical Foundations of Reinforcement Learning", chapter 4.2-4.3.
+Howard (1960), "Dynamic Programming and Markov Processes"; truncated (modified) policy iteration: Puterman &
+Shin (1978), Management Science 24(11); Zhao 2025, "Mathematical Foundations of Reinforcement Learning",
+sections 4.2-4.3; Sutton & Barto 2018, section 4.3.
 Each iteration evaluates pi_k (exactly, or with j sweeps of v <- r_pi + gamma P_pi v started from the
 previous values) and improves greedily: pi_{k+1}(s) = argmax_a q_k(s,a). j = 1 is value iteration and
 j = inf is policy iteration, which stops when the policy no longer changes.

@@ -1,6 +1,7 @@
-"""Value iteration: v_{k+1}(s) = max_a [R(s,a) + gamma sum_s' P(s'|s,a) v_k(s')] (ALGORITHMS.md section 3).
+"""Value iteration: v_{k+1}(s) = max_a [R(s,a) + gamma sum_s' P(s'|s,a) v_k(s')].
 
-Bellman (1957); Zhao, "Mathematical Foundations of Reinforcement Learning", chapter 4.1. The map is a
+Bellman (1957), "Dynamic Programming"; Zhao 2025, "Mathematical Foundations of Reinforcement Learning",
+section 4.1 (the contraction: section 3.3); Sutton & Barto 2018, section 4.4. The map is a
 gamma-contraction in the sup norm, so the iterates converge to the unique v* from any start.
 """
 

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
-from rich.progress import track
+from bellman.core.progress import track
 
 from bellman.mdp import check_policy
 
@@ -126,6 +126,16 @@ class Env:
         return s
 
 
+def setup(
+    env: Any, episodes: int, episode_length: int, gamma: float | None, seed: int | None
+) -> tuple[Env, int, float, np.random.Generator]:
+    """What every episodic method starts from: the checked env, the number of episodes, gamma and the
+    seeded random generator."""
+    episodes, seed = check_positive_int("episodes", episodes), check_seed(seed)
+    checked = Env(env, episode_length, seed)
+    return checked, episodes, resolve_gamma(checked.env, gamma), np.random.default_rng(seed)
+
+
 # ------------------------------------------------------------------------------------ policies
 def epsilon_greedy(q: np.ndarray, epsilon: float) -> np.ndarray:
     """pi(a|s) = 1 - eps (|A|-1)/|A| for the greedy action (lowest index on ties), eps/|A| otherwise."""
@@ -164,7 +174,7 @@ def linear_epsilons(epsilon: float, epsilon_end: float | None, episodes: int) ->
 
 
 def episodes_range(episodes: int, progress: bool, description: str) -> Iterable[int]:
-    return track(range(episodes), description=description, disable=not progress)
+    return track(range(episodes), episodes, progress, description, unit="episode")
 
 
 def start_state(rng: np.random.Generator, n_states: int, random_start: bool) -> int | None:

@@ -1,6 +1,6 @@
-"""Monte Carlo control: MC Basic, MC Exploring Starts, MC eps-greedy (ALGORITHMS.md section 4).
+"""Monte Carlo control: MC Basic, MC Exploring Starts, MC eps-greedy.
 
-Zhao, "Mathematical Foundations of Reinforcement Learning", chapter 5 (Algorithms 5.1-5.3);
+Zhao 2025, "Mathematical Foundations of Reinforcement Learning", chapter 5 (Algorithms 5.1-5.3);
 Sutton & Barto, "Reinforcement Learning: An Introduction" (2nd ed.), chapter 5.
 q(s,a) is the average of the discounted returns observed after (s,a); the policy is improved greedily
 (or eps-greedily) with respect to it. Episodes have `episode_length` steps unless the env terminates.
@@ -11,32 +11,25 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.signal import lfilter
 
-from bellman.planning import greedy_policy
+from bellman.core.returns import discounted_returns
 from bellman.mdp import check_policy
+from bellman.planning import greedy_policy
 from bellman.tabular.common import (
-    Env,
     TabularResult,
     check_positive_int,
     check_return,
-    check_seed,
     episodes_range,
     epsilon_greedy,
     epsilon_greedy_action,
     generate_episode,
     greedy_action,
     linear_epsilons,
-    resolve_gamma,
     sampler,
+    setup,
     start_state,
     values,
 )
-
-
-def discounted_returns(rewards: list[float], gamma: float) -> np.ndarray:
-    """G_t = r_{t+1} + gamma G_{t+1} for every t, computed backwards (g = gamma g + r) as a linear filter."""
-    return lfilter([1.0], [1.0, -gamma], np.asarray(rewards, dtype=np.float64)[::-1])[::-1]
 
 
 def mc_basic(
@@ -57,12 +50,8 @@ def mc_basic(
     policy0 (an (S, A) distribution or (S,) actions) defaults to the greedy policy of q = 0 (action 0).
     """
     iterations = check_positive_int("iterations", iterations)
-    episodes = check_positive_int("episodes", episodes)
-    seed = check_seed(seed)
-    env = Env(env, episode_length, seed)
-    gamma = resolve_gamma(env.env, gamma)
+    env, episodes, gamma, rng = setup(env, episodes, episode_length, gamma, seed)
     S, A = env.n_states, env.n_actions
-    rng = np.random.default_rng(seed)
     q = np.zeros((S, A))
     pi = greedy_policy(q) if policy0 is None else check_policy(policy0, S, A, "policy0")
     returns, lengths = [], []
@@ -108,8 +97,9 @@ def mc_exploring_starts(
     the return that followed its first visit (or every visit) averaged into q, which improves the
     policy of the visited states.
     """
-    return _mc_control(env, episodes, episode_length, gamma, 0.0, None, True, first_visit, False, seed,
-                       progress, "MC Exploring Starts")
+    return _mc_control(env, episodes=episodes, episode_length=episode_length, gamma=gamma, epsilon=0.0,
+                       epsilon_end=None, exploring_starts=True, first_visit=first_visit, random_start=False,
+                       seed=seed, progress=progress, description="MC Exploring Starts")
 
 
 def mc_epsilon_greedy(
@@ -132,12 +122,14 @@ def mc_epsilon_greedy(
     epsilon_end over the episodes when epsilon_end is given. The result's policy is eps-greedy with
     the final epsilon.
     """
-    return _mc_control(env, episodes, episode_length, gamma, epsilon, epsilon_end, False, first_visit,
-                       random_start, seed, progress, "MC eps-greedy")
+    return _mc_control(env, episodes=episodes, episode_length=episode_length, gamma=gamma, epsilon=epsilon,
+                       epsilon_end=epsilon_end, exploring_starts=False, first_visit=first_visit,
+                       random_start=random_start, seed=seed, progress=progress, description="MC eps-greedy")
 
 
 def _mc_control(
     env: Any,
+    *,
     episodes: int,
     episode_length: int,
     gamma: float | None,
@@ -150,13 +142,9 @@ def _mc_control(
     progress: bool,
     description: str,
 ) -> TabularResult:
-    episodes = check_positive_int("episodes", episodes)
+    env, episodes, gamma, rng = setup(env, episodes, episode_length, gamma, seed)
     epsilons = linear_epsilons(epsilon, epsilon_end, episodes)
-    seed = check_seed(seed)
-    env = Env(env, episode_length, seed)
-    gamma = resolve_gamma(env.env, gamma)
     S, A = env.n_states, env.n_actions
-    rng = np.random.default_rng(seed)
     q = np.zeros((S, A))
     g_sum, visits = np.zeros(S * A), np.zeros(S * A)
     returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=np.int64)

@@ -1,6 +1,6 @@
-"""Temporal-difference learning: TD(0), Sarsa, Expected Sarsa, n-step Sarsa, Q-learning (ALGORITHMS.md section 6).
+"""Temporal-difference learning: TD(0), Sarsa, Expected Sarsa, n-step Sarsa, Q-learning.
 
-Zhao, "Mathematical Foundations of Reinforcement Learning", chapter 7; Sutton & Barto, "Reinforcement
+Zhao 2025, "Mathematical Foundations of Reinforcement Learning", chapter 7; Sutton & Barto, "Reinforcement
 Learning: An Introduction" (2nd ed.), sections 6.1-6.6 and 7.2. Every method moves an estimate toward a
 TD target with step alpha; they differ only in the target. A truncated episode (episode_length reached,
 or the env's own truncation) bootstraps from the last state; a terminated one does not.
@@ -14,19 +14,17 @@ import numpy as np
 
 from bellman.mdp import check_policy
 from bellman.tabular.common import (
-    Env,
     TabularResult,
     check_alpha,
     check_initial,
     check_positive_int,
     check_return,
-    check_seed,
     episodes_range,
     epsilon_greedy,
     epsilon_greedy_action,
     linear_epsilons,
-    resolve_gamma,
     sampler,
+    setup,
     start_state,
     values,
 )
@@ -52,14 +50,12 @@ def td0(
 
     policy: the (S, A) distribution (or (S,) actions) being evaluated. The result has q = None.
     """
-    alpha, episodes, seed = check_alpha(alpha), check_positive_int("episodes", episodes), check_seed(seed)
-    env = Env(env, episode_length, seed)
-    gamma = resolve_gamma(env.env, gamma)
+    alpha = check_alpha(alpha)
+    env, episodes, gamma, rng = setup(env, episodes, episode_length, gamma, seed)
     S, A, L = env.n_states, env.n_actions, env.episode_length
     pi = check_policy(policy, S, A)
     sample, step = sampler(pi), env.step
     v = check_initial("v0", v0, (S,)).tolist()
-    rng = np.random.default_rng(seed)
     returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=np.int64)
     for i in episodes_range(episodes, progress, "TD(0)"):
         s = env.reset(start_state(rng, S, random_start))
@@ -98,8 +94,9 @@ def sarsa(
     epsilon decays linearly to epsilon_end over the episodes when given; the result's policy is
     eps-greedy with the final epsilon.
     """
-    return _td_control(SARSA, env, alpha, epsilon, episodes, episode_length, gamma, epsilon_end, q0, None,
-                       random_start, seed, progress)
+    return _td_control(SARSA, env, alpha=alpha, epsilon=epsilon, episodes=episodes, episode_length=episode_length,
+                       gamma=gamma, epsilon_end=epsilon_end, q0=q0, behaviour=None, random_start=random_start,
+                       seed=seed, progress=progress)
 
 
 def expected_sarsa(
@@ -121,8 +118,9 @@ def expected_sarsa(
 
     pi the eps-greedy policy of q, so sum_a' pi(a'|s') q(s',a') = (1 - eps) max q(s',.) + eps mean q(s',.).
     """
-    return _td_control(EXPECTED_SARSA, env, alpha, epsilon, episodes, episode_length, gamma, epsilon_end,
-                       q0, None, random_start, seed, progress)
+    return _td_control(EXPECTED_SARSA, env, alpha=alpha, epsilon=epsilon, episodes=episodes,
+                       episode_length=episode_length, gamma=gamma, epsilon_end=epsilon_end, q0=q0, behaviour=None,
+                       random_start=random_start, seed=seed, progress=progress)
 
 
 def q_learning(
@@ -146,13 +144,15 @@ def q_learning(
     On-policy, actions are eps-greedy in q (epsilon, epsilon_end); off-policy, they are drawn from
     `behaviour`, an (S, A) distribution (epsilon is then unused). The result's policy is greedy in q.
     """
-    return _td_control(Q_LEARNING, env, alpha, epsilon, episodes, episode_length, gamma, epsilon_end, q0,
-                       behaviour, random_start, seed, progress)
+    return _td_control(Q_LEARNING, env, alpha=alpha, epsilon=epsilon, episodes=episodes,
+                       episode_length=episode_length, gamma=gamma, epsilon_end=epsilon_end, q0=q0,
+                       behaviour=behaviour, random_start=random_start, seed=seed, progress=progress)
 
 
 def _td_control(
     target: str,
     env: Any,
+    *,
     alpha: float,
     epsilon: float,
     episodes: int,
@@ -166,14 +166,13 @@ def _td_control(
     progress: bool,
 ) -> TabularResult:
     """One-step TD control; `target` picks the TD target of Sarsa, Expected Sarsa or Q-learning."""
-    alpha, episodes, seed = check_alpha(alpha), check_positive_int("episodes", episodes), check_seed(seed)
+    alpha = check_alpha(alpha)
+    env, episodes, gamma, rng = setup(env, episodes, episode_length, gamma, seed)
     epsilons = linear_epsilons(epsilon, epsilon_end, episodes)
-    env = Env(env, episode_length, seed)
-    gamma = resolve_gamma(env.env, gamma)
     S, A, L = env.n_states, env.n_actions, env.episode_length
     sample = None if behaviour is None else sampler(check_policy(behaviour, S, A, "behaviour"))
     q = check_initial("q0", q0, (S, A)).tolist()
-    rng, step = np.random.default_rng(seed), env.step
+    step = env.step
     returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=np.int64)
     for i in episodes_range(episodes, progress, target.replace("_", " ").title()):
         eps = epsilons[i]
@@ -231,14 +230,12 @@ def n_step_sarsa(
 
     without the bootstrap term when s_h is terminal. n = 1 is Sarsa (same numbers for the same seed).
     """
-    n = check_positive_int("n", n)
-    alpha, episodes, seed = check_alpha(alpha), check_positive_int("episodes", episodes), check_seed(seed)
+    n, alpha = check_positive_int("n", n), check_alpha(alpha)
+    env, episodes, gamma, rng = setup(env, episodes, episode_length, gamma, seed)
     epsilons = linear_epsilons(epsilon, epsilon_end, episodes)
-    env = Env(env, episode_length, seed)
-    gamma = resolve_gamma(env.env, gamma)
     S, A, L = env.n_states, env.n_actions, env.episode_length
     q = check_initial("q0", q0, (S, A)).tolist()
-    rng, step = np.random.default_rng(seed), env.step
+    step = env.step
     returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=np.int64)
     for i in episodes_range(episodes, progress, f"{n}-step Sarsa"):
         eps = epsilons[i]

@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 from bellman.cli import Bellman, app
 from bellman.cli.llm import ALIASES, preset_for
 from bellman.cli.options import option_value
-from bellman.cli.runs import check_run_dir
 from bellman.core.config import DEFAULT_PRESET
 from bellman.llm.config import R1ZeroConfig
 
@@ -146,26 +145,12 @@ def test_auto_preset_follows_the_model(tmp_path):
     assert preset_for("auto", str(tmp_path / "missing")) == "default"
 
 
-def test_one_resume_rule(tmp_path):
-    check_run_dir(tmp_path / "new", resume=False)
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "metrics.csv").write_text("step\n")
-    with pytest.raises(FileExistsError, match="already holds a run; pass --resume to continue it, or choose"):
-        check_run_dir(tmp_path / "run", resume=False)
-    with pytest.raises(FileNotFoundError, match="holds no checkpoint.pt to continue from"):
-        check_run_dir(tmp_path / "run", resume=True)
-    (tmp_path / "run" / "base").mkdir()
-    (tmp_path / "run" / "base" / "checkpoint.pt").write_bytes(b"")
-    check_run_dir(tmp_path / "run", resume=True, stages=(".", "base"))
-    (tmp_path / "file").write_text("")
-    with pytest.raises(NotADirectoryError, match="is a file"):
-        check_run_dir(tmp_path / "file", resume=False)
-
-
-@pytest.mark.parametrize("args", [["llm", "sft"], ["llm", "dpo"], ["llm", "r1-zero"], ["train", "ppo"]])
-def test_an_existing_run_needs_resume(tmp_path, args):
-    (tmp_path / "eval.json").write_text(json.dumps({}))
+@pytest.mark.parametrize("args, held", [(["llm", "sft"], "."), (["llm", "r1-zero"], "base"), (["train", "ppo"], ".")])
+def test_an_existing_run_needs_resume(tmp_path, args, held):
+    (tmp_path / held).mkdir(exist_ok=True)
+    (tmp_path / held / "run.json").write_text(json.dumps({}))
     result = runner.invoke(app, [*args, "--out", str(tmp_path)])
     assert result.exit_code == 2, result.output
-    assert result.output.strip() == f"error: {tmp_path} already holds a run; pass --resume to continue it, " \
-                                    "or choose another --out"
+    assert result.output.strip() == f"error: {tmp_path / held if held != '.' else tmp_path} already holds a run; " \
+                                    "pass resume=True (--resume on the command line) to continue it, or choose " \
+                                    "another output directory"

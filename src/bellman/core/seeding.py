@@ -1,0 +1,84 @@
+"""Seeds and random-number-generator state.
+
+A run with seed ``s`` draws the randomness of its update ``step`` from ``derive_seed(s, step) = s * STRIDE +
+step`` and seeds its evaluation episodes with ``eval_seed(s) = s + STRIDE``, where ``STRIDE = 1_000_003``
+is the first prime above 10**6: the streams of two seeds never share a step seed within their first
+million steps, and the evaluation seeds stay clear of the training environments' ``s + i`` (one per env
+copy). ``rng_state`` / ``set_rng_state`` capture what a checkpoint needs to continue the same streams:
+Python's ``random``, torch's global generator and a numpy ``Generator``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """``seed`` as an int, or a ValueError if it is not an int >= 0."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {seed!r}")
+    return int(seed)
+
+
+STRIDE = 1_000_003
+
+
+def derive_seed(seed: int, step: int) -> int:
+    """The seed of update ``step`` of the run seeded with ``seed`` (see the module docstring)."""
+    return check_seed(seed) * STRIDE + check_seed(step, "step")
+
+
+def eval_seed(seed: int) -> int:
+    """The seed of the evaluation episodes of the run seeded with ``seed`` (see the module docstring)."""
+    return check_seed(seed) + STRIDE
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random`` and torch's global generator with ``seed``."""
+    import torch
+
+    random.seed(check_seed(seed))
+    torch.manual_seed(seed)
+
+
+def rng_state(rng: np.random.Generator | None = None) -> dict[str, Any]:
+    """The states of Python's ``random``, torch's global generator and (if given) a numpy Generator."""
+    import torch
+
+    version, internal, gauss = random.getstate()
+    state = {"python": [version, list(internal), gauss], "torch": torch.get_rng_state()}
+    if rng is not None:
+        state["numpy"] = rng.bit_generator.state
+    return state
+
+
+def set_rng_state(state: dict[str, Any], rng: np.random.Generator | None = None) -> None:
+    """Restore what ``rng_state`` captured."""
+    import torch
+
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(state["torch"])
+    if rng is not None:
+        rng.bit_generator.state = state["numpy"]
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads and restore the previous count after (None: leave it)."""
+    import torch
+
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

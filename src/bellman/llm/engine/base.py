@@ -1,0 +1,65 @@
+"""The interface every generation / scoring backend implements (see the package docstring)."""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from bellman.llm.rollout import Rollout, SamplingConfig
+
+
+class Engine(ABC):
+    """Samples completions of a policy and scores completions under it.
+
+    ``model`` is the policy being trained (an engine that runs elsewhere takes its weights from it) and
+    ``tok`` its tokenizer. Both methods return the numbers of the policy's own forward pass; engines
+    differ only in how they compute them.
+    """
+
+    model: PreTrainedModel
+    tok: PreTrainedTokenizerBase
+
+    @abstractmethod
+    def generate(self, prompts: list[str], sampling: SamplingConfig | None = None, seed: int | None = None,
+                 ) -> Rollout:
+        """One sampled completion per prompt (repeat a prompt for a group), seeded by ``seed`` (None: drawn
+        from torch's global generator). The rollout's ``logprobs`` are those of the temperature-scaled
+        distribution before top-k / top-p filtering; its tensors carry no autograd history."""
+
+    @abstractmethod
+    def logprobs(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
+                 completion_mask: torch.Tensor, temperature: float = 1.0, *, shared_prompt: bool = False,
+                 grad: bool = True) -> torch.Tensor:
+        """log pi(c_t | prompt, c_<t) of every completion token under softmax(logits / temperature):
+        (B', C), 0 off ``completion_mask``.
+
+        Prompts (B, P) are left padded, completions (B', C) right padded. Without ``shared_prompt`` B' = B,
+        one prompt per completion; with it each prompt row i stands for the n = B' / B completions
+        i n .. i n + n - 1 (GRPO's groups, DPO's chosen / rejected pairs), with the numbers of the
+        prompts repeated n times. ``grad`` False computes without autograd (a reference model's pass);
+        True lets gradients flow into the model's parameters.
+        """
+
+
+def autograd(grad: bool) -> contextlib.AbstractContextManager:
+    """The context of a ``logprobs`` pass: as the caller's with ``grad``, else ``torch.inference_mode``."""
+    return contextlib.nullcontext() if grad else torch.inference_mode()
+
+
+def check_logprobs_batch(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
+                         completion_mask: torch.Tensor, temperature: float, shared_prompt: bool) -> int:
+    """The batch checks every engine's ``logprobs`` makes; returns n, the completions per prompt row."""
+    if prompt_ids.shape != prompt_mask.shape or completion_ids.shape != completion_mask.shape:
+        raise ValueError("ids and masks must have the same shape")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    b, bn = prompt_ids.shape[0], completion_ids.shape[0]
+    n = bn // b if shared_prompt else 1
+    if n * b != bn or n < 1:
+        raise ValueError(f"{bn} completions do not split evenly over {b} prompts" if shared_prompt else
+                         f"got {b} prompts for {bn} completions; pass one prompt per completion, or "
+                         "shared_prompt=True with one prompt per group of completions")
+    return n
