@@ -154,3 +154,21 @@ def test_an_existing_run_needs_resume(tmp_path, args, held):
     assert result.output.strip() == f"error: {tmp_path / held if held != '.' else tmp_path} already holds a run; " \
                                     "pass resume=True (--resume on the command line) to continue it, or choose " \
                                     "another output directory"
+
+
+def test_the_command_line_and_the_api_give_the_same_run(tmp_path):
+    from bellman.core.metrics import read_metrics
+    from bellman.llm.model import load_model
+    from bellman.llm.sft import SFTConfig, SFTTrainer
+    from bellman.llm.tasks import get_task
+
+    result = runner.invoke(app, ["llm", "sft", "--out", str(tmp_path / "cli"), "--steps", "2", "--batch-size", "4",
+                                 "--eval-rows", "4", "--eval-max-new-tokens", "4", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    model, tok = load_model("tiny", seed=0)
+    config = SFTConfig.preset("tiny", out=str(tmp_path / "api"), total_steps=2, batch_size=4, eval_rows=4,
+                              eval_max_new_tokens=4, progress=False)
+    SFTTrainer(model, tok, get_task("arithmetic", seed=0), config).train()
+    assert json.loads((tmp_path / "cli" / "eval.json").read_text()) == json.loads((tmp_path / "api" / "eval.json").read_text())
+    cli, api = read_metrics(tmp_path / "cli"), read_metrics(tmp_path / "api")
+    assert cli["loss"] == api["loss"] and len(cli["loss"]) == 2
