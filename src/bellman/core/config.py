@@ -26,12 +26,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import numbers
 import os
 import types
 import typing
 from typing import Any, ClassVar, Literal, TypeVar, Union
-
-import numpy as np
 
 C = TypeVar("C", bound="Config")
 DEFAULT_PRESET = "default"  # the preset name every config has: its field defaults
@@ -169,12 +168,16 @@ def _or(values: tuple[Any, ...]) -> str:
     return said[0] if len(said) == 1 else ", ".join(said[:-1]) + " or " + said[-1]
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+def _is_bool(v: Any) -> bool:   # numpy's bool is no numbers.Integral; told apart without importing numpy
+    return isinstance(v, bool) or (type(v).__module__ == "numpy" and type(v).__name__ in ("bool", "bool_"))
+
+
+def _is_int(v: Any) -> bool:   # numpy's integers are numbers.Integral
+    return isinstance(v, numbers.Integral) and not _is_bool(v)
 
 
 def _is_number(v: Any) -> bool:
-    return _is_int(v) or isinstance(v, (float, np.floating))
+    return isinstance(v, numbers.Real) and not _is_bool(v)
 
 
 def _coerce(owner: str, name: str, value: Any, tp: Any) -> Any:
@@ -197,7 +200,7 @@ def _coerce(owner: str, name: str, value: Any, tp: Any) -> Any:
             raise TypeError(f"{owner}.{name} must be {type_name(tp)}, got {value!r}")
         return tuple(element(v) for v in value)
     if inner is bool:
-        if not isinstance(value, (bool, np.bool_)):
+        if not _is_bool(value):
             raise bad
         return bool(value)
     if inner is int:
