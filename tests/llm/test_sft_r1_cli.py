@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from bellman.cli import app
 from bellman.llm.engine import LeanEngine
 from bellman.llm.model import TinyConfig, tiny_model
-from bellman.llm.r1_zero import FILLED_FORMS, TEMPLATE, accuracy_reward, base_corpus, prompt, worked_sum
+from bellman.llm.r1_zero import TEMPLATE, accuracy_reward, prompt
+from bellman.recipes.r1_zero import FILLED_FORMS, base_corpus, worked_sum
 from bellman.llm.sft import SFTConfig, SFTTrainer, best_fit_decreasing, packed_sft_loss, sft_loss
 from bellman.llm.tasks import Task, arithmetic, arithmetic_reward, format_reward
 

@@ -156,7 +156,7 @@ def r1_zero(changes: Changes, task: str = typer.Option("arithmetic", help="arith
                                            help="updates of the GRPO stage (R1ZeroConfig.grpo.total_steps)"),
             resume: bool = RESUME) -> None:
     """The whole R1-Zero recipe: (tiny) base model taught plain arithmetic, then GRPO with format + accuracy."""
-    from bellman.llm.r1_zero import run
+    from bellman.recipes.r1_zero import run
     if task != "arithmetic":
         raise ValueError(f"r1-zero runs the arithmetic task, got {task!r}")
     c = R1ZeroConfig(**changes[R1ZeroConfig])
