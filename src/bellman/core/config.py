@@ -180,6 +180,18 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not _is_bool(v)
 
 
+def check_int(name: str, value: Any, minimum: int = 1, allow_none: bool = False) -> int | None:
+    """``value`` as an int if it is an integer (Python's or numpy's, not a bool) >= ``minimum``, else a ValueError
+    naming ``name``, the value and what is allowed: the one integer check of plain function arguments (config
+    fields are checked by their annotation)."""
+    if allow_none and value is None:
+        return None
+    if not _is_int(value) or value < minimum:
+        allowed = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {allowed}{' or None' if allow_none else ''}, got {value!r}")
+    return int(value)
+
+
 def _coerce(owner: str, name: str, value: Any, tp: Any) -> Any:
     """``value`` checked against the annotation ``tp`` and converted to it (numpy scalars to Python ones)."""
     inner, optional = split_optional(tp)

@@ -71,7 +71,7 @@ import torch
 from gymnasium import spaces
 
 from bellman.core import checkpoint
-from bellman.core.config import Config, field
+from bellman.core.config import Config, check_int, field
 from bellman.core.metrics import Metrics
 from bellman.core.progress import Progress
 from bellman.core.run import RunDir
@@ -345,13 +345,8 @@ class Agent:
         `out` that already holds a run is an error unless `resume`, which continues it from its checkpoint
         (into this agent, if it is still at step 0) with the same settings.
         """
-        if isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer)) or total_steps < 0:
-            raise ValueError(f"total_steps must be an int >= 0, got {total_steps!r}")
-        if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
-            raise ValueError(f"log_every must be an int >= 1, got {log_every!r}")
-        if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
-                                             or checkpoint_every < 1):
-            raise ValueError(f"checkpoint_every must be an int >= 1 or None, got {checkpoint_every!r}")
+        total_steps, log_every = check_int("total_steps", total_steps, 0), check_int("log_every", log_every)
+        checkpoint_every = check_int("checkpoint_every", checkpoint_every, allow_none=True)
         run = RunDir(out, self.identity(), resume) if out is not None else contextlib.nullcontext()
         with run, self.runtime():
             ckpt = Path(out) / "checkpoint.pt" if out is not None else None
@@ -417,8 +412,7 @@ class Agent:
     def evaluate(self, episodes: int = 20, deterministic: bool = True) -> tuple[float, float]:
         """Mean and standard deviation of the return over `episodes` fresh episodes, one per env copy,
         seeded from the agent's seed (the same agent gives the same numbers every call)."""
-        if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-            raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
+        episodes = check_int("episodes", episodes)
         if episodes not in self._eval_envs:
             source = copy.deepcopy(self.env_source) if isinstance(self.env_source, gym.Env) else self.env_source
             self._eval_envs[episodes] = make_vec_env(source, episodes, self.config.vectorized)

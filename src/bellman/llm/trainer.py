@@ -35,6 +35,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from bellman.core import checkpoint
+from bellman.core.config import check_int
 from bellman.core.metrics import Metrics
 from bellman.core.progress import Progress
 from bellman.core.run import RunDir, differences
@@ -226,8 +227,7 @@ class Trainer:
 
         Returns the eval dict written to eval.json: accuracy_before/after (+ format_before/after).
         """
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-            raise ValueError(f"steps must be an int >= 1 or None, got {steps!r}")
+        steps = check_int("steps", steps, allow_none=True)
         c = self.config
         run = RunDir(self.out, self.identity(), resume) if self.out else contextlib.nullcontext()
         with run:
