@@ -80,6 +80,7 @@ from bellman.deep import env_state
 from bellman.deep.nets import ACTIVATIONS, obs_to_tensor
 
 EnvSource = str | gym.Env | Callable[[], gym.Env]
+MAX_ENVS = 65_536  # environment copies in one process: beyond this a vector env is a memory error, not a speed-up
 
 
 class NonFiniteError(ValueError, FloatingPointError):
@@ -110,7 +111,7 @@ class AgentConfig(Config):
     fast_presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def check(self) -> None:
-        self.require(self.n_envs >= 1, "n_envs", "an int >= 1")
+        self.require(1 <= self.n_envs <= MAX_ENVS, "n_envs", f"an int in [1, {MAX_ENVS}]")
         self.require(0.0 <= self.gamma <= 1.0, "gamma", "a float in [0, 1]")
         self.require(self.learning_rate > 0, "learning_rate", "a float > 0")
         self.require(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), "hidden",
@@ -413,6 +414,8 @@ class Agent:
         """Mean and standard deviation of the return over `episodes` fresh episodes, one per env copy,
         seeded from the agent's seed (the same agent gives the same numbers every call)."""
         episodes = check_int("episodes", episodes)
+        if episodes > MAX_ENVS:
+            raise ValueError(f"episodes must be at most {MAX_ENVS} (one env copy each), got {episodes}")
         if episodes not in self._eval_envs:
             source = copy.deepcopy(self.env_source) if isinstance(self.env_source, gym.Env) else self.env_source
             self._eval_envs[episodes] = make_vec_env(source, episodes, self.config.vectorized)
