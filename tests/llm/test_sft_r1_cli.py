@@ -146,3 +146,5 @@ def test_cli_sft_then_eval_and_errors(tmp_path):
     assert isinstance(r.exception, FileNotFoundError)
     r = runner.invoke(app, ["llm", "sft", "--task", "chess", "--out", str(tmp_path / "c"), "--steps", "1"])
     assert isinstance(r.exception, ValueError) and "unknown task" in str(r.exception)
+    r = runner.invoke(app, ["llm", "eval", "--rows", "-5", "--out", str(tmp_path / "ev2")])
+    assert isinstance(r.exception, ValueError) and "--rows must be a positive integer, got -5" in str(r.exception)

@@ -137,8 +137,10 @@ def grpo(changes: Changes, task: str = TASK, model: str = MODEL, out: Path = OUT
 def eval_(task: str = TASK, model: str = MODEL, out: Path = OUT, template: str = TEMPLATE, rows: int = 200,
           max_new_tokens: int = 48, seed: int = 0) -> None:
     """Greedy held-out accuracy (and format reward with --template r1) of a model; writes OUT/eval.json."""
+    from bellman.core.config import check_int
     from bellman.llm.engine import get_engine
     from bellman.llm.trainer import evaluate
+    check_int("--rows", rows), check_int("--max-new-tokens", max_new_tokens), check_int("--seed", seed, 0)
     m, tok = load(model, seed)
     t, tpl = task_and_template(task, template, seed)
     result = evaluate(get_engine(m, tok), t.test[:rows], tpl.accuracy_for(t), tpl.prompt, tpl.format_reward,
