@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from bellman.llm.model import TinyConfig, tiny_model
+from bellman.llm.nn import ModelParts
 from bellman.llm.rope import apply_rope_scaling
 
 OUT = Path(__file__).resolve().parent / "model_parts"
@@ -199,8 +200,8 @@ def activations(a) -> dict:
         for bias in (False, True):
             runs = []
             for seed in range(a.seeds):
-                model, tok = tiny_model(TinyConfig(**{**SMALL, "intermediate_size": width}, max_position_embeddings=L,
-                                                   activation=act, bias=bias), seed=seed)
+                model, tok = tiny_model(TinyConfig(**{**SMALL, "intermediate_size": width}, max_position_embeddings=L),
+                                        seed=seed, parts=ModelParts(activation=act, bias=bias))
                 t0 = time.perf_counter()
                 history = train(model, tok, a.steps, seed=seed)
                 ev = evaluate(model, ids, problem)
@@ -228,7 +229,8 @@ def linear(a) -> dict:
     for name, switches in ATTENTIONS.items():
         runs = []
         for seed in range(a.seeds):
-            model, tok = tiny_model(TinyConfig(**SMALL, max_position_embeddings=L, **switches), seed=seed)
+            model, tok = tiny_model(TinyConfig(**SMALL, max_position_embeddings=L), seed=seed,
+                                    parts=ModelParts(**switches))
             t0 = time.perf_counter()
             history = train(model, tok, a.steps, seed=seed)
             ev = evaluate(model, ids, problem)
@@ -252,7 +254,7 @@ def decoding(a) -> dict:
              "linear elu (BellmanForCausalLM)": dict(attention="linear", activation="relu")}
     b, new = 4, 32
     for name, switches in kinds.items():
-        model, _ = tiny_model(TinyConfig(max_position_embeddings=4096 + new, **switches), seed=0)
+        model, _ = tiny_model(TinyConfig(max_position_embeddings=4096 + new), seed=0, parts=ModelParts(**switches))
         model.eval()
         for ctx in (256, 1024, 4096):
             ids = torch.randint(4, 90, (b, ctx), generator=torch.Generator().manual_seed(0))
@@ -309,7 +311,7 @@ def grpo(a) -> dict:
     results = {"steps": a.steps, "load_start": load(), "runs": {}}
     for name, switches in (("softmax", {}), ("linear elu", dict(attention="linear"))):
         model, tok = tiny_model(TinyConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                           num_attention_heads=2, **switches), seed=0)
+                                           num_attention_heads=2), seed=0, parts=ModelParts(**switches))
         cfg = GRPOConfig(learning_rate=5e-3, num_generations=8, prompts_per_step=4, max_new_tokens=4, beta=0.0,
                          total_steps=a.steps, eval_rows=4, eval_max_new_tokens=4, progress=False,
                          loss_type="dapo", eps_high=0.28, dynamic_sampling=True)

@@ -16,7 +16,7 @@ from bellman.llm.engine.lean import lean_supported
 from bellman.llm.grpo import GRPOConfig, GRPOTrainer
 from bellman.llm.logprobs import completion_logprobs
 from bellman.llm.model import TinyConfig, load_model, tiny_model
-from bellman.llm.nn import BellmanConfig, BellmanForCausalLM, from_llama, policy_config
+from bellman.llm.nn import BellmanConfig, BellmanForCausalLM, ModelParts, from_llama, policy_config
 from bellman.llm.reward_model import RewardModel
 from bellman.llm.rollout import SamplingConfig
 from bellman.llm.rope import apply_rope_scaling, logn_factor, rope_parameters
@@ -30,6 +30,12 @@ SWITCHED = [dict(activation=a, bias=b) for a in ("relu", "gelu", "silu", "geglu"
     dict(logn_scaling=True, max_position_embeddings=8), dict(rope_scaling="yarn", rope_factor=4.0),
     dict(rope_scaling="ntk", rope_factor=2.0, logn_scaling=True), dict(attention="linear", rope_scaling="linear",
                                                                       rope_factor=2.0)]
+
+
+def build(seed=0, **kw):
+    """The tiny model of size SIZE (with any TinyConfig field in ``kw``) and the parts in ``kw``."""
+    size = {k: kw.pop(k) for k in list(kw) if k in TinyConfig.__dataclass_fields__}
+    return tiny_model(TinyConfig(**{**SIZE, **size}), seed=seed, parts=ModelParts(**kw))
 
 
 def padded_batch(seed=0, b=3, t=10, vocab=90):
@@ -104,7 +110,7 @@ def test_cosformer_features_give_the_cos_reweighting():
 
 @pytest.mark.parametrize("switches", LINEAR, ids=lambda s: f"{s['feature_map']}-{s['linear_norm']}")
 def test_linear_attention_model_decodes_token_by_token_with_the_numbers_of_its_parallel_forward(switches):
-    model, _ = tiny_model(TinyConfig(**SIZE, **switches), seed=0)
+    model, _ = build(**switches)
     model.eval()
     ids, mask, pos = padded_batch()
     with torch.no_grad():
@@ -138,16 +144,16 @@ def test_the_built_in_model_with_llamas_switches_is_llama():
 
 def test_policy_config_uses_llamas_own_switches_where_it_has_them():
     base = dict(vocab_size=50, max_position_embeddings=16, **SIZE)
-    geglu = policy_config(activation="geglu", bias=True, rope_scaling="linear", rope_factor=2.0, **base)
+    geglu = policy_config(ModelParts(activation="geglu", bias=True, rope_scaling="linear", rope_factor=2.0), **base)
     assert type(geglu) is LlamaConfig
     assert (geglu.hidden_act, geglu.attention_bias, geglu.mlp_bias) == ("gelu", True, True)
     assert geglu.rope_parameters == {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}
-    relu = policy_config(activation="relu", **base)
+    relu = policy_config(ModelParts(activation="relu"), **base)
     assert type(relu) is BellmanConfig and (relu.hidden_act, relu.gated_mlp) == ("relu", False)
-    assert policy_config(attention="linear", **base).layer_types == ["linear_attention"] * 2
+    assert policy_config(ModelParts(attention="linear"), **base).layer_types == ["linear_attention"] * 2
     # a plain MLP of 3/2 the width has the gated one's parameters (Shazeer 2020's matching)
-    size = {a: TinyConfig(**{**SIZE, "intermediate_size": w}, activation=a) for a, w in (("swiglu", 64), ("relu", 96))}
-    n = {a: sum(p.numel() for p in tiny_model(c)[0].parameters()) for a, c in size.items()}
+    n = {a: sum(p.numel() for p in build(intermediate_size=w, activation=a)[0].parameters())
+         for a, w in (("swiglu", 64), ("relu", 96))}
     assert n["swiglu"] == n["relu"]
 
 
@@ -155,9 +161,9 @@ def test_policy_config_uses_llamas_own_switches_where_it_has_them():
 
 
 def rotary(scaling, factor, length=16, theta=10000.0, d=16):
-    cfg = policy_config(rope_scaling=scaling, rope_factor=factor, vocab_size=50, max_position_embeddings=length,
-                        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=32 // d,
-                        rope_theta=theta)
+    cfg = policy_config(ModelParts(rope_scaling=scaling, rope_factor=factor), vocab_size=50,
+                        max_position_embeddings=length, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                        num_attention_heads=32 // d, rope_theta=theta)
     return LlamaRotaryEmbedding(config=cfg)
 
 
@@ -253,7 +259,7 @@ def test_logn_factor_is_log_base_L_of_the_position_past_L():
 
 
 def test_logn_attention_scales_the_queries_scores():
-    cfg = policy_config(logn_scaling=True, vocab_size=50, max_position_embeddings=4, **SIZE)
+    cfg = policy_config(ModelParts(logn_scaling=True), vocab_size=50, max_position_embeddings=4, **SIZE)
     torch.manual_seed(0)
     model = BellmanForCausalLM(cfg).eval()
     attn, t = model.model.layers[0].self_attn, 12
@@ -279,7 +285,7 @@ def test_logn_attention_scales_the_queries_scores():
 
 @pytest.mark.parametrize("switches", SWITCHED, ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
 def test_every_switch_survives_save_and_load(switches, tmp_path):
-    model, tok = tiny_model(TinyConfig(**{**SIZE, **switches}), seed=1)
+    model, tok = build(seed=1, **switches)
     model.save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
     again, _ = load_model(tmp_path)
@@ -307,7 +313,7 @@ def test_every_switch_survives_save_and_load(switches, tmp_path):
 ])
 def test_bad_switches_give_clear_errors(bad, message):
     with pytest.raises(ValueError, match=message):
-        TinyConfig(**bad)
+        ModelParts(**bad)
 
 
 def test_bad_configs_and_scalings_give_clear_errors():
@@ -318,7 +324,7 @@ def test_bad_configs_and_scalings_give_clear_errors():
     model, _ = tiny_model(TinyConfig(**SIZE), seed=0)
     with pytest.raises(ValueError, match="factor must be a number >= 1"):
         apply_rope_scaling(model, "linear", 0.9)
-    cos, _ = tiny_model(TinyConfig(**SIZE, attention="linear", feature_map="cosformer", max_position_embeddings=8))
+    cos, _ = build(attention="linear", feature_map="cosformer", max_position_embeddings=8)
     with pytest.raises(ValueError, match="positions below M"):
         cos(input_ids=torch.ones(1, 9, dtype=torch.long))
     with pytest.raises(ValueError, match="from_llama takes a LlamaForCausalLM"):
@@ -331,7 +337,7 @@ def test_bad_configs_and_scalings_give_clear_errors():
 @pytest.mark.parametrize("switches", [dict(attention="linear"), dict(activation="relu", logn_scaling=True,
                                                                     max_position_embeddings=6)])
 def test_the_hf_engine_runs_the_built_in_model_cached_and_shared(switches):
-    model, tok = tiny_model(TinyConfig(**SIZE, **switches), seed=0)
+    model, tok = build(**switches)
     model.eval()
     assert not lean_supported(model) and type(get_engine(model, tok)) is HFEngine
     engine = get_engine(model, tok)
@@ -349,10 +355,10 @@ def test_the_hf_engine_runs_the_built_in_model_cached_and_shared(switches):
 
 
 def test_lean_engine_refuses_length_dependent_rope_and_matches_hf_on_yarn():
-    dyn, tok = tiny_model(TinyConfig(**SIZE, rope_scaling="dynamic-ntk", rope_factor=2.0))
+    dyn, tok = build(rope_scaling="dynamic-ntk", rope_factor=2.0)
     assert type(dyn).__name__ == "LlamaForCausalLM" and not lean_supported(dyn)
     assert type(get_engine(dyn, tok)) is HFEngine
-    yarn, _ = tiny_model(TinyConfig(**SIZE, max_position_embeddings=4, rope_scaling="yarn", rope_factor=4.0))
+    yarn, _ = build(max_position_embeddings=4, rope_scaling="yarn", rope_factor=4.0)
     assert lean_supported(yarn.eval())
     prompts = ["1+2=", "100+200="]
     s = SamplingConfig(temperature=0, max_new_tokens=6)
@@ -362,7 +368,7 @@ def test_lean_engine_refuses_length_dependent_rope_and_matches_hf_on_yarn():
 
 
 def test_grpo_runs_on_a_linear_attention_policy():
-    model, tok = tiny_model(TinyConfig(**SIZE, attention="linear"), seed=0)
+    model, tok = build(attention="linear")
     before = [p.detach().clone() for p in model.parameters()]
     t = arithmetic(digits=(1, 2), n_train=16, n_test=4, seed=0)
     task = Task("sevens", t.train, t.test, accuracy=lambda prompts, completions, **_: [
@@ -376,7 +382,7 @@ def test_grpo_runs_on_a_linear_attention_policy():
 
 
 def test_reward_model_and_gradient_checkpointing_on_the_built_in_model(tmp_path):
-    model, tok = tiny_model(TinyConfig(**SIZE, activation="gelu", attention="linear"), seed=0)
+    model, tok = build(activation="gelu", attention="linear")
     rm = RewardModel.from_causal_lm(model, seed=0, pad_token_id=tok.pad_token_id)
     r = rm.score(tok, ["1+2=", "3+4="], ["3", "7"])
     assert r.shape == (2,) and torch.isfinite(r).all()

@@ -7,8 +7,8 @@ Usage::
 
 The built-in tiny model is a small Llama (Touvron et al. 2023, "LLaMA", arXiv:2302.13971) built from a
 transformers ``LlamaConfig`` with the character tokenizer of ``bellman.llm.tokenizer``, so
-``save_pretrained`` / ``from_pretrained`` round-trip like any hub model. Its parts are switches of
-``TinyConfig`` (``bellman.llm.nn``; with one Llama lacks it is a ``BellmanForCausalLM``, registered with
+``save_pretrained`` / ``from_pretrained`` round-trip like any hub model. Its parts are switches
+(``bellman.llm.nn.ModelParts``; with one Llama lacks it is a ``BellmanForCausalLM``, registered with
 transformers' Auto classes when this module is imported). No hub download ever. ``lora`` wraps a model in
 peft LoRA adapters (Hu et al. 2021, "LoRA", arXiv:2106.09685).
 """
@@ -23,46 +23,28 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerFast
 
-from bellman.llm.nn import SWITCHES, check_switches, policy_config  # also registers the built-in model's classes
+from bellman.llm.nn import ModelParts, policy_config  # also registers the built-in model's classes
 from bellman.llm.tokenizer import char_tokenizer
 
 
 @dataclass
 class TinyConfig:
-    """Size and parts of the built-in tiny model (a Llama of about 0.8M parameters with the defaults).
-
-    The parts are switches (``bellman.llm.nn``): ``activation`` relu, gelu, silu, swiglu or geglu; ``bias``
-    on the attention and MLP projections; ``attention`` "softmax" or "linear" with ``feature_map`` (elu,
-    performer, cosformer) and ``linear_norm`` (sum, rms); ``rope_scaling`` (none, linear, ntk, dynamic-ntk,
-    yarn) by ``rope_factor``; ``logn_scaling``. Where Llama has them all the model is a ``LlamaForCausalLM``,
-    else a ``BellmanForCausalLM``.
-    """
+    """Size of the built-in tiny Llama (about 0.8M parameters with the defaults)."""
 
     hidden_size: int = 128
     intermediate_size: int = 384
     num_hidden_layers: int = 4
     num_attention_heads: int = 4
     max_position_embeddings: int = 256
-    activation: str = "swiglu"
-    bias: bool = False
-    attention: str = "softmax"
-    feature_map: str = "elu"
-    linear_norm: str = "sum"
-    rope_scaling: str = "none"
-    rope_factor: float = 1.0
-    logn_scaling: bool = False
-
-    def __post_init__(self) -> None:
-        check_switches(**{f: getattr(self, f) for f in SWITCHES})
 
 
-def tiny_model(config: TinyConfig | None = None, seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
-    """The built-in tiny causal LM (a ``LlamaForCausalLM``, or a ``BellmanForCausalLM`` for switches Llama
-    lacks) and its character tokenizer, seeded."""
+def tiny_model(config: TinyConfig | None = None, seed: int = 0, parts: ModelParts | None = None,
+               ) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    """The built-in tiny causal LM with ``parts`` (default: Llama's) and its character tokenizer, seeded: a
+    ``LlamaForCausalLM``, or a ``BellmanForCausalLM`` for parts Llama lacks."""
     c = config or TinyConfig()
     tok = char_tokenizer()
-    cfg = policy_config(**{f: getattr(c, f) for f in SWITCHES},
-                        vocab_size=len(tok), hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
+    cfg = policy_config(parts, vocab_size=len(tok), hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
                         num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
                         num_key_value_heads=c.num_attention_heads, max_position_embeddings=c.max_position_embeddings,
                         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,

@@ -2,11 +2,12 @@
 
 Usage::
 
-    from bellman.llm.model import TinyConfig, tiny_model
-    model, tok = tiny_model(TinyConfig(activation="gelu", attention="linear", feature_map="elu"))
+    from bellman.llm.model import tiny_model
+    from bellman.llm.nn import ModelParts
+    model, tok = tiny_model(parts=ModelParts(activation="gelu", attention="linear", feature_map="elu"))
     model.save_pretrained("runs/m")   # AutoModelForCausalLM.from_pretrained("runs/m") once this module is imported
 
-The switches (``SWITCHES``; ``policy_config`` turns them into a model config):
+The switches (``ModelParts``; ``policy_config`` turns them and a size into a model config):
 
 - ``activation``: relu, gelu or silu in the MLP down(act(up x)), or the gated swiglu, geglu:
   down(act(gate x) * up x) (Shazeer 2020, "GLU Variants Improve Transformer", arXiv:2002.05202). ReLU:
@@ -29,6 +30,9 @@ and, with Llama's switches, it computes what Llama does.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from huggingface_hub.dataclasses import strict
@@ -47,8 +51,6 @@ from transformers.models.llama.modeling_llama import LlamaRMSNorm, LlamaRotaryEm
 from bellman.llm import linear_attention as la
 from bellman.llm.rope import check_rope_scaling, logn_factor, rope_parameters
 
-SWITCHES = ("activation", "bias", "attention", "feature_map", "linear_norm", "rope_scaling", "rope_factor",
-            "logn_scaling")
 ACTIVATIONS = {"relu": ("relu", False), "gelu": ("gelu", False), "silu": ("silu", False),
                "swiglu": ("silu", True), "geglu": ("gelu", True)}  # name -> (hidden_act, gated MLP)
 ATTENTIONS = ("softmax", "linear")
@@ -74,6 +76,23 @@ def check_switches(activation: str = "swiglu", bias: bool = False, attention: st
     if attention == "linear" and feature_map == "cosformer" and rope_scaling != "none":
         raise ValueError("cosFormer attention has no RoPE to scale (its cos re-weighting places the tokens); "
                          "use rope_scaling='none' or feature_map 'elu' / 'performer'")
+
+
+@dataclass
+class ModelParts:
+    """The built-in model's switches (values in the module docstring); the defaults are Llama's parts."""
+
+    activation: str = "swiglu"
+    bias: bool = False
+    attention: str = "softmax"
+    feature_map: str = "elu"
+    linear_norm: str = "sum"
+    rope_scaling: str = "none"
+    rope_factor: float = 1.0
+    logn_scaling: bool = False
+
+    def __post_init__(self) -> None:
+        check_switches(**dataclasses.asdict(self))
 
 
 @strict
@@ -106,22 +125,22 @@ class BellmanConfig(LlamaConfig):
             raise ValueError("attention_dropout drops softmax attention weights; linear attention has none to drop")
 
 
-def policy_config(*, activation: str = "swiglu", bias: bool = False, attention: str = "softmax",
-                  feature_map: str = "elu", linear_norm: str = "sum", rope_scaling: str = "none",
-                  rope_factor: float = 1.0, logn_scaling: bool = False, **llama) -> LlamaConfig:
-    """The config of a model with these switches and the ``LlamaConfig`` fields ``llama``: a ``LlamaConfig``
-    where Llama has every switch, else a ``BellmanConfig``."""
-    check_switches(activation, bias, attention, feature_map, linear_norm, rope_scaling, rope_factor, logn_scaling)
-    hidden_act, gated = ACTIVATIONS[activation]
-    kw = dict(llama, hidden_act=hidden_act, attention_bias=bias, mlp_bias=bias)
-    if rope_scaling != "none":
+def policy_config(parts: ModelParts | None = None, **llama) -> LlamaConfig:
+    """The config of a model with these parts and the ``LlamaConfig`` fields ``llama`` (its size, token ids):
+    a ``LlamaConfig`` where Llama has every part, else a ``BellmanConfig``."""
+    p = parts or ModelParts()
+    if not isinstance(p, ModelParts):
+        raise TypeError(f"parts must be a ModelParts or None, got {type(p).__name__}")
+    hidden_act, gated = ACTIVATIONS[p.activation]
+    kw = dict(llama, hidden_act=hidden_act, attention_bias=p.bias, mlp_bias=p.bias)
+    if p.rope_scaling != "none":
         kw["rope_parameters"] = rope_parameters(
-            rope_scaling, rope_factor, rope_theta=llama.get("rope_theta", LlamaConfig.default_theta),
+            p.rope_scaling, p.rope_factor, rope_theta=llama.get("rope_theta", LlamaConfig.default_theta),
             head_dim=kw["hidden_size"] // kw["num_attention_heads"], length=kw["max_position_embeddings"])
-    if gated and attention == "softmax" and not logn_scaling:
+    if gated and p.attention == "softmax" and not p.logn_scaling:
         return LlamaConfig(**kw)
-    return BellmanConfig(**kw, gated_mlp=gated, attention=attention, feature_map=feature_map,
-                         linear_norm=linear_norm, logn_scaling=logn_scaling)
+    return BellmanConfig(**kw, gated_mlp=gated, attention=p.attention, feature_map=p.feature_map,
+                         linear_norm=p.linear_norm, logn_scaling=p.logn_scaling)
 
 
 class LinearAttentionState(LinearAttentionLayer):
