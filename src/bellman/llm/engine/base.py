@@ -49,6 +49,16 @@ def autograd(grad: bool) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext() if grad else torch.inference_mode()
 
 
+def check_context(model: PreTrainedModel, prompt_tokens: int, new_tokens: int) -> None:
+    """A prompt of ``prompt_tokens`` tokens and ``new_tokens`` after it must fit the model's context
+    (``max_position_embeddings``): positions past it were never trained, and the numbers are not the model's."""
+    context = getattr(model.config, "max_position_embeddings", None)
+    if context is not None and prompt_tokens + new_tokens > context:
+        raise ValueError(f"a prompt of {prompt_tokens} tokens and {new_tokens} tokens after it make "
+                         f"{prompt_tokens + new_tokens}, more than the model's context of {context} tokens "
+                         "(max_position_embeddings); shorten the prompt or lower max_new_tokens")
+
+
 def check_logprobs_batch(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
                          completion_mask: torch.Tensor, temperature: float, shared_prompt: bool) -> int:
     """The batch checks every engine's ``logprobs`` makes; returns n, the completions per prompt row."""
