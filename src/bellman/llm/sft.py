@@ -119,7 +119,7 @@ class SFTTrainer(Trainer):
         if rows is None:
             if "answer" not in task.train[0]:
                 raise ValueError(f"task {task.name!r} has no 'answer' column to fine-tune on; pass rows")
-            rows = [{"prompt": prompt_fn(r), "completion": str(r["answer"])} for r in task.train]
+            rows = [{"prompt": self.prompt(r), "completion": str(r["answer"])} for r in task.train]
         if not rows:
             raise ValueError("SFT needs a non-empty list of {'prompt', 'completion'} rows")
         if not all(isinstance(r.get("prompt"), str) and isinstance(r.get("completion"), str) for r in rows):
