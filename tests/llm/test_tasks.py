@@ -188,3 +188,11 @@ def test_chat_answer_rewards_stay_bounded_on_adversarial_text():
         arithmetic_reward([""] * 2, [text, text], answer=["1", "1/2"])
         countdown_reward([""], [text], numbers=[[1, 2]], target=[3])
         assert time.process_time() - start < 1.0  # a bound on work, far above the milliseconds these take
+
+
+def test_question_prompt_asks_as_a_person_would():
+    from bellman.llm.tasks import question_prompt
+    assert question_prompt({"prompt": "16+22=", "question": "16+22", "answer": "38"}) == "What is 16 + 22?"
+    assert question_prompt({"prompt": "7*8=", "question": "7*8"}) == "What is 7 * 8?"
+    assert question_prompt({"prompt": "numbers 1 2 target 3:", "question": "numbers 1 2 target 3"}) == \
+        "numbers 1 2 target 3:"

@@ -358,6 +358,16 @@ def arithmetic(digits: tuple[int, int] = (2, 3), op: str = "+", n_train: int = 2
     return Task(f"arithmetic{op}", train, test, accuracy=arithmetic_reward)
 
 
+def question_prompt(row: dict) -> str:
+    """A row's question as a chat model is asked it: arithmetic ``16+22`` -> "What is 16 + 22?"; other rows
+    keep their prompt. Use it as ``prompt_fn`` with a chat model (the chat template wraps it)."""
+    q = row.get("question")
+    if isinstance(q, str) and re.fullmatch(r"\d{1,9}[+*]\d{1,9}", q):
+        a, op, b = re.split(r"([+*])", q)
+        return f"What is {a} {op} {b}?"
+    return row["prompt"]
+
+
 def countdown(n_numbers: int = 3, max_number: int = 20, n_train: int = 2000, n_test: int = 200,
               seed: int = 0) -> Task:
     """Countdown: reach ``target`` with ``numbers`` (each once) using + - * /; ``answer`` is one solution."""
