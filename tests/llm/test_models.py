@@ -80,3 +80,9 @@ def test_smollm2_install_writes_a_plain_hugging_face_directory(smollm2, tmp_path
     with torch.no_grad():
         assert torch.equal(AutoModelForCausalLM.from_pretrained(SMOLLM2)(ids).logits, model(ids).logits)
     main(["smollm2", str(SMOLLM2)])   # an existing install is kept, not rewritten
+
+
+def test_the_real_model_demo_says_how_to_install_the_model_when_it_is_absent(tmp_path, capsys):
+    from bellman.llm.demo_real import run
+    assert run(tmp_path / "out", model_dir=tmp_path / "absent") is None
+    assert "make smollm2" in " ".join(capsys.readouterr().out.split()) and not (tmp_path / "out").exists()
