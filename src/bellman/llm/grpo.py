@@ -126,7 +126,7 @@ class GRPOTrainer(Trainer):
         c = self.config
         rows = self.rng(step * 101 + round_).sample(self.task.train, min(n_prompts, len(self.task.train)))
         rows = [r for r in rows for _ in range(c.num_generations)]
-        prompts = [self.prompt_fn(r) for r in rows]
+        prompts = [self.prompt(r) for r in rows]
         self.model.eval()
         ro = self.engine.generate(prompts, SamplingConfig(c.temperature, c.top_p, c.top_k, c.max_new_tokens),
                                   seed=self.seed_for(step) * 7 + round_)

@@ -1,9 +1,11 @@
-"""The policy: any Hugging Face causal LM from a local directory, or the built-in tiny model.
+"""The policy: any Hugging Face causal LM from a local directory or a GGUF file, or the built-in tiny model.
 
 Usage::
 
     from bellman.llm.model import LoraSpec, load_model
     model, tok = load_model("tiny", seed=0)             # or load_model("/path/to/qwen", lora=LoraSpec())
+    model, tok = load_model("models/smollm2-135m-instruct")   # written by bellman.llm.models.install_smollm2
+    model, tok = load_model("model.Q4_1.gguf")          # dequantised to float (bellman.llm.models.read_gguf)
 
 The built-in tiny model is a small Llama (Touvron et al. 2023, "LLaMA", arXiv:2302.13971) built from a
 transformers ``LlamaConfig`` with the character tokenizer of ``bellman.llm.tokenizer``, so
@@ -21,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerFast
+from transformers import (AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase,
+                          PreTrainedTokenizerFast)
 
 from bellman.llm.nn import ModelParts, policy_config  # also registers the built-in model's classes
 from bellman.llm.tokenizer import char_tokenizer
@@ -63,10 +66,25 @@ class LoraSpec:
     target_modules: list[str] | str = field(default_factory=lambda: "all-linear")
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def check_tokenizer(tok: PreTrainedTokenizerBase, where: str) -> None:
+    """A policy's tokenizer needs an EOS token (completions end there) and a pad token (batches are padded
+    with it; a chat model's pad is often its EOS, as SmolLM2's)."""
+    if tok.eos_token_id is None:
+        raise ValueError(f"tokenizer {where} has no EOS token; completions end at EOS, so set "
+                         "tokenizer.eos_token and save it again")
+    if tok.pad_token_id is None:
+        raise ValueError(f"tokenizer {where} has no pad token; set tokenizer.pad_token "
+                         "(e.g. to its eos_token) and save it again")
+
+
 def load_model(name_or_path: str | Path = "tiny", *, seed: int = 0, dtype: str = "float32",
                gradient_checkpointing: bool = False, lora: LoraSpec | None = None,
                ) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
-    """Load ``"tiny"`` (built-in) or a causal LM + tokenizer saved with ``save_pretrained`` in a local directory.
+    """Load ``"tiny"`` (built-in), a causal LM + tokenizer saved with ``save_pretrained`` in a local directory,
+    or a ``.gguf`` file (``bellman.llm.models.read_gguf``: dequantised to float).
 
     ``dtype`` is "float32" or "bfloat16"; ``gradient_checkpointing`` trades compute for memory; ``lora``
     wraps the model in peft LoRA adapters (only the adapters train).
@@ -75,17 +93,23 @@ def load_model(name_or_path: str | Path = "tiny", *, seed: int = 0, dtype: str =
         raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {dtype!r}")
     if lora is not None and not isinstance(lora, LoraSpec):
         raise TypeError(f"lora must be a LoraSpec or None, got {type(lora).__name__}")
+    path = Path(name_or_path)
     if str(name_or_path) == "tiny":
         model, tok = tiny_model(seed=seed)
+    elif path.suffix == ".gguf" and not path.is_dir():
+        from bellman.llm.models import read_gguf
+        torch.manual_seed(seed)
+        model, tok = read_gguf(path)
+        check_tokenizer(tok, f"of {str(path)!r}")
     else:
-        path = Path(name_or_path)
         if not path.is_dir():
-            raise FileNotFoundError(f"model path {str(path)!r} is not a directory; pass 'tiny' or a local "
-                                    "directory written by save_pretrained (no hub downloads)")
+            raise FileNotFoundError(f"model path {str(path)!r} is not a directory; pass 'tiny', a local "
+                                    "directory written by save_pretrained or a .gguf file (no hub downloads)")
+        if not any((path / f).is_file() for f in TOKENIZER_FILES):
+            raise FileNotFoundError(f"model directory {str(path)!r} has no tokenizer (none of "
+                                    f"{', '.join(TOKENIZER_FILES)}); save it there with tokenizer.save_pretrained")
         tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        if tok.pad_token_id is None:
-            raise ValueError(f"tokenizer at {str(path)!r} has no pad token; set tokenizer.pad_token "
-                             "(e.g. to its eos_token) and save it again")
+        check_tokenizer(tok, f"at {str(path)!r}")
         torch.manual_seed(seed)
         try:
             model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from bellman.llm.chat import Prompt, render_prompt, uses_chat
 from bellman.llm.engine import get_engine
 from bellman.llm.rollout import SamplingConfig
 from bellman.llm.tasks import RewardFn, call_reward, columns
@@ -88,20 +89,22 @@ def build_preference_pairs(prompts: list[str], completions: list[str], rewards: 
 def sample_preference_pairs(model: PreTrainedModel, tok: PreTrainedTokenizerBase, rows: list[dict],
                             reward_fns: list[RewardFn], num_generations: int = 8,
                             sampling: SamplingConfig | None = None, batch_size: int = 64, seed: int = 0,
-                            max_pairs_per_prompt: int = 4, prompt_fn: Callable[[dict], str] = plain_prompt,
-                            ) -> list[dict[str, str]]:
-    """Pairs from the policy's own samples: num_generations completions per task row (prompt ``prompt_fn``),
-    scored by the summed task rewards, correct (best) against wrong (lower) with ``build_preference_pairs``."""
+                            max_pairs_per_prompt: int = 4, prompt_fn: Callable[[dict], Prompt] = plain_prompt,
+                            chat_template: bool | None = None) -> list[dict[str, str]]:
+    """Pairs from the policy's own samples: num_generations completions per task row (prompt ``prompt_fn``,
+    through the chat template as ``chat_template`` says: None = if the tokenizer has one), scored by the
+    summed task rewards, correct (best) against wrong (lower) with ``build_preference_pairs``. Each pair's
+    prompt is the text the policy read (rendered), as DPO and the reward model then read it."""
     if not rows:
         raise ValueError("rows must be a non-empty list of task rows")
     if num_generations < 2:
         raise ValueError(f"num_generations must be >= 2 to compare samples, got {num_generations}")
-    engine = get_engine(model, tok)
+    engine, chat = get_engine(model, tok), uses_chat(tok, chat_template)
     expanded = [r for r in rows for _ in range(num_generations)]
     prompts, completions, rewards = [], [], []
     for k in range(0, len(expanded), batch_size):
         chunk = expanded[k:k + batch_size]
-        p = [prompt_fn(r) for r in chunk]
+        p = [render_prompt(tok, prompt_fn(r), chat) for r in chunk]
         c = engine.generate(p, sampling or SamplingConfig(), seed=seed + k).completions(tok)
         scores = [call_reward(fn, p, c, columns(chunk)) for fn in reward_fns]
         prompts += p

@@ -124,7 +124,7 @@ class PPORLHFTrainer(Trainer):
         if config.ptx_coef > 0 and ptx_pairs is None:
             if "answer" not in task.train[0]:
                 raise ValueError(f"ptx_coef > 0: task {task.name!r} has no 'answer' column; pass ptx_pairs")
-            ptx_pairs = [{"prompt": prompt_fn(r), "completion": str(r["answer"])} for r in task.train]
+            ptx_pairs = [{"prompt": self.prompt(r), "completion": str(r["answer"])} for r in task.train]
         if config.ptx_coef > 0 and not ptx_pairs:
             raise ValueError("ptx_coef > 0 needs a non-empty list of {'prompt', 'completion'} ptx_pairs")
         self.ptx_pairs = ptx_pairs or []
@@ -147,7 +147,7 @@ class PPORLHFTrainer(Trainer):
         c = self.config
         rng = self.rng(step)
         rows = rng.sample(self.task.train, min(c.batch_size, len(self.task.train)))
-        prompts = [self.prompt_fn(r) for r in rows]
+        prompts = [self.prompt(r) for r in rows]
         self.model.eval()
         ro = self.engine.generate(prompts, SamplingConfig(temperature=c.temperature, max_new_tokens=c.max_new_tokens),
                                   seed=self.seed_for(step))

@@ -79,16 +79,18 @@ def decode(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, s: SamplingConfi
 
     ``logits`` (B, 1, V) are the model's after the prompts; ``step(t, tokens)`` feeds the (B,) tokens drawn
     at step t and returns the logits (B, 1, V) after them. The engine behind ``step`` decides how (a KV
-    cache, a hand-written forward, a full forward per step); this loop only samples and records.
+    cache, a hand-written forward, a full forward per step); this loop only samples and records the drawn
+    tokens and their log-probs, so its memory grows with B x steps, not with the vocabulary.
     """
     b, n = prompt_ids.shape[0], s.max_new_tokens
-    tokens, step_logits = [], []
+    tokens, step_logprobs = [], []
     done = torch.zeros(b, dtype=torch.bool, device=prompt_ids.device)
     for t in range(n):
         logits = logits[:, -1].float()
-        step_logits.append(logits)
         nxt = sample(logits, s, generator)
         nxt.masked_fill_(done, pad)
+        # only the drawn token's log-prob is kept: no (B, V) logits outlive their step
+        step_logprobs.append(token_logprobs(logits, nxt, s.temperature or 1.0))
         tokens.append(nxt)
         done |= nxt == eos
         if t == n - 1 or bool(done.all()):  # no logits needed after the last token
@@ -98,6 +100,6 @@ def decode(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, s: SamplingConfi
     is_eos = (completion_ids == eos).long()
     # 1 up to and including the first EOS: positions where no EOS came strictly before
     completion_mask = ((is_eos.cumsum(1) - is_eos) == 0).long()
-    logprobs = token_logprobs(torch.stack(step_logits, dim=1), completion_ids, s.temperature or 1.0) * completion_mask
+    logprobs = torch.stack(step_logprobs, dim=1) * completion_mask
     return Rollout(prompt_ids, prompt_mask, completion_ids, completion_mask, logprobs,
                    truncated=is_eos.sum(1) == 0)

@@ -32,6 +32,7 @@ from bellman.llm.batching import encode_completions, encode_prompts
 from bellman.llm.config import SFTConfig
 from bellman.llm.engine import Engine, LeanEngine
 from bellman.llm.engine.lean import lean_forward, lean_supported
+from bellman.llm.logprobs import head_logprobs
 from bellman.llm.tasks import RewardFn, Task, plain_prompt
 from bellman.llm.trainer import Trainer
 
@@ -88,9 +89,12 @@ def packed_sft_loss(engine: Engine, prompts: list[str], completions: list[str]) 
             start = end
     device = next(model.parameters()).device
     ids, segments, positions, target = ids.to(device), segments.to(device), positions.to(device), target.to(device)
-    logits = lean_forward(model, ids, segments > 0, positions, segments=segments)[:, :-1].float()
-    logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
-    return -(logp * target[:, 1:]).sum() / target.sum()
+    h = lean_forward(model, ids, segments > 0, positions, segments=segments, hidden=True)
+    # the output at position t of a row predicts its token t + 1 (read where that token is a target)
+    at = (torch.arange(len(rows), device=device)[:, None] * width + torch.arange(width - 1, device=device))
+    m = target[:, 1:].bool()
+    logp = head_logprobs([h.reshape(len(rows) * width, -1)], model.lm_head, at[m], ids[:, 1:][m])
+    return -logp.sum() / target.sum()
 
 
 class SFTTrainer(Trainer):
@@ -105,7 +109,7 @@ class SFTTrainer(Trainer):
         if rows is None:
             if "answer" not in task.train[0]:
                 raise ValueError(f"task {task.name!r} has no 'answer' column to fine-tune on; pass rows")
-            rows = [{"prompt": prompt_fn(r), "completion": str(r["answer"])} for r in task.train]
+            rows = [{"prompt": self.prompt(r), "completion": str(r["answer"])} for r in task.train]
         if not rows:
             raise ValueError("SFT needs a non-empty list of {'prompt', 'completion'} rows")
         if not all(isinstance(r.get("prompt"), str) and isinstance(r.get("completion"), str) for r in rows):

@@ -10,10 +10,15 @@ Usage::
     task = arithmetic(digits=(2, 3), op="+", n_train=2000, n_test=200, seed=0)
     task.train[0]          # {"prompt": "12+345=", "question": "12+345", "answer": "357"}
     arithmetic_reward(["12+345="], ["357"], answer=["357"])                      # [1.0]
+    arithmetic_reward(["What is 16 + 22?"], ["16 + 22 = 38"], answer=["38"])      # [1.0]: a chat model's reply
     countdown_reward(["..."], ["(3+5)*7"], numbers=[[3, 5, 7]], target=[56])      # [1.0]
 
-Answers are read from ``<answer>...</answer>`` when the completion has that tag (the R1-Zero template),
-otherwise from the completion's first line. The countdown checker never calls eval: a small
+Answers are read as a chat model writes them: from ``<answer>...</answer>`` when the completion has that
+tag (the R1-Zero template), else from the last ``\boxed{...}`` if there is one (Hendrycks et al. 2021,
+"MATH", arXiv:2103.03874), else the arithmetic reward takes the completion's final number and the
+countdown reward its first line (up to an ``=``). An integer answer must be written as an integer equal to
+it; any other answer is compared as text and, where Hugging Face's ``math-verify`` applies (as in TRL's
+accuracy reward), as mathematics ("0.5" equals "1/2" and "\frac{1}{2}"). The countdown checker never calls eval: a small
 recursive-descent parser accepts integers, + - * / and parentheses only, with bounds on length, depth
 and magnitude, and computes with exact fractions. Every reward reads at most the first
 ``MAX_COMPLETION_CHARS`` characters of a completion with linear-time string scans (no backtracking
@@ -31,6 +36,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+from bellman.llm.chat import is_messages
+
 RewardFn = Callable[..., list[float]]
 
 MAX_EXPR_CHARS = 64
@@ -39,7 +46,12 @@ MAX_LITERAL = 10**6
 MAX_VALUE = 10**12
 MAX_ANSWER_DIGITS = 30
 MAX_COMPLETION_CHARS = 20_000  # rewards read at most this much of a completion
+MAX_VERIFY_CHARS = 64  # math-verify compares answers of at most this many characters
 _TAGS = ("<think>", "</think>", "<answer>", "</answer>")
+# a number: digits with optional thousands commas and decimals; a minus sign only where it cannot be a
+# subtraction (not after a word character or a point). Every part is a disjoint character class, so a scan
+# is linear in the text.
+_NUMBER = re.compile(r"(?:(?<![\w.])-)?\d+(?:,\d{3})*(?:\.\d+)?")
 
 
 @dataclass
@@ -114,7 +126,8 @@ def call_reward(fn: RewardFn, prompts: list[str], completions: list[str], cols: 
 # ---- answers and rewards -------------------------------------------------------------------------------
 
 def extract_answer(completion: str) -> str | None:
-    """Text of the first ``<answer>...</answer>`` if the completion has an answer tag, else its first line."""
+    """Text of the first ``<answer>...</answer>`` if the completion has an answer tag, else its first line
+    (None when the tag is not closed or the line is empty)."""
     completion = completion[:MAX_COMPLETION_CHARS]
     start = completion.find("<answer>")
     if start >= 0:
@@ -124,19 +137,80 @@ def extract_answer(completion: str) -> str | None:
     return line or None
 
 
+def last_boxed(text: str) -> str | None:
+    """The content of the last ``\\boxed{...}`` in ``text`` (braces balanced), or None; one forward scan."""
+    text = text[:MAX_COMPLETION_CHARS]
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, i = 0, start + len("\\boxed")
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i + 1:j].strip()
+    return None
+
+
+def final_number(text: str) -> str | None:
+    """The last number in ``text`` (thousands commas removed), or None: "16 + 22 = 38." -> "38"."""
+    last = None
+    for last in _NUMBER.finditer(text[:MAX_COMPLETION_CHARS]):
+        pass
+    return last.group().replace(",", "") if last else None
+
+
+def tagged_answer(completion: str) -> tuple[bool, str | None]:
+    """(found, text): the ``<answer>`` tag's content if the completion has the tag (None when it is not
+    closed), else the last ``\\boxed{}``'s; found is False when it has neither."""
+    completion = completion[:MAX_COMPLETION_CHARS]
+    if "<answer>" in completion:
+        return True, extract_answer(completion)
+    boxed = last_boxed(completion)
+    return boxed is not None, boxed
+
+
 def _as_int(s: str | None) -> int | None:
     if s is None or not re.fullmatch(r"-?\d{1,%d}" % MAX_ANSWER_DIGITS, s.strip()):
         return None
     return int(s)
 
 
+def math_equal(gold: str, answer: str) -> bool:
+    """Whether two short answers are equal as mathematics, by Hugging Face's ``math-verify`` (its ``parse``
+    and ``verify``, as TRL's accuracy reward). Bounded: answers over ``MAX_VERIFY_CHARS`` are not compared,
+    and the comparison runs under math-verify's time limits, which need the main thread (elsewhere: False)."""
+    import threading
+    if len(gold) > MAX_VERIFY_CHARS or len(answer) > MAX_VERIFY_CHARS or \
+            threading.current_thread() is not threading.main_thread():
+        return False
+    try:
+        from math_verify import parse, verify
+    except ImportError:  # the llm extra installs it; without it answers are compared as text only
+        return False
+    try:
+        return bool(verify(parse(f"${gold}$", parsing_timeout=1), parse(f"${answer}$", parsing_timeout=1),
+                           timeout_seconds=1))
+    except Exception:  # math-verify's own errors and time-outs: not shown equal
+        return False
+
+
 def arithmetic_reward(prompts: list[str], completions: list[str], answer: list[str], **_) -> list[float]:
-    """1.0 if the answer equals ``answer`` (integers compared as numbers, else exact text), else 0.0."""
+    """1.0 if the completion's answer equals ``answer``, else 0.0. The answer is the ``<answer>`` tag's or the
+    last ``\\boxed{}``'s content if there is one, else the completion's final number. An integer ``answer``
+    needs an integer equal to it; any other is compared as text (the tag or the first line) and as
+    mathematics (``math_equal``)."""
     out = []
     for c, a in zip(completions, answer, strict=True):
-        got = extract_answer(c)
-        gi, ai = _as_int(got), _as_int(str(a))
-        out.append(float(got is not None and (gi == ai if ai is not None else got == str(a).strip())))
+        found, got = tagged_answer(c)
+        gold = str(a).strip()
+        ai = _as_int(gold)
+        if ai is not None:
+            out.append(float(_as_int(got if found else final_number(c)) == ai))
+            continue
+        text = got if found else extract_answer(c)
+        candidate = got if found else final_number(c)
+        out.append(float(text == gold or (candidate is not None and math_equal(gold, candidate))
+                         or (text is not None and text != candidate and math_equal(gold, text))))
     return out
 
 
@@ -237,6 +311,16 @@ def parse_expression(text: str) -> tuple[Fraction, list[int]]:
     return p.parse(), p.literals
 
 
+def countdown_expression(completion: str) -> str | None:
+    """The expression a countdown completion answers with: the ``<answer>`` tag's or last ``\\boxed{}``'s
+    content, else the first line; an ``expr = value`` there gives ``expr``."""
+    found, got = tagged_answer(completion)
+    expr = got if found else extract_answer(completion)
+    if expr is not None and expr.count("=") == 1:
+        expr = expr.split("=")[0].strip()
+    return expr
+
+
 def countdown_reward(prompts: list[str], completions: list[str], numbers: list[list[int]], target: list[int],
                      **_) -> list[float]:
     """Countdown (TinyZero, Pan et al. 2025): 0.0 no parseable answer, 0.1 well formed but wrong, 1.0 correct.
@@ -248,7 +332,7 @@ def countdown_reward(prompts: list[str], completions: list[str], numbers: list[l
         if any(isinstance(n, bool) or not isinstance(n, int) for n in (*nums, t)):
             raise ValueError(f"countdown_reward: numbers and target must be integers, got numbers={nums!r}, "
                              f"target={t!r}")
-        expr = extract_answer(c)
+        expr = countdown_expression(c)
         try:
             value, used = parse_expression(expr) if expr else (None, None)
         except (ValueError, ZeroDivisionError):
@@ -298,6 +382,16 @@ def arithmetic(digits: tuple[int, int] = (2, 3), op: str = "+", n_train: int = 2
     return Task(f"arithmetic{op}", train, test, accuracy=arithmetic_reward)
 
 
+def question_prompt(row: dict) -> str:
+    """A row's question as a chat model is asked it: arithmetic ``16+22`` -> "What is 16 + 22?"; other rows
+    keep their prompt. Use it as ``prompt_fn`` with a chat model (the chat template wraps it)."""
+    q = row.get("question")
+    if isinstance(q, str) and re.fullmatch(r"\d{1,9}[+*]\d{1,9}", q):
+        a, op, b = re.split(r"([+*])", q)
+        return f"What is {a} {op} {b}?"
+    return row["prompt"]
+
+
 def countdown(n_numbers: int = 3, max_number: int = 20, n_train: int = 2000, n_test: int = 200,
               seed: int = 0) -> Task:
     """Countdown: reach ``target`` with ``numbers`` (each once) using + - * /; ``answer`` is one solution."""
@@ -325,7 +419,9 @@ def countdown(n_numbers: int = 3, max_number: int = 20, n_train: int = 2000, n_t
 
 
 def from_jsonl(path: str | Path, test_fraction: float = 0.1, seed: int = 0) -> Task:
-    """Rows from a JSONL file with a ``prompt`` column and either ``answer`` or ``numbers`` + ``target``."""
+    """Rows from a JSONL file with a ``prompt`` column and either ``answer`` or ``numbers`` + ``target``.
+    A prompt is a string or a list of ``{"role", "content"}`` chat messages (TRL's conversational format),
+    rendered with the model's chat template (``bellman.llm.chat``)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"task file {str(path)!r} does not exist")
@@ -339,14 +435,16 @@ def from_jsonl(path: str | Path, test_fraction: float = 0.1, seed: int = 0) -> T
             r = json.loads(line)
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}:{i}: not valid JSON ({e.msg}, column {e.colno})") from None
-        if not isinstance(r, dict) or not isinstance(r.get("prompt"), str):
-            raise ValueError(f"{path}:{i}: each line must be a JSON object with a string 'prompt'")
+        if not isinstance(r, dict) or not (isinstance(r.get("prompt"), str) or is_messages(r.get("prompt"))):
+            raise ValueError(f"{path}:{i}: each line must be a JSON object whose 'prompt' is a string or a "
+                             "non-empty list of {\"role\": str, \"content\": str} chat messages")
         if "answer" not in r and not ("numbers" in r and "target" in r):
             raise ValueError(f"{path}:{i}: needs an 'answer' column or 'numbers' and 'target' columns")
         if "numbers" in r and not (isinstance(r["numbers"], list) and all(
                 isinstance(n, int) and not isinstance(n, bool) for n in [*r["numbers"], r.get("target", 0)])):
             raise ValueError(f"{path}:{i}: 'numbers' must be a list of integers and 'target' an integer")
-        rows.append({"question": r["prompt"], **r})
+        question = r["prompt"] if isinstance(r["prompt"], str) else r["prompt"][-1]["content"]
+        rows.append({"question": question, **r})
     if len(rows) < 2:
         raise ValueError(f"{path}: need at least 2 rows (train and test), got {len(rows)}")
     random.Random(seed).shuffle(rows)

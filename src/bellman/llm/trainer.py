@@ -40,8 +40,10 @@ from bellman.core.metrics import Metrics
 from bellman.core.progress import Progress
 from bellman.core.run import RunDir, differences
 from bellman.core.seeding import derive_seed
+from bellman.llm.chat import Prompt, render_prompt, uses_chat
 from bellman.llm.config import LRScheduler, SamplingConfig, TrainerConfig
 from bellman.llm.engine import Engine, get_engine
+from bellman.llm.model import check_tokenizer
 from bellman.llm.tasks import RewardFn, Task, call_reward, columns, plain_prompt
 
 LR_SCHEDULERS = typing.get_args(LRScheduler)
@@ -67,19 +69,22 @@ def lr_factor(step: int, schedule: str, warmup_steps: int, total_steps: int) -> 
 
 
 @torch.no_grad()
-def evaluate(engine: Engine, rows: list[dict], accuracy: RewardFn, prompt_fn: Callable[[dict], str] = plain_prompt,
-             format_fn: RewardFn | None = None, max_new_tokens: int = 32, batch_size: int = 64) -> dict[str, float]:
+def evaluate(engine: Engine, rows: list[dict], accuracy: RewardFn, prompt_fn: Callable[[dict], Prompt] = plain_prompt,
+             format_fn: RewardFn | None = None, max_new_tokens: int = 32, batch_size: int = 64,
+             chat_template: bool | None = None) -> dict[str, float]:
     """Greedy accuracy (and format reward if ``format_fn``) of ``engine``'s policy on ``rows``:
-    ``{"accuracy": a, "format": f}``."""
+    ``{"accuracy": a, "format": f}``. Prompts go through the chat template as ``chat_template`` says
+    (``bellman.llm.chat.uses_chat``: None = if the tokenizer has one)."""
     if not rows:
         raise ValueError("evaluate needs at least one row")
     model, tok = engine.model, engine.tok
+    chat = uses_chat(tok, chat_template)
     was_training = model.training
     model.eval()
     acc, fmt = [], []
     for i in range(0, len(rows), batch_size):
         chunk = rows[i:i + batch_size]
-        prompts = [prompt_fn(r) for r in chunk]
+        prompts = [render_prompt(tok, prompt_fn(r), chat) for r in chunk]
         comps = engine.generate(prompts, SamplingConfig(temperature=0.0, max_new_tokens=max_new_tokens)
                                 ).completions(tok)
         acc += call_reward(accuracy, prompts, comps, columns(chunk))
@@ -107,15 +112,15 @@ class Trainer:
     """
 
     def __init__(self, model: PreTrainedModel, tok: PreTrainedTokenizerBase, task: Task | None,
-                 config: TrainerConfig, prompt_fn: Callable[[dict], str] = plain_prompt,
+                 config: TrainerConfig, prompt_fn: Callable[[dict], Prompt] = plain_prompt,
                  accuracy: RewardFn | None = None, format_fn: RewardFn | None = None) -> None:
         if task is not None and not isinstance(task, Task):
             raise TypeError(f"task must be a bellman.llm.tasks.Task, got {type(task).__name__}")
         if not isinstance(config, TrainerConfig):
             raise TypeError(f"config must be a TrainerConfig, got {type(config).__name__}")
-        if tok.pad_token_id is None:
-            raise ValueError("tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos_token)")
+        check_tokenizer(tok, "given to the trainer")
         self.model, self.tok, self.task, self.config = model, tok, task, config
+        self.chat = uses_chat(tok, config.chat_template)
         self.engine = get_engine(model, tok)  # samples and scores for every trainer (bellman.llm.engine)
         self.prompt_fn, self.format_fn = prompt_fn, format_fn
         self.accuracy = accuracy or (task.accuracy if task is not None else None)
@@ -132,6 +137,11 @@ class Trainer:
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.eval_before: dict[str, float] | None = None
+
+    def prompt(self, row: dict) -> str:
+        """The text the policy reads for a task row: ``prompt_fn(row)``, through the chat template when
+        ``self.chat`` (``bellman.llm.chat.render_prompt``)."""
+        return render_prompt(self.tok, self.prompt_fn(row), self.chat)
 
     # -- hooks for subclasses --------------------------------------------------------------------------
     def train_step(self, step: int) -> dict[str, float]:
@@ -180,7 +190,7 @@ class Trainer:
         c = self.config
         rows = self.task.test[:c.eval_rows] if c.eval_rows else self.task.test
         return evaluate(self.engine, rows, self.accuracy, self.prompt_fn, self.format_fn,
-                        c.eval_max_new_tokens, c.eval_batch_size)
+                        c.eval_max_new_tokens, c.eval_batch_size, self.chat)
 
     # -- checkpoints -----------------------------------------------------------------------------------
     def settings(self) -> dict[str, Any]:

@@ -49,6 +49,22 @@ def autograd(grad: bool) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext() if grad else torch.inference_mode()
 
 
+def check_context(model: PreTrainedModel, prompt_tokens: int, new_tokens: int) -> None:
+    """A prompt of ``prompt_tokens`` tokens and ``new_tokens`` after it must fit the model's context
+    (``max_position_embeddings``): positions past it were never trained, and the numbers are not the model's."""
+    config = getattr(model, "config", None)
+    context = getattr(config, "max_position_embeddings", None)
+    if context is None or getattr(config, "logn_scaling", False):
+        return  # no stated context, or log-n attention scaling, which exists to run past the trained length
+    factor = (getattr(config, "rope_parameters", None) or {}).get("factor") or 1.0
+    context = int(context * factor)  # a RoPE scaling stretches the trained length by its factor
+    if prompt_tokens + new_tokens > context:
+        raise ValueError(f"a prompt of {prompt_tokens} tokens and {new_tokens} tokens after it make "
+                         f"{prompt_tokens + new_tokens}, more than the model's context of {context} tokens "
+                         "(max_position_embeddings, times a RoPE scaling's factor); shorten the prompt, lower "
+                         "max_new_tokens, or extend the context at inference (apply_rope_scaling, --rope-scaling)")
+
+
 def check_logprobs_batch(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
                          completion_mask: torch.Tensor, temperature: float, shared_prompt: bool) -> int:
     """The batch checks every engine's ``logprobs`` makes; returns n, the completions per prompt row."""

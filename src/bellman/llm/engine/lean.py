@@ -27,8 +27,9 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel
 
 from bellman.llm.batching import position_ids
-from bellman.llm.engine.base import autograd, check_logprobs_batch
+from bellman.llm.engine.base import autograd, check_context, check_logprobs_batch
 from bellman.llm.engine.hf import HFEngine
+from bellman.llm.logprobs import head_logprobs, scatter_logprobs
 from bellman.llm.rollout import Rollout, SamplingConfig, decode
 
 
@@ -124,7 +125,8 @@ def lean_weights(model: PreTrainedModel) -> list[tuple]:
 
 def lean_forward(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                  position_ids: torch.Tensor, cache: KVCache | None = None, logits_to_keep: int = 0,
-                 weights: list[tuple] | None = None, segments: torch.Tensor | None = None) -> torch.Tensor:
+                 weights: list[tuple] | None = None, segments: torch.Tensor | None = None,
+                 hidden: bool = False) -> torch.Tensor:
     """Logits (B, T or logits_to_keep, V) of a Llama / Qwen2 model (``lean_supported``) in plain torch over its
     own weights: the Hugging Face forward without its per-call machinery (mask builders,
     cache objects, output records), which dominates one decoding step of a small model.
@@ -133,7 +135,9 @@ def lean_forward(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask
     this call's keys / values; ``weights`` is ``lean_weights(model)`` (built here if None).
     ``segments`` (B, T), for rows that pack several sequences (no cache): a token attends only to earlier
     tokens with the same segment id, so each sequence gets the numbers of its own forward pass when its
-    ``position_ids`` restart at 0. Gradients flow as through the Hugging Face forward.
+    ``position_ids`` restart at 0. ``hidden`` returns the final (normed) hidden states instead of the
+    logits, for the LM head to be applied a chunk at a time (``logprobs.head_logprobs``). Gradients flow as
+    through the Hugging Face forward.
     """
     if not lean_supported(model):
         raise ValueError(f"lean_forward runs plain Llama / Qwen2 models (see lean_supported), got "
@@ -154,7 +158,7 @@ def lean_forward(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask
         allowed = allowed & (segments[:, None, :, None] == segments[:, None, None, :])
     allowed = allowed | (key == query)
     return lean_layers(model, input_ids, rope(model, position_ids), additive_mask(model, allowed), cache,
-                       logits_to_keep, weights)
+                       logits_to_keep, weights, hidden=hidden)
 
 
 def additive_mask(model: PreTrainedModel, allowed: torch.Tensor) -> torch.Tensor:
@@ -167,11 +171,12 @@ def additive_mask(model: PreTrainedModel, allowed: torch.Tensor) -> torch.Tensor
 def lean_layers(model: PreTrainedModel, input_ids: torch.Tensor, rot: torch.Tensor,
                 bias: torch.Tensor | None = None, cache: KVCache | None = None,
                 logits_to_keep: int | torch.Tensor = 0, weights: list[tuple] | None = None,
-                attend: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
+                attend: Callable[..., torch.Tensor] | None = None, hidden: bool = False) -> torch.Tensor:
     """``lean_forward`` given its RoPE rotations ``rope(model, position_ids)`` and additive attention mask
     ``bias`` (B, 1, T, K), without input checks: a decoding loop builds both once and slices them per step.
     ``attend(q, k, v, scale)`` (all (B, H, T, d)), if given, computes the attention instead (``PromptTree``);
-    ``logits_to_keep`` is a count of last positions (0: all) or a 1-D tensor of positions, as in transformers."""
+    ``logits_to_keep`` is a count of last positions (0: all) or a 1-D tensor of positions, as in transformers;
+    ``hidden`` returns the normed hidden states there instead of the logits."""
     m, cfg, (b, t) = model.model, model.config, input_ids.shape
     n_q, n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
     d = 2 * rot.shape[-1]
@@ -202,7 +207,7 @@ def lean_layers(model: PreTrainedModel, input_ids: torch.Tensor, rot: torch.Tens
     elif logits_to_keep:
         x = x[:, -logits_to_keep:]
     x = _rms_norm(x, m.norm.weight, m.norm.variance_epsilon)
-    return F.linear(x, model.lm_head.weight, model.lm_head.bias)
+    return x if hidden else F.linear(x, model.lm_head.weight, model.lm_head.bias)
 
 
 class PromptTree:
@@ -281,7 +286,7 @@ class LeanEngine(HFEngine):
         model = self.model
         if not (s.use_cache and lean_supported(model)):
             return super()._decode(prompts, s, seed)
-        prompt_ids, prompt_mask, g = self._start(prompts, seed)
+        prompt_ids, prompt_mask, g = self._start(prompts, seed, s.max_new_tokens)
         (b, p), n, device = prompt_ids.shape, s.max_new_tokens, prompt_ids.device
         mask = torch.cat([prompt_mask, prompt_mask.new_ones(b, n)], dim=1)  # grows into the completion columns
         pos = position_ids(prompt_mask)
@@ -314,9 +319,11 @@ class LeanEngine(HFEngine):
             return super().logprobs(prompt_ids, prompt_mask, completion_ids, completion_mask, temperature,
                                     shared_prompt=shared_prompt, grad=grad)
         check_logprobs_batch(prompt_ids, prompt_mask, completion_ids, completion_mask, temperature, shared_prompt)
+        check_context(self.model, int(prompt_mask.sum(1).max()), completion_ids.shape[1])
         with autograd(grad):
             tree = PromptTree(self.model, prompt_ids, prompt_mask, completion_ids, completion_mask)
-            logits = lean_layers(self.model, tree.ids, rope(self.model, tree.positions), attend=tree.attend,
-                                 logits_to_keep=tree.read)[0]
-            logp = torch.log_softmax(logits.float() / temperature, dim=-1)[tree.before, completion_ids]
-            return logp * completion_mask
+            h = lean_layers(self.model, tree.ids, rope(self.model, tree.positions), attend=tree.attend,
+                            logits_to_keep=tree.read, hidden=True)[0]
+            m = completion_mask.bool()
+            values = head_logprobs([h], self.model.lm_head, tree.before[m], completion_ids[m], temperature)
+            return scatter_logprobs(values, completion_mask)
