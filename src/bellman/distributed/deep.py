@@ -26,6 +26,7 @@ episodes (``WorkerPool``); ``agent.worker_restarts`` and the ``worker_restarts``
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bellman.core.seeding import rng_state, set_rng_state
@@ -75,7 +76,7 @@ class DeepWorker:
                          "ep_length": a._ep_length}}
 
     def load(self, state: dict[str, Any]) -> None:
-        a = self.agent
+        a, state = self.agent, copy.deepcopy(state)  # arrays read from the object store are read-only
         if state["envs"]["opaque"]:  # such envs were not captured: fresh episodes (as Agent._restore does)
             a.reset_envs()
         else:

@@ -60,7 +60,7 @@ def shares(prompts: list[str], n: int) -> list[slice]:
     for k in range(1, n):
         target = k * len(prompts) / n
         later = [c for c in cuts if c > bounds[-1]]
-        bounds.append(min(later, key=lambda c: abs(c - target)) if later else bounds[-1])
+        bounds.append(min(later, key=lambda c: abs(c - target)) if later else len(prompts))
     bounds.append(len(prompts))
     return [slice(a, max(a, b)) for a, b in zip(bounds, bounds[1:])]
 
@@ -77,8 +77,9 @@ class RemoteEngine(Engine):
         self.local = get_engine(model, tok, kind)
         self.pool: WorkerPool | None = None
         self.version, self._sent, self._ref = 0, None, None
-        self._prefetched: tuple[tuple, list] | None = None
+        self._prefetched: tuple[tuple, int, list] | None = None
         self._restarts_before = 0
+        self.sampled_version: int | None = None  # the weights version the last rollout was sampled with
 
     def _workers(self) -> WorkerPool:
         if self.pool is None:
@@ -123,7 +124,7 @@ class RemoteEngine(Engine):
         arguments takes its result. ``seed`` must be given (a drawn seed would not match)."""
         if seed is None:
             raise ValueError("prefetch needs a seed, to match the generate_scored call that takes its result")
-        self._prefetched = (self._key(prompts, sampling, seed, extras),
+        self._prefetched = (self._key(prompts, sampling, seed, extras), self.version,
                             self._submit(prompts, sampling or SamplingConfig(), seed, score, extras))
 
     def generate(self, prompts: list[str], sampling: SamplingConfig | None = None, seed: int | None = None,
@@ -139,8 +140,9 @@ class RemoteEngine(Engine):
         key, prefetched = self._key(prompts, sampling, seed, extras), self._prefetched
         self._prefetched = None
         if prefetched is not None and prefetched[0] == key:
-            calls = prefetched[1]
+            _, self.sampled_version, calls = prefetched
         else:
+            self.sampled_version = self.version
             calls = self._submit(prompts, sampling or SamplingConfig(), seed, score, extras)
         results = [self.pool.result(c) for c in calls]
         ro = cat_rollouts([r[0] for r in results], self.tok.pad_token_id)

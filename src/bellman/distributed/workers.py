@@ -125,7 +125,7 @@ class WorkerPool:
                 incarnation, value = ray.get(call.ref)
             except RayTaskError as e:  # the worker's own code raised: that error, naming the worker
                 cause = e.cause if isinstance(e.cause, BaseException) else e
-                cause.add_note(f"raised on {self.what} {i} ({call.method}); its traceback:\n{e.traceback_str}")
+                cause.add_note(f"raised on {self.what} {i} ({call.method}):\n{e}")
                 raise cause from None
             except RayActorError as e:  # the worker's process was lost, or could not start at all
                 if getattr(e, "_actor_init_failed", False):  # e.g. bellman is not installed on its machine

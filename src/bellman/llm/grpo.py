@@ -243,8 +243,9 @@ class GRPOTrainer(Trainer):
     def train_step(self, step: int) -> dict[str, float]:
         c, g = self.config, self.config.num_generations
         ro, r, m = self.sample(step, c.prompts_per_step)
-        if c.num_workers:
-            m["worker_restarts"] = self.engine.restarts
+        if c.num_workers:  # updates since the weights that sampled this batch; workers lost so far
+            m |= {"staleness": self.engine.version - self.engine.sampled_version,
+                  "worker_restarts": self.engine.restarts}
             if c.max_staleness and step + 1 < c.total_steps:  # the next batch samples while this one trains
                 prompts, sampling, seed, rows = self.request(step + 1, c.prompts_per_step)
                 self.engine.prefetch(prompts, sampling, seed, self.scorer, rows)
