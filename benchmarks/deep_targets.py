@@ -25,7 +25,7 @@ TARGETS: list[tuple[str, str, int, float]] = [
 
 
 def main() -> None:
-    from bellman.deep.cli import algorithm
+    from bellman.deep import algorithm
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", default=None, help="algorithm names to run")

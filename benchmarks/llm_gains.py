@@ -30,7 +30,7 @@ from bellman.llm.dpo import DPOConfig, DPOTrainer
 from bellman.llm.grpo import GRPOConfig, GRPOTrainer
 from bellman.llm.model import load_model
 from bellman.llm.pairs import sample_preference_pairs
-from bellman.llm.ppo import PPOConfig, PPOTrainer
+from bellman.llm.ppo import PPORLHFConfig, PPORLHFTrainer
 from bellman.llm.reward_model import RewardModel, RewardModelConfig, RewardModelTrainer
 from bellman.llm.rollout import SamplingConfig
 from bellman.llm.sft import SFTConfig, SFTTrainer
@@ -90,10 +90,10 @@ def main() -> None:
     rm_eval = RewardModelTrainer(rm, tok, pairs, rm_cfg, eval_pairs=held_out).train()
     print(f"reward model: held-out preference accuracy {rm_eval['accuracy_before']:.3f} -> "
           f"{rm_eval['accuracy_after']:.3f}")
-    cfg = PPOConfig(out=str(out / "ppo"), total_steps=a.ppo_steps, learning_rate=1e-5, batch_size=64,
-                    num_ppo_epochs=2, num_mini_batches=2, kl_coef=0.2, temperature=1.0,
-                    max_new_tokens=MAX_NEW_TOKENS, **common)
-    results["PPO (reward model)"] = (PPOTrainer(copy.deepcopy(model), tok, task, cfg, rm).train(),
+    cfg = PPORLHFConfig(out=str(out / "ppo"), total_steps=a.ppo_steps, learning_rate=1e-5, batch_size=64,
+                        n_epochs=2, num_mini_batches=2, kl_coef=0.2, temperature=1.0,
+                        max_new_tokens=MAX_NEW_TOKENS, **common)
+    results["PPO (reward model)"] = (PPORLHFTrainer(copy.deepcopy(model), tok, task, cfg, rm).train(),
                                      time.perf_counter() - t + t_pairs)
 
     print(f"\nheld-out accuracy on {len(task.test)} two-digit additions, from the same SFT'd tiny model (seed {a.seed})")

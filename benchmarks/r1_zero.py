@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from bellman.llm.r1_zero import R1ZeroConfig, run
+from bellman.recipes.r1_zero import R1ZeroConfig, run
 
 
 def main() -> None:

@@ -19,7 +19,8 @@ import torch
 
 from bellman.llm.engine import get_engine
 from bellman.llm.model import load_model
-from bellman.llm.r1_zero import R1ZeroConfig, prompt
+from bellman.llm.r1_zero import prompt
+from bellman.recipes.r1_zero import R1ZeroConfig
 from bellman.llm.rollout import SamplingConfig
 from bellman.llm.tasks import format_reward
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from bellman.cli import app
 from bellman.envs.gridworld import GridWorld
-from bellman.gridworld_cli import LEARNERS, SOLVERS
+from bellman.cli.gridworld import LEARNERS, SOLVERS
 from bellman.planning import evaluate_policy, value_iteration
 from bellman.tabular import q_learning
 

@@ -14,12 +14,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from bellman.core.config import check_int
+
 GradientFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def step_sizes(iterations: int, c: float = 1.0, power: float = 1.0) -> np.ndarray:
     """a_k = c / k^power for k = 1..iterations, validated against the Robbins-Monro conditions."""
-    _check_iterations(iterations)
+    check_int("iterations", iterations)
     if not np.isfinite(c) or c <= 0:
         raise ValueError(f"the step-size scale c must be a positive number, got {c}")
     if not 0.5 < power <= 1.0:
@@ -123,11 +125,6 @@ def gradient_descent(
                 f"w diverged to {w[k + 1]} at iteration {k + 1}; use smaller step sizes (c) or a closer w1"
             )
     return w
-
-
-def _check_iterations(iterations: Any) -> None:
-    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 1:
-        raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
 
 
 def _samples(x: Any) -> np.ndarray:

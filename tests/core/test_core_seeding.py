@@ -10,9 +10,9 @@ def test_derived_seeds():
     assert derive_seed(2, 5) == 2 * 1_000_003 + 5 and eval_seed(2) == 2 + 1_000_003
     seeds = {derive_seed(s, k) for s in range(20) for k in (0, 1, 2, STRIDE - 1)}
     assert len(seeds) == 80  # distinct for every seed and every step below the stride
-    with pytest.raises(ValueError, match="seed must be an int >= 0"):
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
         check_seed(-1)
-    with pytest.raises(ValueError, match="seed must be an int >= 0"):
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
         derive_seed(True, 1)
 
 

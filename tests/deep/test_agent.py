@@ -19,15 +19,15 @@ def params(agent):
 
 
 def test_unknown_config_key_names_close_match():
-    with pytest.raises(ValueError, match=r"unknown PPOConfig key\(s\): 'clip_epsilon' \(did you mean 'clip_eps'\?\)"):
-        PPOConfig.from_dict({"clip_epsilon": 0.1})
+    with pytest.raises(ValueError, match=r"unknown PPOConfig key\(s\): 'clip_rnage' \(did you mean 'clip_range'\?\)"):
+        PPOConfig.from_dict({"clip_rnage": 0.1})
 
 
 @pytest.mark.parametrize("bad, match", [
     (dict(gamma=1.5), r"PPOConfig.gamma = 1.5 is invalid; allowed: a float in \[0, 1\]"),
     (dict(n_envs=0), "n_envs"),
     (dict(batch_size=-1), "batch_size"),
-    (dict(clip_value=0.0), "clip_value"),
+    (dict(clip_range_vf=0.0), "clip_range_vf"),
     (dict(activation="sigmoid"), "activation"),
 ])
 def test_bad_config_values(bad, match):

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from bellman.cli import app
 from bellman.deep import PPO
 
-runner = CliRunner()
+runner = CliRunner(env={"BELLMAN_DEBUG": "1"})  # errors propagate, so their type and message are checked
 TINY = ["--set", "n_envs=2", "--set", "n_steps=32", "--set", "batch_size=32", "--set", "n_epochs=1",
         "--set", "hidden=8", "--no-progress", "--episodes", "3"]
 

@@ -118,9 +118,9 @@ def test_a_worker_lost_while_scoring_is_restarted_and_its_share_made_again(tmp_p
 
 
 def test_config_checks():
-    with pytest.raises(ValueError, match="max_staleness 1 .* set num_workers >= 1"):
+    with pytest.raises(ValueError, match="max_staleness = 1 is invalid; .* set num_workers >= 1"):
         config(max_staleness=1)
-    with pytest.raises(ValueError, match="max_staleness must be 0 .* or 1"):
+    with pytest.raises(ValueError, match=r"max_staleness = 2 is invalid; allowed: 0 \(on-policy\) or 1"):
         config(num_workers=2, max_staleness=2)
-    with pytest.raises(ValueError, match="num_workers must be >= 0"):
+    with pytest.raises(ValueError, match="num_workers = -1 is invalid"):
         config(num_workers=-1)

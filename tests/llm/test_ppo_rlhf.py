@@ -57,7 +57,7 @@ def test_value_clipping():
     ret = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
     loss, frac = value_loss(v, old, ret, 0.2, MASK)
     # per token max((v-R)^2, (clip(v, -0.2, 0.2) - R)^2): 0.64 (clipped), 0.01, 0.09, 1.0, 0.0; mean of 5
-    # (PPOTrainer halves it: L_V = 1/2 mean ...)
+    # (PPORLHFTrainer halves it: L_V = 1/2 mean ...)
     assert loss.item() == pytest.approx((0.64 + 0.01 + 0.09 + 1.0 + 0.0) / 5)
     assert frac.item() == pytest.approx(1 / 5)
     loss, _ = value_loss(v, old, ret, None, MASK)
@@ -126,7 +126,7 @@ def test_running_moments_reward_normalisation():
 import copy  # noqa: E402
 
 from bellman.llm.model import load_model  # noqa: E402
-from bellman.llm.ppo import PPOConfig, PPOTrainer  # noqa: E402
+from bellman.llm.ppo import PPORLHFConfig, PPORLHFTrainer  # noqa: E402
 from bellman.llm.reward_model import RewardModel, RewardModelConfig, RewardModelTrainer  # noqa: E402
 from bellman.llm.sft import SFTConfig, SFTTrainer  # noqa: E402
 from bellman.llm.tasks import Task, arithmetic_reward  # noqa: E402
@@ -159,23 +159,23 @@ def digit_policy():
     return model, tok
 
 
-def ppo_config(**kw) -> PPOConfig:
-    return PPOConfig(**{"learning_rate": 1e-3, "batch_size": 16, "num_mini_batches": 2, "num_ppo_epochs": 2,
-                        "max_new_tokens": 3, "temperature": 1.0, "kl_coef": 0.01, "eval_max_new_tokens": 4,
-                        "progress": False, "seed": 0, **kw})
+def ppo_config(**kw) -> PPORLHFConfig:
+    return PPORLHFConfig(**{"learning_rate": 1e-3, "batch_size": 16, "num_mini_batches": 2, "n_epochs": 2,
+                            "max_new_tokens": 3, "temperature": 1.0, "kl_coef": 0.01, "eval_max_new_tokens": 4,
+                            "progress": False, "seed": 0, **kw})
 
 
 def test_ppo_learning_rate_schedule_scales_policy_and_critic_rates(seven_rm, digit_policy):
     model, tok = copy.deepcopy(digit_policy[0]), digit_policy[1]
     cfg = ppo_config(total_steps=4, lr_scheduler="linear", critic_learning_rate=4e-3)
-    trainer = PPOTrainer(model, tok, seven_task(), cfg, seven_rm)
+    trainer = PPORLHFTrainer(model, tok, seven_task(), cfg, seven_rm)
     trainer.train(steps=3)
     assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([1e-3 / 2, 4e-3 / 2])  # last update: step 2 of 4
 
 
 def test_ppo_run_raises_reward_and_held_out_accuracy(seven_rm, digit_policy):
     model, tok = copy.deepcopy(digit_policy[0]), digit_policy[1]
-    trainer = PPOTrainer(model, tok, seven_task(), ppo_config(total_steps=15, seed=1), seven_rm)
+    trainer = PPORLHFTrainer(model, tok, seven_task(), ppo_config(total_steps=15, seed=1), seven_rm)
     result = trainer.train()
     assert result["accuracy_before"] <= 0.25 and result["accuracy_after"] >= 0.75
     first, last = trainer.history[0], trainer.history[-1]
@@ -189,12 +189,12 @@ def test_ppo_run_raises_reward_and_held_out_accuracy(seven_rm, digit_policy):
 def test_checkpoint_round_trip_continues_identically(seven_rm, digit_policy, tmp_path):
     base, tok = digit_policy
     cfg = ppo_config(total_steps=3, checkpoint_every=1, eval_rows=2, ptx_coef=0.1)
-    straight = PPOTrainer(copy.deepcopy(base), tok, seven_task(), cfg, seven_rm)
+    straight = PPORLHFTrainer(copy.deepcopy(base), tok, seven_task(), cfg, seven_rm)
     straight.train()
     cfg_out = ppo_config(total_steps=3, checkpoint_every=1, eval_rows=2, ptx_coef=0.1, out=str(tmp_path))
-    PPOTrainer(copy.deepcopy(base), tok, seven_task(), cfg_out, seven_rm).train(steps=2)   # stops after 2
-    resumed = PPOTrainer(copy.deepcopy(base), tok, seven_task(), cfg_out, seven_rm)
-    resumed.train(resume=True)                                                            # resumes at 2
+    PPORLHFTrainer(copy.deepcopy(base), tok, seven_task(), cfg_out, seven_rm).train(steps=2)   # stops after 2
+    resumed = PPORLHFTrainer(copy.deepcopy(base), tok, seven_task(), cfg_out, seven_rm)
+    resumed.train(resume=True)                                                                # resumes at 2
     assert resumed.step == 3 and resumed.reward_moments.state_dict() == straight.reward_moments.state_dict()
     for a, b in zip(list(resumed.model.parameters()) + list(resumed.critic.parameters()),
                     list(straight.model.parameters()) + list(straight.critic.parameters())):
@@ -205,15 +205,15 @@ def test_checkpoint_round_trip_continues_identically(seven_rm, digit_policy, tmp
 def test_trainer_bad_inputs(seven_rm):
     model, tok = load_model("tiny", seed=0)
     with pytest.raises(ValueError, match="num_mini_batches"):
-        PPOConfig(batch_size=8, num_mini_batches=3)
+        PPORLHFConfig(batch_size=8, num_mini_batches=3)
     with pytest.raises(ValueError, match="clip_range"):
-        PPOConfig(clip_range=1.5)
-    with pytest.raises(ValueError, match="gamma"):
-        PPOConfig(lam=2.0)
+        PPORLHFConfig(clip_range=1.5)
+    with pytest.raises(ValueError, match="gae_lambda"):
+        PPORLHFConfig(gae_lambda=2.0)
     with pytest.raises(TypeError, match="RewardModel"):
-        PPOTrainer(model, tok, seven_task(), PPOConfig(), model)
-    with pytest.raises(TypeError, match="PPOConfig"):
-        PPOTrainer(model, tok, seven_task(), RewardModelConfig(), seven_rm)
+        PPORLHFTrainer(model, tok, seven_task(), PPORLHFConfig(), model)
+    with pytest.raises(TypeError, match="PPORLHFConfig"):
+        PPORLHFTrainer(model, tok, seven_task(), RewardModelConfig(), seven_rm)
     rows = [{"prompt": "a", "question": "a", "numbers": [1], "target": 1}] * 2
     with pytest.raises(ValueError, match="answer"):
-        PPOTrainer(model, tok, Task("t", rows, rows, accuracy=arithmetic_reward), PPOConfig(ptx_coef=1.0), seven_rm)
+        PPORLHFTrainer(model, tok, Task("t", rows, rows, accuracy=arithmetic_reward), PPORLHFConfig(ptx_coef=1.0), seven_rm)

@@ -13,7 +13,7 @@ torch.set_num_threads(1)   # tiny models: one thread is fastest on a shared 2-co
 
 
 def test_cli_rm_ppo_dpo(tmp_path):
-    runner = CliRunner()
+    runner = CliRunner(env={"BELLMAN_DEBUG": "1"})  # errors propagate, so their type is checked
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("\n".join(json.dumps({"prompt": f"{a}+{a}=", "chosen": str(2 * a), "rejected": str(2 * a + 1)})
                                for a in range(20)))

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from bellman.cli import app
 from bellman.llm.engine import LeanEngine
 from bellman.llm.model import TinyConfig, tiny_model
-from bellman.llm.r1_zero import FILLED_FORMS, TEMPLATE, accuracy_reward, base_corpus, prompt, worked_sum
+from bellman.llm.r1_zero import TEMPLATE, accuracy_reward, prompt
+from bellman.recipes.r1_zero import FILLED_FORMS, base_corpus, worked_sum
 from bellman.llm.sft import SFTConfig, SFTTrainer, best_fit_decreasing, packed_sft_loss, sft_loss
 from bellman.llm.tasks import Task, arithmetic, arithmetic_reward, format_reward
 
@@ -130,7 +131,7 @@ def test_base_corpus_forms_give_the_right_result_mostly_outside_a_tag():
 
 
 def test_cli_sft_then_eval_and_errors(tmp_path):
-    runner = CliRunner()
+    runner = CliRunner(env={"BELLMAN_DEBUG": "1"})  # errors propagate, so their type is checked
     out = tmp_path / "sft"
     r = runner.invoke(app, ["llm", "sft", "--out", str(out), "--steps", "2", "--eval-rows", "4", "--batch-size", "4"])
     assert r.exit_code == 0, r.output
@@ -145,3 +146,5 @@ def test_cli_sft_then_eval_and_errors(tmp_path):
     assert isinstance(r.exception, FileNotFoundError)
     r = runner.invoke(app, ["llm", "sft", "--task", "chess", "--out", str(tmp_path / "c"), "--steps", "1"])
     assert isinstance(r.exception, ValueError) and "unknown task" in str(r.exception)
+    r = runner.invoke(app, ["llm", "eval", "--rows", "-5", "--out", str(tmp_path / "ev2")])
+    assert isinstance(r.exception, ValueError) and "--rows must be a positive integer, got -5" in str(r.exception)

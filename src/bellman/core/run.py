@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 
+RUN_FILES = ("checkpoint.pt", "metrics.csv")  # what a run writes besides run.json
+
+
 class RunLockedError(RuntimeError):
     """Another process is writing to this output directory."""
 
@@ -96,6 +99,10 @@ class RunDir:
     def _check_identity(self) -> None:
         saved_path = self.path / "run.json"
         if not saved_path.is_file():
+            stray = [n for n in RUN_FILES if (self.path / n).exists()]
+            if stray:
+                raise RunExistsError(f"{self.path} holds {', '.join(stray)} but no run.json, so it cannot be told "
+                                     f"which run they belong to; choose another output directory")
             tmp = saved_path.with_name(".run.json.tmp")
             tmp.write_text(json.dumps(self.identity, indent=2) + "\n")
             os.replace(tmp, saved_path)

@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from bellman.core.config import check_int
+
 
 def check_seed(seed: Any, name: str = "seed") -> int:
-    """``seed`` as an int, or a ValueError if it is not an int >= 0."""
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"{name} must be an int >= 0, got {seed!r}")
-    return int(seed)
+    """``seed`` as an int, or a ValueError if it is not an integer >= 0."""
+    return check_int(name, seed, 0)
 
 
 STRIDE = 1_000_003

@@ -4,7 +4,8 @@ rollout, targets, logger, checkpoint; returns and losses in `bellman.core`). Nee
 
 `from bellman.deep import PPO` works as usual; each name is imported from its module on first use
 (PEP 562), so `import bellman.deep` (and the `bellman` command) does not load torch. To export a name,
-add one line `"Name": "bellman.deep.module",` below.
+add one line `"Name": "bellman.deep.module",` below. `algorithm(name)` is the agent class of a command-line
+name (`bellman train ppo`); an algorithm joins the command line with one line in ALGORITHMS.
 """
 
 from __future__ import annotations
@@ -41,7 +42,26 @@ _EXPORTS: dict[str, str] = {
     "td_fixed_point": "bellman.deep.linear",
 }
 
-__all__ = list(_EXPORTS)
+ALGORITHMS: dict[str, str] = {
+    "reinforce": "bellman.deep.reinforce:REINFORCE",
+    "a2c": "bellman.deep.a2c:A2C",
+    "trpo": "bellman.deep.trpo:TRPO",
+    "ppo": "bellman.deep.ppo:PPO",
+    "dqn": "bellman.deep.dqn:DQN",
+    "ddpg": "bellman.deep.ddpg:DDPG",
+    "qac": "bellman.deep.qac:QAC",
+    "off-policy-ac": "bellman.deep.off_policy_ac:OffPolicyAC",
+}
+
+__all__ = [*_EXPORTS, "ALGORITHMS", "algorithm"]
+
+
+def algorithm(name: str) -> Any:
+    """The agent class registered under the command-line name `name`."""
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {name!r}; allowed: {', '.join(sorted(ALGORITHMS))}")
+    module, _, cls = ALGORITHMS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 def __getattr__(name: str) -> Any:

@@ -12,10 +12,12 @@ or by GAE(gamma, lambda) (`advantage="gae"`), and takes one gradient step on
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import torch
 from gymnasium import spaces
 
+from bellman.core.config import field
 from bellman.core.returns import gae, n_step_returns, standardize
 from bellman.deep.agent import Agent, AgentConfig
 from bellman.deep.buffers import RolloutBuffer
@@ -27,23 +29,18 @@ from bellman.deep.rollout import collect_rollout
 class A2CConfig(AgentConfig):
     """Defaults of Stable-Baselines3 A2C (RMSprop alpha 0.99, eps 1e-5, as in the paper);
     `A2CConfig.for_env("CartPole-v1")` adds the rl-baselines3-zoo setting (8 envs).
-
-    n_steps: rollout length per env. advantage: "nstep" or "gae". gae_lambda: lambda when advantage="gae".
-    ent_coef, vf_coef: loss weights. max_grad_norm: global gradient clipping (None: off).
-    normalize_advantage: standardise advantages per rollout. optimizer: "rmsprop" or "adam".
-    anneal_lr: decay the learning rate linearly to 0.
     """
 
     learning_rate: float = 7e-4
-    n_steps: int = 5
-    advantage: str = "gae"
-    gae_lambda: float = 1.0
-    ent_coef: float = 0.0
-    vf_coef: float = 0.5
-    max_grad_norm: float | None = 0.5
-    normalize_advantage: bool = False
-    optimizer: str = "rmsprop"
-    anneal_lr: bool = False
+    n_steps: int = field(5, "rollout length per env")
+    advantage: Literal["nstep", "gae"] = field("gae", "the advantage estimate: n-step returns or GAE")
+    gae_lambda: float = field(1.0, "lambda of GAE (advantage='gae')")
+    ent_coef: float = field(0.0, "weight of the entropy bonus")
+    vf_coef: float = field(0.5, "weight of the value loss")
+    max_grad_norm: float | None = field(0.5, "global gradient-norm clipping (None: off)")
+    normalize_advantage: bool = field(False, "standardise advantages per rollout")
+    optimizer: Literal["rmsprop", "adam"] = field("rmsprop", "the optimiser")
+    anneal_lr: bool = field(False, "decay the learning rate linearly to 0")
 
     presets = {
         # rl-baselines3-zoo hyperparams/a2c.yml, CartPole-v1
@@ -53,12 +50,10 @@ class A2CConfig(AgentConfig):
     def check(self) -> None:
         super().check()
         self.require(self.n_steps >= 1, "n_steps", "an int >= 1")
-        self.require(self.advantage in ("nstep", "gae"), "advantage", "'nstep' or 'gae'")
         self.require(0.0 <= self.gae_lambda <= 1.0, "gae_lambda", "a float in [0, 1]")
         self.require(self.ent_coef >= 0, "ent_coef", "a float >= 0")
         self.require(self.vf_coef >= 0, "vf_coef", "a float >= 0")
         self.require(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm", "None or a float > 0")
-        self.require(self.optimizer in ("rmsprop", "adam"), "optimizer", "'rmsprop' or 'adam'")
 
 
 class A2C(Agent):

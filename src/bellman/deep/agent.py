@@ -7,8 +7,8 @@ An algorithm is one file with a config dataclass and an `Agent` subclass::
 
     @dataclass
     class MyConfig(AgentConfig):              # published defaults; say where they come from
-        n_steps: int = 128
-        def check(self) -> None:              # range checks; types are checked by AgentConfig
+        n_steps: int = field(128, "rollout length per env")   # bellman.core.config.field: default, help
+        def check(self) -> None:              # range checks; types are checked by Config
             super().check()
             self.require(self.n_steps >= 1, "n_steps", "an int >= 1")
 
@@ -64,7 +64,6 @@ import difflib
 import json
 import math
 import time
-import typing
 import warnings
 from collections import deque
 from collections.abc import Iterator
@@ -77,6 +76,7 @@ import torch
 from gymnasium import spaces
 
 from bellman.core import checkpoint
+from bellman.core.config import Config, check_int, field
 from bellman.core.metrics import Metrics
 from bellman.core.progress import Progress
 from bellman.core.run import RunDir
@@ -86,6 +86,7 @@ from bellman.deep import env_state
 from bellman.deep.nets import ACTIVATIONS, obs_to_tensor
 
 EnvSource = str | gym.Env | Callable[[], gym.Env]
+MAX_ENVS = 65_536  # environment copies in one process: beyond this a vector env is a memory error, not a speed-up
 
 
 class NonFiniteError(ValueError, FloatingPointError):
@@ -93,52 +94,37 @@ class NonFiniteError(ValueError, FloatingPointError):
 
 
 @dataclasses.dataclass
-class AgentConfig:
-    """Settings shared by all algorithms.
+class AgentConfig(Config):
+    """Settings shared by all algorithms. ``presets`` are tuned settings by env id (rl-baselines3-zoo),
+    ``fast_presets`` bellman's own quicker ones on top of them; ``for_env`` applies both.
 
-    n_envs: environment copies stepped together. gamma: discount. learning_rate: optimiser step size.
-    hidden / activation: the MLP bodies. vectorized: use Gymnasium's numpy-vectorised implementation of
-    the env when it has one (CartPole), else copies in one process. torch_threads: torch intra-op threads.
-    flush_denormal: treat denormal floats (magnitude < 1.2e-38) as 0 (`torch.set_flush_denormal`); the CPU's
-    slow path for them can make an Adam step several times slower, e.g. on the ReLU nets of DQN. Off by
+    The two torch settings are process-wide and applied when an agent is built. ``flush_denormal`` is off by
     default: it changes float arithmetic for everything else in the process too (numpy included).
-    Both torch settings are process-wide and applied when an agent is built.
-
-    num_workers: rollout workers sampling on Ray (`bellman.distributed`; 0: in this process). With workers
-    the n_envs copies are split over them, envs_per_worker each (0: n_envs / num_workers), and worker i
-    steps the copies i * envs_per_worker ... of an in-process run. ray_address: the Ray cluster to join
-    ("auto", "ray://host:port"); None: RAY_ADDRESS if set, else a local Ray with this machine's CPUs.
     """
 
-    n_envs: int = 1
-    gamma: float = 0.99
-    learning_rate: float = 3e-4
-    hidden: tuple[int, ...] = (64, 64)
-    activation: str = "tanh"
-    vectorized: bool = True
-    torch_threads: int = 1
-    flush_denormal: bool = False
-    num_workers: int = 0
-    envs_per_worker: int = 0
-    ray_address: str | None = None
+    n_envs: int = field(1, "environment copies stepped together")
+    gamma: float = field(0.99, "discount factor")
+    learning_rate: float = field(3e-4, "optimiser step size")
+    hidden: tuple[int, ...] = field((64, 64), "units of each hidden layer of the MLP bodies")
+    activation: str = field("tanh", "activation of the MLP bodies (" + ", ".join(sorted(ACTIVATIONS)) + ")")
+    vectorized: bool = field(True, "use Gymnasium's numpy-vectorised implementation of the env when it has one "
+                                   "(CartPole), else copies in one process")
+    torch_threads: int = field(1, "torch intra-op threads")
+    flush_denormal: bool = field(False, "treat denormal floats (magnitude < 1.2e-38) as 0 "
+                                        "(torch.set_flush_denormal): the CPU's slow path for them can make an Adam "
+                                        "step several times slower, e.g. on the ReLU nets of DQN")
+    num_workers: int = field(0, "rollout workers sampling on Ray (bellman.distributed), each with a copy of the "
+                                "policy; 0: sample in this process")
+    envs_per_worker: int = field(0, "env copies each rollout worker steps (0: n_envs / num_workers); worker i "
+                                    "steps copies i x envs_per_worker ... of the in-process run")
+    ray_address: str | None = field(None, "the Ray cluster of the rollout workers: 'auto' (the one this machine "
+                                          "belongs to) or 'ray://host:port'; None: RAY_ADDRESS if set, else a "
+                                          "local Ray with this machine's CPUs")
 
-    presets: ClassVar[dict[str, dict[str, Any]]] = {}  # tuned settings per env id (rl-baselines3-zoo)
-    fast_presets: ClassVar[dict[str, dict[str, Any]]] = {}  # bellman's own quicker settings, on top of presets
-
-    def __post_init__(self) -> None:
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            setattr(self, f.name, _coerce(type(self).__name__, f.name, getattr(self, f.name), hints[f.name]))
-        self.check()
-
-    def require(self, ok: bool, name: str, allowed: str) -> None:
-        """Raise a ValueError naming the field, its value and what is allowed, unless `ok`."""
-        if not ok:
-            raise ValueError(f"{type(self).__name__}.{name} = {getattr(self, name)!r} is invalid; allowed: {allowed}")
+    fast_presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def check(self) -> None:
-        """Value checks; subclasses extend it (call super().check())."""
-        self.require(self.n_envs >= 1, "n_envs", "an int >= 1")
+        self.require(1 <= self.n_envs <= MAX_ENVS, "n_envs", f"an int in [1, {MAX_ENVS}]")
         self.require(0.0 <= self.gamma <= 1.0, "gamma", "a float in [0, 1]")
         self.require(self.learning_rate > 0, "learning_rate", "a float > 0")
         self.require(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), "hidden",
@@ -157,20 +143,6 @@ class AgentConfig:
                      "None, 'auto' or 'ray://host:port'")
 
     @classmethod
-    def keys(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> AgentConfig:
-        """Build from a dict, with a clear error for unknown keys."""
-        unknown = sorted(set(values) - set(cls.keys()))
-        if unknown:
-            hints = {k: difflib.get_close_matches(k, cls.keys(), n=1) for k in unknown}
-            said = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items())
-            raise ValueError(f"unknown {cls.__name__} key(s): {said}; allowed: {', '.join(cls.keys())}")
-        return cls(**values)
-
-    @classmethod
     def for_env(cls, env_id: str | None, fast: bool = False, **changes: Any) -> AgentConfig:
         """The defaults, then the tuned preset for `env_id` if there is one, then (with `fast`) the class's
         quicker setting for it from `fast_presets`, then `changes`."""
@@ -182,41 +154,17 @@ class AgentConfig:
         fast_changes = cls.fast_presets[env_id or ""] if fast else {}
         return cls.from_dict({**cls.presets.get(env_id or "", {}), **fast_changes, **changes})
 
-    def replace(self, **changes: Any) -> AgentConfig:
-        """A copy with some fields changed (validated like the constructor)."""
-        return self.from_dict({**dataclasses.asdict(self), **changes})
-
-    @classmethod
-    def parse(cls, assignments: list[str]) -> dict[str, Any]:
-        """Parse ["key=value", ...] (the CLI's --set) into typed values: 64,64 for tuples, none, true/false."""
-        hints = typing.get_type_hints(cls)
-        out: dict[str, Any] = {}
-        for item in assignments:
-            key, sep, text = item.partition("=")
-            key = key.strip()
-            if not sep:
-                raise ValueError(f"--set expects key=value, got {item!r}")
-            if key not in hints:
-                cls.from_dict({key: None})  # raises the unknown-key error
-            out[key] = _parse_text(key, text.strip(), hints[key])
-        return out
-
 
 @dataclasses.dataclass
 class ReplayConfig(AgentConfig):
-    """Settings shared by the replay-based agents (DQN, DDPG), with Stable-Baselines3's names.
+    """Settings shared by the replay-based agents (DQN, DDPG), with Stable-Baselines3's names."""
 
-    buffer_size: replay capacity. learning_starts: env steps of uniform random actions before learning.
-    batch_size: minibatch size. tau: target-network update rate (1 copies). train_freq: env steps between
-    training phases. gradient_steps: updates per phase.
-    """
-
-    buffer_size: int = 1_000_000
-    learning_starts: int = 100
-    batch_size: int = 256
-    tau: float = 0.005
-    train_freq: int = 1
-    gradient_steps: int = 1
+    buffer_size: int = field(1_000_000, "replay capacity (transitions)")
+    learning_starts: int = field(100, "env steps of uniform random actions before learning")
+    batch_size: int = field(256, "minibatch size")
+    tau: float = field(0.005, "target-network update rate (1 copies)")
+    train_freq: int = field(1, "env steps between training phases")
+    gradient_steps: int = field(1, "updates per training phase")
 
     def check(self) -> None:
         super().check()
@@ -226,61 +174,6 @@ class ReplayConfig(AgentConfig):
         self.require(0.0 < self.tau <= 1.0, "tau", "a float in (0, 1]")
         self.require(self.train_freq >= 1, "train_freq", "an int >= 1")
         self.require(self.gradient_steps >= 1, "gradient_steps", "an int >= 1")
-
-
-def _coerce(owner: str, name: str, value: Any, tp: Any) -> Any:
-    """Check `value` against the annotation `tp` (int, float, bool, str, tuple[int, ...], X | None)."""
-    args = typing.get_args(tp)
-    if type(None) in args:
-        if value is None:
-            return None
-        tp = next(a for a in args if a is not type(None))
-    bad = TypeError(f"{owner}.{name} must be {getattr(tp, '__name__', tp)}, got {value!r} "
-                    f"({type(value).__name__})")
-    if tp is bool:
-        if not isinstance(value, (bool, np.bool_)):
-            raise bad
-        return bool(value)
-    if tp is int:
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-            raise bad
-        return int(value)
-    if tp is float:
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise bad
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise bad
-        return value
-    if typing.get_origin(tp) is tuple:
-        if not isinstance(value, (tuple, list)) or not all(
-                isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
-            raise TypeError(f"{owner}.{name} must be a tuple of ints, got {value!r}")
-        return tuple(int(v) for v in value)
-    return value
-
-
-def _parse_text(key: str, text: str, tp: Any) -> Any:
-    args = typing.get_args(tp)
-    if type(None) in args:
-        if text.lower() in ("none", "null", ""):
-            return None
-        tp = next(a for a in args if a is not type(None))
-    try:
-        if tp is bool:
-            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError
-            return text.lower() in ("true", "1", "yes")
-        if tp is int:
-            return int(float(text)) if float(text).is_integer() else int(text)
-        if tp is float:
-            return float(text)
-        if typing.get_origin(tp) is tuple:
-            return tuple(int(v) for v in text.replace("(", "").replace(")", "").split(",") if v.strip())
-        return text
-    except ValueError:
-        raise ValueError(f"--set {key}={text!r}: cannot read it as {getattr(tp, '__name__', tp)}") from None
 
 
 class Transition(NamedTuple):
@@ -505,13 +398,8 @@ class Agent:
         `out` that already holds a run is an error unless `resume`, which continues it from its checkpoint
         (into this agent, if it is still at step 0) with the same settings.
         """
-        if isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer)) or total_steps < 0:
-            raise ValueError(f"total_steps must be an int >= 0, got {total_steps!r}")
-        if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
-            raise ValueError(f"log_every must be an int >= 1, got {log_every!r}")
-        if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
-                                             or checkpoint_every < 1):
-            raise ValueError(f"checkpoint_every must be an int >= 1 or None, got {checkpoint_every!r}")
+        total_steps, log_every = check_int("total_steps", total_steps, 0), check_int("log_every", log_every)
+        checkpoint_every = check_int("checkpoint_every", checkpoint_every, allow_none=True)
         run = RunDir(out, self.identity(), resume) if out is not None else contextlib.nullcontext()
         with run, self.runtime():
             ckpt = Path(out) / "checkpoint.pt" if out is not None else None
@@ -587,8 +475,9 @@ class Agent:
     def evaluate(self, episodes: int = 20, deterministic: bool = True) -> tuple[float, float]:
         """Mean and standard deviation of the return over `episodes` fresh episodes, one per env copy,
         seeded from the agent's seed (the same agent gives the same numbers every call)."""
-        if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-            raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
+        episodes = check_int("episodes", episodes)
+        if episodes > MAX_ENVS:
+            raise ValueError(f"episodes must be at most {MAX_ENVS} (one env copy each), got {episodes}")
         if episodes not in self._eval_envs:
             source = copy.deepcopy(self.env_source) if isinstance(self.env_source, gym.Env) else self.env_source
             self._eval_envs[episodes] = make_vec_env(source, episodes, self.config.vectorized)

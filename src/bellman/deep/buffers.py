@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from bellman.core.resources import check_memory
 from bellman.deep.nets import obs_dim
 
 if TYPE_CHECKING:
@@ -30,6 +31,8 @@ class RolloutBuffer:
         if n_steps < 1 or n_envs < 1:
             raise ValueError(f"n_steps and n_envs must be >= 1, got {n_steps} and {n_envs}")
         t, n = n_steps, n_envs
+        per_row = 4 * (obs_dim + int(np.prod(action_shape, dtype=np.int64)) + 4) + 3
+        check_memory(f"a rollout buffer of {t:,} steps x {n:,} envs", t * n * per_row, "n_steps or n_envs")
         self.n_steps, self.n_envs = n_steps, n_envs
         self.obs = torch.zeros(t, n, obs_dim)
         self.actions = torch.zeros((t, n, *action_shape), dtype=torch.long if discrete else torch.float32)
@@ -109,6 +112,9 @@ class ReplayBuffer:
                  action_dtype: np.dtype | type = np.float32, obs_dtype: np.dtype | type = np.float32):
         if not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"capacity must be a positive int, got {capacity!r}")
+        per_row = (2 * int(np.prod(obs_shape, dtype=np.int64)) * np.dtype(obs_dtype).itemsize
+                   + int(np.prod(action_shape, dtype=np.int64)) * np.dtype(action_dtype).itemsize + 8)
+        check_memory(f"a replay buffer of {capacity:,} transitions", capacity * per_row, "buffer_size")
         self.capacity = capacity
         self.obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
         self.next_obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)

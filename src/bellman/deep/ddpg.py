@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
+from bellman.core.config import field
 from bellman.deep.agent import Agent, ReplayConfig
 from bellman.deep.buffers import ReplayBuffer
 from bellman.deep.nets import mlp, obs_dim
@@ -35,21 +36,18 @@ from bellman.deep.targets import polyak_update, td_target
 @dataclasses.dataclass
 class DDPGConfig(ReplayConfig):
     """Defaults of Stable-Baselines3 DDPG (net_arch [400, 300], Adam 1e-3, tau 0.005, batch 256);
-    `DDPGConfig.for_env("Pendulum-v1")` adds the rl-baselines3-zoo tuned setting.
-
-    The replay settings are `ReplayConfig`'s (tau: Polyak rate of both target networks).
-    noise: "normal" or "ou" (Ornstein-Uhlenbeck).
-    noise_std: sigma of the noise in units of the action half-range. ou_theta, ou_dt: the OU process
+    `DDPGConfig.for_env("Pendulum-v1")` adds the rl-baselines3-zoo tuned setting. The replay settings are
+    `ReplayConfig`'s (tau: Polyak rate of both target networks). The OU process is
     dx = theta (0 - x) dt + sigma sqrt(dt) N(0, 1) (the paper: theta 0.15, sigma 0.2).
     """
 
     learning_rate: float = 1e-3
     hidden: tuple[int, ...] = (400, 300)
     activation: str = "relu"
-    noise: str = "normal"
-    noise_std: float = 0.1
-    ou_theta: float = 0.15
-    ou_dt: float = 1e-2
+    noise: Literal["normal", "ou"] = field("normal", "exploration noise: Gaussian or Ornstein-Uhlenbeck")
+    noise_std: float = field(0.1, "sigma of the noise in units of the action half-range")
+    ou_theta: float = field(0.15, "theta of the OU process")
+    ou_dt: float = field(1e-2, "dt of the OU process")
 
     presets = {
         # rl-baselines3-zoo hyperparams/ddpg.yml, Pendulum-v1
@@ -59,7 +57,6 @@ class DDPGConfig(ReplayConfig):
 
     def check(self) -> None:
         super().check()
-        self.require(self.noise in ("normal", "ou"), "noise", "'normal' or 'ou'")
         self.require(self.noise_std >= 0, "noise_std", "a float >= 0")
         self.require(self.ou_theta > 0, "ou_theta", "a float > 0")
         self.require(self.ou_dt > 0 and self.ou_theta * self.ou_dt < 1, "ou_dt", "a float > 0 with ou_theta * ou_dt < 1")

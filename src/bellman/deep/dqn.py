@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from typing import Literal
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
+from bellman.core.config import field
 from bellman.deep.agent import Agent, ReplayConfig, Transition
 from bellman.deep.buffers import ReplayBuffer
 from bellman.deep.nets import QNet
@@ -38,13 +40,6 @@ class DQNConfig(ReplayConfig):
     """Defaults of Stable-Baselines3 DQN (the Nature paper's algorithm with Huber loss and Adam);
     `DQNConfig.for_env("CartPole-v1")` adds the rl-baselines3-zoo tuned setting.
 
-    buffer_size: replay capacity. learning_starts: env steps of uniform random actions before learning.
-    batch_size: minibatch size. tau: 1 copies the target every target_update_interval env steps, < 1 Polyak-
-    averages it at that interval. train_freq: env steps between training phases. gradient_steps: updates
-    per phase. exploration_*: the linear eps schedule. max_grad_norm: global gradient clipping (None: off).
-    loss: "huber" or "mse". double: the Double DQN target. anneal_lr: decay the learning rate linearly to 0
-    over the run (off in SB3 and the zoo).
-
     For CartPole-v1 over 100k steps, `DQNConfig.for_env("CartPole-v1", learning_rate=1e-3, anneal_lr=True)`
     is bellman's setting: the zoo's constant 2.3e-3 (tuned for 50k steps) reaches 500 and then oscillates,
     ending below 475 at 100k on seeds 0 and 1. The lower annealed rate ended at 500 on seeds 0-2
@@ -56,17 +51,18 @@ class DQNConfig(ReplayConfig):
     buffer_size: int = 1_000_000
     learning_starts: int = 100
     batch_size: int = 32
-    tau: float = 1.0
-    target_update_interval: int = 10_000
+    tau: float = field(1.0, "1 copies the target every target_update_interval env steps, < 1 Polyak-averages "
+                            "it at that interval")
+    target_update_interval: int = field(10_000, "env steps between target-network updates")
     train_freq: int = 4
     gradient_steps: int = 1
-    exploration_fraction: float = 0.1
-    exploration_initial_eps: float = 1.0
-    exploration_final_eps: float = 0.05
-    max_grad_norm: float | None = 10.0
-    loss: str = "huber"
-    double: bool = False
-    anneal_lr: bool = False
+    exploration_fraction: float = field(0.1, "fraction of the run over which eps decays linearly")
+    exploration_initial_eps: float = field(1.0, "eps of eps-greedy at the start")
+    exploration_final_eps: float = field(0.05, "eps of eps-greedy after the decay")
+    max_grad_norm: float | None = field(10.0, "global gradient-norm clipping (None: off)")
+    loss: Literal["huber", "mse"] = field("huber", "the TD loss")
+    double: bool = field(False, "the Double DQN target")
+    anneal_lr: bool = field(False, "decay the learning rate linearly to 0 over the run (off in SB3 and the zoo)")
 
     presets = {
         # rl-baselines3-zoo hyperparams/dqn.yml, CartPole-v1
@@ -82,7 +78,6 @@ class DQNConfig(ReplayConfig):
         self.require(0.0 <= self.exploration_initial_eps <= 1.0, "exploration_initial_eps", "a float in [0, 1]")
         self.require(0.0 <= self.exploration_final_eps <= 1.0, "exploration_final_eps", "a float in [0, 1]")
         self.require(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm", "None or a float > 0")
-        self.require(self.loss in ("huber", "mse"), "loss", "'huber' or 'mse'")
 
 
 def dqn_target(reward: torch.Tensor, terminated: torch.Tensor, q_next_target: torch.Tensor,

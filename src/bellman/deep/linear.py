@@ -30,6 +30,7 @@ import gymnasium as gym
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+from bellman.core.config import check_int
 from bellman.core.progress import Progress
 
 from bellman.mdp import TabularMDP
@@ -50,17 +51,11 @@ def _bounds(low: Any, high: Any) -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 class OneHot:
     """phi(s) = e_s for s in 0..n-1: linear methods become their tabular versions (S&B 9.5)."""
 
     def __init__(self, n: int) -> None:
-        self.n_features = _check_int("n", n, 1)
+        self.n_features = check_int("n", n, 1)
 
     def __call__(self, s: Any) -> np.ndarray:
         s = int(s)
@@ -93,7 +88,7 @@ class Polynomial(_Scaled):
 
     def __init__(self, low: Any, high: Any, degree: int = 2) -> None:
         super().__init__(low, high)
-        degree = _check_int("degree", degree, 0)
+        degree = check_int("degree", degree, 0)
         k = self.low.size
         exps = [c for c in itertools.product(range(degree + 1), repeat=k) if sum(c) <= degree]
         self.c = np.array(sorted(exps, key=lambda c: (sum(c), tuple(-e for e in c))), dtype=np.float64)
@@ -108,7 +103,7 @@ class Fourier(_Scaled):
 
     def __init__(self, low: Any, high: Any, order: int = 3) -> None:
         super().__init__(low, high)
-        order = _check_int("order", order, 0)
+        order = check_int("order", order, 0)
         self.c = np.array(list(itertools.product(range(order + 1), repeat=self.low.size)), dtype=np.float64)
         self.n_features = len(self.c)
 
@@ -127,14 +122,14 @@ class TileCoding(_Scaled):
 
     def __init__(self, low: Any, high: Any, n_tilings: int = 8, tiles: int = 8, hash_size: int | None = None) -> None:
         super().__init__(low, high)
-        self.n_tilings = _check_int("n_tilings", n_tilings, 1)
-        self.tiles = _check_int("tiles", tiles, 1)
+        self.n_tilings = check_int("n_tilings", n_tilings, 1)
+        self.tiles = check_int("tiles", tiles, 1)
         k = self.low.size
         self.dims = (self.tiles + 1,) * k
         self.tiling_size = math.prod(self.dims)
         i = np.arange(self.n_tilings)[:, None]
         self.offsets = (i * (2 * np.arange(k)[None, :] + 1) / self.n_tilings) % 1.0
-        self.hash_size = None if hash_size is None else _check_int("hash_size", hash_size, 1)
+        self.hash_size = None if hash_size is None else check_int("hash_size", hash_size, 1)
         self.n_features = self.hash_size or self.n_tilings * self.tiling_size
         self._base = np.arange(self.n_tilings) * self.tiling_size
 
@@ -249,7 +244,7 @@ def td_linear(
     """
     if not 0.0 <= gamma <= 1.0:
         raise ValueError(f"gamma must be in [0, 1], got {gamma}")
-    steps = _check_int("steps", steps, 0)
+    steps = check_int("steps", steps, 0)
     step_size = alpha if callable(alpha) else (lambda t: alpha)
     if not callable(alpha) and not alpha > 0:
         raise ValueError(f"alpha must be a positive number or a schedule t -> alpha_t, got {alpha}")
@@ -310,10 +305,10 @@ class LinearQConfig:
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
         if not 0.0 <= self.epsilon <= 1.0:
             raise ValueError(f"epsilon must be in [0, 1], got {self.epsilon}")
-        _check_int("n_tilings", self.n_tilings, 1)
-        _check_int("tiles", self.tiles, 1)
+        check_int("n_tilings", self.n_tilings, 1)
+        check_int("tiles", self.tiles, 1)
         if self.hash_size is not None:
-            _check_int("hash_size", self.hash_size, 1)
+            check_int("hash_size", self.hash_size, 1)
 
 
 def _make_env(env: Any) -> gym.Env:
@@ -388,7 +383,7 @@ class LinearQ:
 
     def learn(self, total_steps: int, progress: bool = False) -> "LinearQ":
         """Run Sarsa or Q-learning until `self.step` reaches `total_steps` (a total, as in `Agent.learn`)."""
-        total_steps = _check_int("total_steps", total_steps, 0)
+        total_steps = check_int("total_steps", total_steps, 0)
         self._shown = min(self.step, total_steps)
         if self._obs is None:
             self._start_episode(seed=self.seed if self.step == 0 else None)
@@ -428,7 +423,7 @@ class LinearQ:
 
     def evaluate(self, episodes: int = 20, seed: int = 10_000) -> tuple[float, float]:
         """Mean and standard deviation of the greedy policy's return over `episodes` episodes."""
-        episodes = _check_int("episodes", episodes, 1)
+        episodes = check_int("episodes", episodes, 1)
         env = _make_env(self.env_spec) if self.env_spec else self.env
         returns = []
         for i in range(episodes):

@@ -19,6 +19,7 @@ import dataclasses
 import torch
 from gymnasium import spaces
 
+from bellman.core.config import field
 from bellman.deep.agent import Agent, AgentConfig
 from bellman.deep.nets import Policy, ValueNet
 from bellman.deep.rollout import transition_batch
@@ -28,14 +29,13 @@ from bellman.deep.targets import td_target
 @dataclasses.dataclass
 class OffPolicyACConfig(AgentConfig):
     """Off-policy actor-critic settings. No published tuning exists for Gymnasium tasks: these are A2C-like
-    choices (8 envs, Adam) checked on CartPole-v1; learning_rate is the actor's, critic_learning_rate the
-    critic's. behavior_eps: weight of the uniform policy in beta.
+    choices (8 envs, Adam) checked on CartPole-v1.
     """
 
     n_envs: int = 8
-    learning_rate: float = 1e-3
-    critic_learning_rate: float = 1e-3
-    behavior_eps: float = 0.5
+    learning_rate: float = field(1e-3, "the actor's step size")
+    critic_learning_rate: float = field(1e-3, "the critic's step size")
+    behavior_eps: float = field(0.5, "weight of the uniform policy in the behaviour policy beta")
 
     def check(self) -> None:
         super().check()

@@ -19,6 +19,7 @@ import dataclasses
 import torch
 from gymnasium import spaces
 
+from bellman.core.config import field
 from bellman.core.losses import clipped_surrogate_loss, value_loss
 from bellman.core.returns import gae, standardize
 from bellman.deep.agent import Agent, AgentConfig
@@ -35,38 +36,32 @@ class PPOConfig(AgentConfig):
     per iteration in half the vector steps) and 4 epochs at learning rate 3e-3 instead of 20 at 1e-3, i.e.
     1,560 instead of 7,800 gradient steps over 100k samples (mean return 500 at 100k steps on seeds 0-7
     and 9, 316 on seed 8; benchmarks/RESULTS.md).
-
-    n_steps: rollout length per env. batch_size: minibatch size. n_epochs: passes over each rollout.
-    gae_lambda: lambda of GAE. clip_eps: epsilon of the clipped ratio. clip_value: clip v(s) to within this
-    distance of the rollout's value (None: no clipping). ent_coef, vf_coef: loss weights.
-    max_grad_norm: global gradient clipping (None: off). normalize_advantage: per minibatch.
-    anneal_lr / anneal_clip: decay the learning rate / clip_eps linearly to 0. target_kl: stop the epochs
-    of an iteration once the approximate KL exceeds 1.5 target_kl (None: never). log_std_init: initial
-    log sigma of Gaussian policies.
     """
 
-    n_steps: int = 2048
-    batch_size: int = 64
-    n_epochs: int = 10
-    gae_lambda: float = 0.95
-    clip_eps: float = 0.2
-    clip_value: float | None = None
-    ent_coef: float = 0.0
-    vf_coef: float = 0.5
-    max_grad_norm: float | None = 0.5
-    normalize_advantage: bool = True
-    anneal_lr: bool = False
-    anneal_clip: bool = False
-    target_kl: float | None = None
-    log_std_init: float = 0.0
+    n_steps: int = field(2048, "rollout length per env")
+    batch_size: int = field(64, "minibatch size")
+    n_epochs: int = field(10, "passes over each rollout")
+    gae_lambda: float = field(0.95, "lambda of GAE")
+    clip_range: float = field(0.2, "epsilon of the clipped ratio")
+    clip_range_vf: float | None = field(None, "clip v(s) to within this distance of the rollout's value "
+                                              "(None: no clipping)")
+    ent_coef: float = field(0.0, "weight of the entropy bonus")
+    vf_coef: float = field(0.5, "weight of the value loss")
+    max_grad_norm: float | None = field(0.5, "global gradient-norm clipping (None: off)")
+    normalize_advantage: bool = field(True, "standardise advantages per minibatch")
+    anneal_lr: bool = field(False, "decay the learning rate linearly to 0")
+    anneal_clip: bool = field(False, "decay clip_range linearly to 0")
+    target_kl: float | None = field(None, "stop the epochs of an iteration once the approximate KL exceeds "
+                                          "1.5 target_kl (None: never)")
+    log_std_init: float = field(0.0, "initial log sigma of Gaussian policies")
 
     presets = {
         # rl-baselines3-zoo hyperparams/ppo.yml, CartPole-v1 (lin_1e-3 learning rate, lin_0.2 clip range)
         "CartPole-v1": dict(n_envs=8, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20,
-                            ent_coef=0.0, learning_rate=1e-3, clip_eps=0.2, anneal_lr=True, anneal_clip=True),
+                            ent_coef=0.0, learning_rate=1e-3, clip_range=0.2, anneal_lr=True, anneal_clip=True),
         # rl-baselines3-zoo hyperparams/ppo.yml, Pendulum-v1 (without its gSDE exploration)
         "Pendulum-v1": dict(n_envs=4, n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10, ent_coef=0.0,
-                            learning_rate=1e-3, clip_eps=0.2),
+                            learning_rate=1e-3, clip_range=0.2),
     }
     fast_presets = {"CartPole-v1": dict(n_envs=16, n_steps=16, n_epochs=4, learning_rate=3e-3)}
 
@@ -76,8 +71,8 @@ class PPOConfig(AgentConfig):
         self.require(self.batch_size >= 1, "batch_size", "an int >= 1")
         self.require(self.n_epochs >= 1, "n_epochs", "an int >= 1")
         self.require(0.0 <= self.gae_lambda <= 1.0, "gae_lambda", "a float in [0, 1]")
-        self.require(self.clip_eps > 0, "clip_eps", "a float > 0")
-        self.require(self.clip_value is None or self.clip_value > 0, "clip_value", "None or a float > 0")
+        self.require(self.clip_range > 0, "clip_range", "a float > 0")
+        self.require(self.clip_range_vf is None or self.clip_range_vf > 0, "clip_range_vf", "None or a float > 0")
         self.require(self.ent_coef >= 0, "ent_coef", "a float >= 0")
         self.require(self.vf_coef >= 0, "vf_coef", "a float >= 0")
         self.require(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm", "None or a float > 0")
@@ -117,7 +112,7 @@ class PPO(Agent):
         old_v, advantages, returns = buf.flat(buf.values[:-1]), buf.flat(advantages), buf.flat(returns)
 
         lr = self.anneal_learning_rate(c.anneal_lr)
-        clip_eps = c.clip_eps * (self.progress_remaining if c.anneal_clip else 1.0)
+        clip_eps = c.clip_range * (self.progress_remaining if c.anneal_clip else 1.0)
         batch = (obs, actions, old_log_p, old_v, advantages, returns)
         self.optimise(batch, clip_eps)
         with torch.no_grad():  # statistics of the updated policy on the whole rollout
@@ -155,5 +150,5 @@ class PPO(Agent):
         if c.normalize_advantage:
             advantages = standardize(advantages)
         policy_loss, _ = clipped_surrogate_loss(log_ratio.exp(), advantages, clip_eps)
-        v_loss, _ = value_loss(v, old_v, returns, c.clip_value)
+        v_loss, _ = value_loss(v, old_v, returns, c.clip_range_vf)
         return policy_loss, v_loss, entropy.mean(), log_ratio

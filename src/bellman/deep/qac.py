@@ -21,6 +21,7 @@ import dataclasses
 import torch
 from gymnasium import spaces
 
+from bellman.core.config import field
 from bellman.deep.agent import Agent, AgentConfig
 from bellman.deep.nets import Policy, QNet
 from bellman.deep.rollout import transition_batch
@@ -30,22 +31,21 @@ from bellman.deep.targets import td_target
 @dataclasses.dataclass
 class QACConfig(AgentConfig):
     """QAC settings. There is no published tuning for QAC on Gymnasium tasks: these are A2C-like choices
-    (8 envs, Adam) checked on CartPole-v1; learning_rate is the actor's, critic_learning_rate the critic's.
-    The actor learns 10x slower than the critic (two time scales, as actor-critic convergence proofs
-    assume): with equal rates pi settles on one action before q can tell the actions apart.
+    (8 envs, Adam) checked on CartPole-v1. The actor learns 10x slower than the critic (two time scales, as
+    actor-critic convergence proofs assume): with equal rates pi settles on one action before q can tell the
+    actions apart.
 
-    baseline: subtract v(s) = sum_a pi(a|s) q(s, a) from q(s, a) in the actor's step. The expected
+    With ``baseline`` the actor's step subtracts v(s) = sum_a pi(a|s) q(s, a) from q(s, a): the expected
     gradient is unchanged (sum_a grad pi(a|s) v(s) = 0) and its variance is lower; False gives the
     textbook update (noisier: in one CartPole-v1 run, seed 0, about 200 after 30k steps against 500 with
     the baseline).
-    ent_coef: weight of an entropy bonus on the actor (0: the plain algorithm).
     """
 
     n_envs: int = 8
-    learning_rate: float = 1e-4
-    critic_learning_rate: float = 1e-3
-    baseline: bool = True
-    ent_coef: float = 0.0
+    learning_rate: float = field(1e-4, "the actor's step size")
+    critic_learning_rate: float = field(1e-3, "the critic's step size")
+    baseline: bool = field(True, "subtract v(s) = sum_a pi(a|s) q(s, a) from q(s, a) in the actor's step")
+    ent_coef: float = field(0.0, "weight of an entropy bonus on the actor (0: the plain algorithm)")
 
     def check(self) -> None:
         super().check()

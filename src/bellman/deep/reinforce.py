@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from bellman.core.config import field
 from bellman.core.returns import discounted_returns, standardize
 from bellman.deep.agent import Agent, AgentConfig
 from bellman.deep.nets import Policy, ValueNet
@@ -28,18 +29,14 @@ class REINFORCEConfig(AgentConfig):
     """gamma 0.99, Adam, standardised returns as in the PyTorch reference example
     (pytorch/examples, reinforcement_learning/reinforce.py: one episode per update, learning rate 1e-2);
     here 8 episodes per update at 1e-3, which is steadier on CartPole.
-
-    n_envs: episodes per update. baseline: subtract a learned v(s) fitted to g_t. normalize_returns:
-    standardise g_t - b over the batch. vf_learning_rate: the baseline's step size. max_grad_norm: global
-    gradient clipping of the policy (None: off).
     """
 
-    n_envs: int = 8
+    n_envs: int = field(8, "episodes per update")
     learning_rate: float = 1e-3
-    baseline: bool = True
-    normalize_returns: bool = True
-    vf_learning_rate: float = 1e-3
-    max_grad_norm: float | None = None
+    baseline: bool = field(True, "subtract a learned v(s) fitted to g_t")
+    normalize_returns: bool = field(True, "standardise g_t - b over the batch")
+    vf_learning_rate: float = field(1e-3, "the baseline's step size")
+    max_grad_norm: float | None = field(None, "global gradient-norm clipping of the policy (None: off)")
 
     def check(self) -> None:
         super().check()

@@ -21,6 +21,7 @@ from gymnasium import spaces
 from torch.distributions import kl_divergence
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from bellman.core.config import field
 from bellman.core.returns import gae, standardize
 from bellman.deep.agent import Agent, AgentConfig
 from bellman.deep.buffers import RolloutBuffer
@@ -30,25 +31,19 @@ from bellman.deep.rollout import collect_rollout
 
 @dataclasses.dataclass
 class TRPOConfig(AgentConfig):
-    """Defaults of sb3-contrib TRPO; `TRPOConfig.for_env("CartPole-v1")` adds rl-baselines3-zoo's setting.
+    """Defaults of sb3-contrib TRPO; `TRPOConfig.for_env("CartPole-v1")` adds rl-baselines3-zoo's setting."""
 
-    learning_rate: the critic's Adam step size. n_steps: rollout length per env. batch_size: critic
-    minibatch. n_critic_updates: critic epochs per rollout. gae_lambda: lambda of GAE. target_kl: delta,
-    the KL bound. cg_max_steps / cg_damping: conjugate gradient iterations and Fisher damping.
-    line_search_shrink / line_search_max_iter: backtracking factor and tries. normalize_advantage.
-    """
-
-    learning_rate: float = 1e-3
-    n_steps: int = 2048
-    batch_size: int = 128
-    n_critic_updates: int = 10
-    gae_lambda: float = 0.95
-    target_kl: float = 0.01
-    cg_max_steps: int = 15
-    cg_damping: float = 0.1
-    line_search_shrink: float = 0.8
-    line_search_max_iter: int = 10
-    normalize_advantage: bool = True
+    learning_rate: float = field(1e-3, "the critic's Adam step size")
+    n_steps: int = field(2048, "rollout length per env")
+    batch_size: int = field(128, "critic minibatch size")
+    n_critic_updates: int = field(10, "critic epochs per rollout")
+    gae_lambda: float = field(0.95, "lambda of GAE")
+    target_kl: float = field(0.01, "delta, the KL bound of the policy step")
+    cg_max_steps: int = field(15, "conjugate-gradient iterations")
+    cg_damping: float = field(0.1, "damping added to the Fisher matrix")
+    line_search_shrink: float = field(0.8, "backtracking factor of the line search")
+    line_search_max_iter: int = field(10, "tries of the line search")
+    normalize_advantage: bool = field(True, "standardise advantages per rollout")
 
     presets = {
         # rl-baselines3-zoo hyperparams/trpo.yml, CartPole-v1

@@ -30,7 +30,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from bellman.core.seeding import worker_seed
 from bellman.distributed.workers import WorkerPool, require_ray
 from bellman.llm.engine import Engine, get_engine
-from bellman.llm.rollout import Rollout, SamplingConfig, cat_rollouts
+from bellman.llm.config import SamplingConfig
+from bellman.llm.rollout import Rollout, cat_rollouts
 
 
 class EngineWorker:

@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 import scipy.sparse as sp
 
+from bellman.core.config import check_int
 from bellman.mdp import TabularMDP
 
 ACTIONS = ("up", "right", "down", "left", "stay")
@@ -64,10 +65,7 @@ class GridWorld(gym.Env):
         max_steps: int | None = None,
         render_mode: str | None = None,
     ) -> None:
-        for name, n in (("n_rows", n_rows), ("n_cols", n_cols)):
-            if not isinstance(n, (int, np.integer)) or n < 1:
-                raise ValueError(f"{name} must be a positive integer, got {n!r}")
-        self.n_rows, self.n_cols = int(n_rows), int(n_cols)
+        self.n_rows, self.n_cols = check_int("n_rows", n_rows), check_int("n_cols", n_cols)
         course = (self.n_rows, self.n_cols) == (5, 5)
         if forbidden is None:
             forbidden = COURSE_FORBIDDEN if course else ()

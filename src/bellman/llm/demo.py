@@ -16,7 +16,7 @@ import shutil
 import torch
 from rich.console import Console
 
-from bellman.llm.r1_zero import R1ZeroConfig, run as run_r1_zero
+from bellman.recipes.r1_zero import R1ZeroConfig, run as run_r1_zero
 
 
 def run(out: pathlib.Path) -> dict:

@@ -19,25 +19,26 @@ Usage::
     from bellman.llm.tasks import arithmetic
     model, tok = load_model("runs/sft/model"); task = arithmetic()
     pairs = sample_preference_pairs(model, tok, task.train[:256], task.rewards, num_generations=8)
-    DPOTrainer(model, tok, task, DPOConfig(out="runs/dpo", learning_rate=1e-4), pairs).train()
+    DPOTrainer(model, tok, task, DPOConfig.preset("tiny", out="runs/dpo"), pairs).train()
 """
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from bellman.llm.config import DPOConfig, DPOLossType
 from bellman.llm.pairs import check_pairs
 from bellman.llm.reference import frozen_reference, reference_logprobs
-from bellman.llm.tasks import RewardFn, Task
-from bellman.llm.trainer import Trainer, TrainerConfig, plain_prompt
+from bellman.llm.tasks import RewardFn, Task, plain_prompt
+from bellman.llm.trainer import Trainer
 
-LOSS_TYPES = ("sigmoid", "ipo", "hinge")
+LOSS_TYPES = typing.get_args(DPOLossType)
 
 
 def dpo_loss(logp_chosen: torch.Tensor, logp_rejected: torch.Tensor, ref_chosen: torch.Tensor,
@@ -68,27 +69,6 @@ def dpo_loss(logp_chosen: torch.Tensor, logp_rejected: torch.Tensor, ref_chosen:
     chosen_rewards = beta * (logp_chosen - ref_chosen).detach()
     rejected_rewards = beta * (logp_rejected - ref_rejected).detach()
     return losses, chosen_rewards, rejected_rewards
-
-
-@dataclass
-class DPOConfig(TrainerConfig):
-    """DPO settings; defaults from Rafailov et al. 2023 (appendix B: beta 0.1, learning rate 1e-6, batch 64)
-    and TRL's DPOConfig (max_grad_norm 1.0). The built-in tiny model wants a larger learning rate (~1e-4)."""
-
-    learning_rate: float = 1e-6
-    beta: float = 0.1
-    loss_type: str = "sigmoid"
-    batch_size: int = 64
-    share_prompt: bool = True      # run each prompt once for its chosen and rejected completion
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.loss_type not in LOSS_TYPES:
-            raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
-        if not self.beta > 0:
-            raise ValueError(f"beta must be > 0, got {self.beta}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
 class DPOTrainer(Trainer):

@@ -34,80 +34,22 @@ Usage::
     from bellman.llm import GRPOConfig, GRPOTrainer, load_model
     from bellman.llm.tasks import arithmetic
     model, tok = load_model("tiny")
-    result = GRPOTrainer(model, tok, arithmetic(), GRPOConfig(out="runs/grpo", learning_rate=1e-4)).train()
+    result = GRPOTrainer(model, tok, arithmetic(), GRPOConfig.preset("tiny", out="runs/grpo")).train()
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from bellman.llm.config import GRPOConfig, GRPOLossType, SamplingConfig
 from bellman.llm.reference import frozen_reference, reference_logprobs
-from bellman.llm.rollout import Rollout, SamplingConfig, cat_rollouts
-from bellman.llm.tasks import RewardFn, Task, call_reward, columns
-from bellman.llm.trainer import Trainer, TrainerConfig, plain_prompt
-
-LossType = Literal["grpo", "dapo", "dr_grpo"]
-
-
-@dataclass
-class GRPOConfig(TrainerConfig):
-    """GRPO settings. Defaults: DeepSeekMath (lr 1e-6, beta 0.04, eps 0.2, one update per batch) and TRL
-    (temperature 1.0, top_p 1.0, G = 8, eps 1e-4 in the std); lift ``learning_rate`` for small models.
-    """
-
-    learning_rate: float = 1e-6
-    num_generations: int = 8               # G
-    prompts_per_step: int = 8              # batch = prompts_per_step x G completions
-    num_iterations: int = 1                # mu: updates on each batch (pi_old fixed within them)
-    micro_batch_size: int = 0              # completions per forward/backward; 0 = the whole batch
-    beta: float = 0.04
-    eps_low: float = 0.2
-    eps_high: float = 0.2
-    loss_type: LossType = "grpo"
-    dynamic_sampling: bool = False
-    max_resample: int = 3                  # extra sampling rounds allowed by dynamic sampling
-    overlong_buffer: int = 0               # 0 = no overlong penalty
-    overlong_penalty: float = 1.0
-    reward_weights: tuple[float, ...] | None = None
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    max_new_tokens: int = 64
-    num_workers: int = 0                   # rollout workers on Ray; 0 = sample in this process
-    ray_address: str | None = None         # "auto", "ray://host:port"; None: RAY_ADDRESS, else a local Ray
-    max_staleness: int = 0                 # 1: train on batches sampled by the weights before the last update
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.num_generations < 2:
-            raise ValueError(f"num_generations must be >= 2 (advantages are relative to the group), "
-                             f"got {self.num_generations}")
-        for name in ("prompts_per_step", "num_iterations", "max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.micro_batch_size < 0:
-            raise ValueError(f"micro_batch_size must be >= 0, got {self.micro_batch_size}")
-        if self.loss_type not in ("grpo", "dapo", "dr_grpo"):
-            raise ValueError(f"loss_type must be 'grpo', 'dapo' or 'dr_grpo', got {self.loss_type!r}")
-        if self.beta < 0 or self.eps_low < 0 or self.eps_high < 0:
-            raise ValueError("beta, eps_low and eps_high must be >= 0")
-        if not 0 <= self.overlong_buffer < self.max_new_tokens:
-            raise ValueError(f"overlong_buffer must be in [0, max_new_tokens), got {self.overlong_buffer}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0 for GRPO sampling, got {self.temperature}")
-        if self.num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0 (0: sample in this process), got {self.num_workers}")
-        if self.max_staleness not in (0, 1):
-            raise ValueError(f"max_staleness must be 0 (on-policy) or 1 (one update behind), got {self.max_staleness}")
-        if self.max_staleness and not self.num_workers:
-            raise ValueError("max_staleness 1 samples on rollout workers while the learner updates; set num_workers >= 1")
-        if self.ray_address is not None and not self.ray_address.strip():
-            raise ValueError("ray_address must be None, 'auto' or 'ray://host:port', got an empty string")
+from bellman.llm.rollout import Rollout, cat_rollouts
+from bellman.llm.tasks import RewardFn, Task, call_reward, columns, plain_prompt
+from bellman.llm.trainer import Trainer
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int, scale: bool = True, eps: float = 1e-4) -> torch.Tensor:
@@ -139,7 +81,7 @@ def overlong_penalty(lengths: torch.Tensor, max_new_tokens: int, buffer: int, pe
 
 def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
               ref_logp: torch.Tensor | None = None, beta: float = 0.0, eps_low: float = 0.2, eps_high: float = 0.2,
-              loss_type: LossType = "grpo", max_new_tokens: int | None = None, n_sequences: int | None = None,
+              loss_type: GRPOLossType = "grpo", max_new_tokens: int | None = None, n_sequences: int | None = None,
               n_tokens: float | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The clipped GRPO objective with k3 KL, aggregated by ``loss_type``; (B, C) token tensors, (B,) advantages.
 

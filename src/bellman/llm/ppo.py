@@ -8,7 +8,7 @@ feedback", sec. 3.5; Zheng et al. 2023, "Secrets of RLHF in Large Language Model
     r_t = -kl_coef (log pi(y_t) - log pi_ref(y_t))  (+ s at the last completion token)
     delta_t = r_t + gamma V(t+1) - V(t);  A_t = delta_t + gamma lam A_{t+1};  R_t = A_t + V(t)   (GAE)
     A <- (A - mean A) / std A                                           (advantage normalisation)
-    for ppo_epochs, minibatches:
+    for n_epochs, minibatches:
         L_pi = mean max(-A ratio, -A clip(ratio, 1 - eps, 1 + eps))     ratio = pi / pi_old
         L_V  = 1/2 mean max((V - R)^2, (V_old + clip(V - V_old, -eps_v, eps_v) - R)^2)   (value clipping)
         L    = L_pi + vf_coef L_V (+ ptx_coef L_pretrain)               then global grad-norm clipping
@@ -18,18 +18,17 @@ reward model, as in InstructGPT.
 
 Usage::
 
-    from bellman.llm import PPOConfig, PPOTrainer, RewardModel, load_model
+    from bellman.llm import PPORLHFConfig, PPORLHFTrainer, RewardModel, load_model
     from bellman.llm.tasks import arithmetic
     model, tok = load_model("runs/sft/model")
     rm = RewardModel.from_pretrained("runs/rm/model")            # trained with RewardModelTrainer
-    PPOTrainer(model, tok, arithmetic(), PPOConfig(out="runs/ppo", learning_rate=1e-4), rm).train()
+    PPORLHFTrainer(model, tok, arithmetic(), PPORLHFConfig.preset("tiny", out="runs/ppo"), rm).train()
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -37,12 +36,12 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from bellman.core.losses import clipped_surrogate_loss, value_loss
 from bellman.core.returns import check_masked, standardize, token_gae
 from bellman.llm.batching import completion_outputs
+from bellman.llm.config import PPORLHFConfig, SamplingConfig
 from bellman.llm.reference import frozen_reference, reference_logprobs
 from bellman.llm.reward_model import RewardModel
-from bellman.llm.rollout import SamplingConfig
 from bellman.llm.sft import sft_loss
-from bellman.llm.tasks import RewardFn, Task, call_reward, columns
-from bellman.llm.trainer import Trainer, TrainerConfig, plain_prompt
+from bellman.llm.tasks import RewardFn, Task, call_reward, columns, plain_prompt
+from bellman.llm.trainer import Trainer
 
 
 def kl_penalised_rewards(scores: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor,
@@ -100,53 +99,7 @@ class RunningMoments:
         self.mean, self.var, self.count = float(state["mean"]), float(state["var"]), int(state["count"])
 
 
-@dataclass
-class PPOConfig(TrainerConfig):
-    """RLHF PPO settings. Defaults: TRL's PPOConfig (learning_rate 3e-6, num_ppo_epochs 4, kl_coef 0.05,
-    cliprange 0.2, cliprange_value 0.2, vf_coef 0.1, gamma 1.0, lam 0.95, temperature 0.7, response length
-    53); reward clip 10 from MOSS-RLHF's PPO-max (Zheng et al. 2023); ptx_coef 0 (InstructGPT's PPO-ptx
-    uses 27.8 on its pretraining mix); max_grad_norm 1.0. The tiny built-in model wants lr ~1e-4."""
-
-    learning_rate: float = 3e-6
-    critic_learning_rate: float | None = None      # None: the policy's learning rate
-    batch_size: int = 64                            # prompts (one completion each) per rollout
-    num_ppo_epochs: int = 4
-    num_mini_batches: int = 1
-    kl_coef: float = 0.05
-    clip_range: float = 0.2
-    clip_range_value: float | None = 0.2           # None switches value clipping off
-    vf_coef: float = 0.1
-    gamma: float = 1.0
-    lam: float = 0.95
-    normalise_rewards: bool = True
-    reward_clip: float | None = 10.0
-    normalise_advantages: bool = True
-    ptx_coef: float = 0.0
-    temperature: float = 0.7
-    max_new_tokens: int = 53
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.critic_learning_rate is not None and not self.critic_learning_rate > 0:
-            raise ValueError(f"critic_learning_rate must be > 0 or None, got {self.critic_learning_rate}")
-        if self.batch_size < 1 or self.num_ppo_epochs < 1 or self.max_new_tokens < 1:
-            raise ValueError("batch_size, num_ppo_epochs and max_new_tokens must be >= 1")
-        if not 1 <= self.num_mini_batches <= self.batch_size or self.batch_size % self.num_mini_batches:
-            raise ValueError(f"num_mini_batches ({self.num_mini_batches}) must divide batch_size ({self.batch_size})")
-        if self.kl_coef < 0 or self.vf_coef < 0 or self.ptx_coef < 0:
-            raise ValueError("kl_coef, vf_coef and ptx_coef must be >= 0")
-        if not 0 < self.clip_range < 1 or (self.clip_range_value is not None and not self.clip_range_value > 0):
-            raise ValueError(f"clip_range must be in (0, 1) and clip_range_value > 0 or None, got "
-                             f"{self.clip_range}, {self.clip_range_value}")
-        if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
-            raise ValueError(f"gamma and lam must lie in [0, 1], got {self.gamma}, {self.lam}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.reward_clip is not None and not self.reward_clip > 0:
-            raise ValueError(f"reward_clip must be > 0 or None, got {self.reward_clip}")
-
-
-class PPOTrainer(Trainer):
+class PPORLHFTrainer(Trainer):
     """PPO-max RLHF: the policy and a critic trained against a frozen reward model and a frozen reference.
 
     Only the reward model's score is optimised; the task's accuracy is logged on the samples and measured
@@ -155,13 +108,13 @@ class PPOTrainer(Trainer):
     trainable copy of the reward model; checkpoints carry it and the reward moments beside the policy.
     """
 
-    def __init__(self, model: PreTrainedModel, tok: PreTrainedTokenizerBase, task: Task, config: PPOConfig,
+    def __init__(self, model: PreTrainedModel, tok: PreTrainedTokenizerBase, task: Task, config: PPORLHFConfig,
                  reward_model: RewardModel, critic: RewardModel | None = None,
                  ref_model: PreTrainedModel | None = None, ptx_pairs: list[dict[str, str]] | None = None,
                  prompt_fn: Callable[[dict], str] = plain_prompt, accuracy: RewardFn | None = None,
                  format_fn: RewardFn | None = None) -> None:
-        if not isinstance(config, PPOConfig):
-            raise TypeError(f"config must be a PPOConfig, got {type(config).__name__}")
+        if not isinstance(config, PPORLHFConfig):
+            raise TypeError(f"config must be a PPORLHFConfig, got {type(config).__name__}")
         if not isinstance(reward_model, RewardModel) or not isinstance(critic, (RewardModel, type(None))):
             raise TypeError("reward_model (and critic, if given) must be RewardModel instances")
         self.reward_model = reward_model.eval().requires_grad_(False)
@@ -208,24 +161,24 @@ class PPOTrainer(Trainer):
             old_values = completion_outputs(self.critic.token_values(ids, mask), c_len) * cm
             score = self.reward_model(ids, mask)
         s = score
-        if c.normalise_rewards:
+        if c.normalize_reward:
             self.reward_moments.update(score)
             s = self.reward_moments.normalise(score, c.reward_clip)
         rewards = kl_penalised_rewards(s, old_logp, ref_logp, cm, c.kl_coef)
-        advantages, returns = token_gae(rewards, old_values, cm, c.gamma, c.lam)
-        if c.normalise_advantages:
+        advantages, returns = token_gae(rewards, old_values, cm, c.gamma, c.gae_lambda)
+        if c.normalize_advantage:
             advantages = standardize(advantages, cm)
 
         g = torch.Generator().manual_seed(self.seed_for(step))
         stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clip_frac": [],
                                          "value_clip_frac": [], "grad_norm": []}
-        for _ in range(c.num_ppo_epochs):
+        for _ in range(c.n_epochs):
             for mb in torch.randperm(len(rows), generator=g).chunk(c.num_mini_batches):
                 logp = self.engine.logprobs(*(t[mb] for t in batch), temperature=c.temperature)
                 values = completion_outputs(self.critic.token_values(ids[mb], mask[mb]), c_len)
                 pl, clip_frac = clipped_surrogate_loss(torch.exp(logp - old_logp[mb]), advantages[mb], c.clip_range,
                                                        cm[mb])
-                vl, v_clip_frac = value_loss(values, old_values[mb], returns[mb], c.clip_range_value, cm[mb])
+                vl, v_clip_frac = value_loss(values, old_values[mb], returns[mb], c.clip_range_vf, cm[mb])
                 vl = 0.5 * vl   # L_V = 1/2 E[...]
                 loss = pl + c.vf_coef * vl
                 if c.ptx_coef > 0:

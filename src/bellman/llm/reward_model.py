@@ -14,7 +14,7 @@ Usage::
     from bellman.llm.reward_model import RewardModel, RewardModelConfig, RewardModelTrainer
     rm = RewardModel.from_causal_lm(sft_model)                  # backbone copied, fresh scalar head
     pairs = [{"prompt": "1+2=", "chosen": "3", "rejected": "4"}, ...]   # e.g. pairs.sample_preference_pairs
-    RewardModelTrainer(rm, tok, pairs, RewardModelConfig(out="runs/rm", learning_rate=1e-4)).train()
+    RewardModelTrainer(rm, tok, pairs, RewardModelConfig.preset("tiny", out="runs/rm")).train()
     rm.score(tok, ["1+2="], ["3"])                              # tensor([r])
 """
 
@@ -24,7 +24,6 @@ import copy
 import hashlib
 import json
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,8 +31,9 @@ import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 
 from bellman.llm.batching import encode_completions, encode_prompts, position_ids
+from bellman.llm.config import RewardModelConfig
 from bellman.llm.pairs import check_pairs
-from bellman.llm.trainer import Trainer, TrainerConfig
+from bellman.llm.trainer import Trainer
 
 
 def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
@@ -115,24 +115,6 @@ def encode_pairs(tok: PreTrainedTokenizerBase, prompts: list[str], completions: 
     p_ids, p_mask = encode_prompts(tok, prompts)
     c_ids, c_mask = encode_completions(tok, completions)
     return torch.cat([p_ids, c_ids], 1), torch.cat([p_mask, c_mask], 1)
-
-
-@dataclass
-class RewardModelConfig(TrainerConfig):
-    """Reward-model training settings.
-
-    learning_rate 9e-6 and batch 64 follow InstructGPT (Ouyang et al. 2022, appendix C.2), which trains a
-    single epoch (total_steps ~ pairs / batch_size) as the reward model overfits otherwise; max_grad_norm
-    1.0 as TRL's RewardConfig. A small model such as the built-in tiny one wants a larger rate (~1e-4).
-    """
-
-    learning_rate: float = 9e-6
-    batch_size: int = 64
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
 class RewardModelTrainer(Trainer):

@@ -1,4 +1,5 @@
-"""Sampled completions: sampling settings, the rollout they give, and the decoding loop engines share.
+"""Sampled completions: the rollout that sampling settings (``SamplingConfig``, in ``bellman.llm.config``)
+give, and the decoding loop engines share.
 
 Usage::
 
@@ -25,28 +26,8 @@ from dataclasses import dataclass, fields
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from bellman.llm.config import SamplingConfig
 from bellman.llm.logprobs import token_logprobs
-
-
-@dataclass
-class SamplingConfig:
-    """Sampling settings; temperature 0 means greedy. top_k 0 and top_p 1.0 switch those filters off."""
-
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    max_new_tokens: int = 64
-    use_cache: bool = True
-
-    def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
 
 
 @dataclass

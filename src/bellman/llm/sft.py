@@ -18,36 +18,22 @@ Usage::
     from bellman.llm import SFTConfig, SFTTrainer, load_model
     from bellman.llm.tasks import arithmetic
     model, tok = load_model("tiny")
-    SFTTrainer(model, tok, arithmetic(), SFTConfig(out="runs/sft", learning_rate=1e-3, total_steps=500)).train()
+    SFTTrainer(model, tok, arithmetic(), SFTConfig.preset("tiny", out="runs/sft")).train()
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from bellman.llm.batching import encode_completions, encode_prompts
+from bellman.llm.config import SFTConfig
 from bellman.llm.engine import Engine, LeanEngine
 from bellman.llm.engine.lean import lean_forward, lean_supported
-from bellman.llm.tasks import RewardFn, Task
-from bellman.llm.trainer import Trainer, TrainerConfig, plain_prompt
-
-
-@dataclass
-class SFTConfig(TrainerConfig):
-    """SFT settings; lr 2e-5 is TRL's default for real models (tiny models want ~1e-3)."""
-
-    learning_rate: float = 2e-5
-    batch_size: int = 32
-    packing: bool = False
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+from bellman.llm.tasks import RewardFn, Task, plain_prompt
+from bellman.llm.trainer import Trainer
 
 
 def sft_loss(engine: Engine, prompts: list[str], completions: list[str]) -> torch.Tensor:

@@ -26,7 +26,7 @@ import json
 import math
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -62,6 +62,30 @@ class Task:
             raise ValueError(f"task {self.name!r} has an empty test set")
         if not self.rewards:
             self.rewards = [self.accuracy]
+
+
+def plain_prompt(row: dict) -> str:
+    """The task's own prompt text (no template)."""
+    return row["prompt"]
+
+
+@dataclass(frozen=True)
+class Template:
+    """A prompt template: how a row becomes a prompt, the format reward it asks for (None: none), and how
+    its answers are scored. ``accuracy`` maps a task's accuracy reward to the one to use under this template
+    (e.g. one that also requires the answer tag); a task whose reward is not listed keeps its own."""
+
+    name: str
+    prompt: Callable[[dict], str]
+    format_reward: RewardFn | None = None
+    accuracy: Mapping[RewardFn, RewardFn] = field(default_factory=dict)
+
+    def accuracy_for(self, task: Task) -> RewardFn:
+        """The accuracy reward of ``task`` under this template."""
+        return self.accuracy.get(task.accuracy, task.accuracy)
+
+
+PLAIN = Template("plain", plain_prompt)
 
 
 def columns(rows: Sequence[dict]) -> dict[str, list]:

@@ -25,8 +25,9 @@ import contextlib
 import json
 import math
 import random
+import typing
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -34,53 +35,17 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from bellman.core import checkpoint
+from bellman.core.config import check_int
 from bellman.core.metrics import Metrics
 from bellman.core.progress import Progress
 from bellman.core.run import RunDir, differences
 from bellman.core.seeding import derive_seed
+from bellman.llm.config import LRScheduler, SamplingConfig, TrainerConfig
 from bellman.llm.engine import Engine, get_engine
-from bellman.llm.rollout import SamplingConfig
-from bellman.llm.tasks import RewardFn, Task, call_reward, columns
+from bellman.llm.tasks import RewardFn, Task, call_reward, columns, plain_prompt
 
-
-LR_SCHEDULERS = ("constant", "linear", "cosine")
+LR_SCHEDULERS = typing.get_args(LRScheduler)
 RESUMABLE = ("out", "total_steps", "progress", "checkpoint_every")  # settings a resumed run may change
-
-
-@dataclass
-class TrainerConfig:
-    """Fields every trainer shares. ``out`` None keeps everything in memory (no files). The learning rate
-    warms up linearly over ``warmup_steps``, then stays constant or decays (linear / cosine) to 0 at
-    ``total_steps`` (``lr_factor``)."""
-
-    out: str | None = None
-    total_steps: int = 100
-    learning_rate: float = 1e-5
-    lr_scheduler: str = "constant"
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    checkpoint_every: int = 50
-    eval_rows: int = 200
-    eval_max_new_tokens: int = 32
-    eval_batch_size: int = 64
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("total_steps", "checkpoint_every", "eval_max_new_tokens", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.eval_rows < 0:
-            raise ValueError(f"eval_rows must be >= 0, got {self.eval_rows}")
-        if self.lr_scheduler not in LR_SCHEDULERS:
-            raise ValueError(f"lr_scheduler must be one of {LR_SCHEDULERS}, got {self.lr_scheduler!r}")
-        if not 0 <= self.warmup_steps <= self.total_steps:
-            raise ValueError(f"warmup_steps must be in [0, total_steps={self.total_steps}], got {self.warmup_steps}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if not self.max_grad_norm > 0:
-            raise ValueError(f"max_grad_norm must be > 0, got {self.max_grad_norm}")
 
 
 def lr_factor(step: int, schedule: str, warmup_steps: int, total_steps: int) -> float:
@@ -99,11 +64,6 @@ def lr_factor(step: int, schedule: str, warmup_steps: int, total_steps: int) -> 
     if schedule == "linear":
         return max(0.0, 1.0 - progress)
     return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-
-def plain_prompt(row: dict) -> str:
-    """The task's own prompt text (no template)."""
-    return row["prompt"]
 
 
 @torch.no_grad()
@@ -267,8 +227,7 @@ class Trainer:
 
         Returns the eval dict written to eval.json: accuracy_before/after (+ format_before/after).
         """
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-            raise ValueError(f"steps must be an int >= 1 or None, got {steps!r}")
+        steps = check_int("steps", steps, allow_none=True)
         c = self.config
         run = RunDir(self.out, self.identity(), resume) if self.out else contextlib.nullcontext()
         with run:

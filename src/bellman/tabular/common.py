@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable
 import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
+from bellman.core.config import check_int
 from bellman.core.progress import track
 
 from bellman.mdp import check_policy
@@ -46,12 +47,6 @@ class TabularResult:
 
 
 # ------------------------------------------------------------------------------------ checks
-def check_positive_int(name: str, x: Any) -> int:
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 1:
-        raise ValueError(f"{name} must be a positive integer, got {x!r}")
-    return int(x)
-
-
 def check_alpha(alpha: float) -> float:
     if not isinstance(alpha, (int, float, np.floating)) or not 0.0 < alpha <= 1.0:
         raise ValueError(f"alpha (the learning rate) must be in (0, 1], got {alpha!r}")
@@ -65,9 +60,7 @@ def check_epsilon(epsilon: float, name: str = "epsilon") -> float:
 
 
 def check_seed(seed: Any) -> int | None:
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
-    return None if seed is None else int(seed)
+    return check_int("seed", seed, 0, allow_none=True)
 
 
 def resolve_gamma(env: gym.Env, gamma: float | None) -> float:
@@ -100,7 +93,7 @@ class Env:
                     f"starting at 0, got {space!r}"
                 )
         self.n_states, self.n_actions = int(env.observation_space.n), int(env.action_space.n)
-        self.episode_length = check_positive_int("episode_length", episode_length)
+        self.episode_length = check_int("episode_length", episode_length)
         wrapper, fast = env, True
         while isinstance(wrapper, gym.Wrapper):
             if not isinstance(wrapper, BOOKKEEPING_WRAPPERS):
@@ -131,7 +124,7 @@ def setup(
 ) -> tuple[Env, int, float, np.random.Generator]:
     """What every episodic method starts from: the checked env, the number of episodes, gamma and the
     seeded random generator."""
-    episodes, seed = check_positive_int("episodes", episodes), check_seed(seed)
+    episodes, seed = check_int("episodes", episodes), check_seed(seed)
     checked = Env(env, episode_length, seed)
     return checked, episodes, resolve_gamma(checked.env, gamma), np.random.default_rng(seed)
 

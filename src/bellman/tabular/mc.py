@@ -15,9 +15,9 @@ import numpy as np
 from bellman.core.returns import discounted_returns
 from bellman.mdp import check_policy
 from bellman.planning import greedy_policy
+from bellman.core.config import check_int
 from bellman.tabular.common import (
     TabularResult,
-    check_positive_int,
     check_return,
     episodes_range,
     epsilon_greedy,
@@ -49,7 +49,7 @@ def mc_basic(
     improves pi_{k+1} = greedy(q) (ties to the lowest action). Stops early when the policy is stable.
     policy0 (an (S, A) distribution or (S,) actions) defaults to the greedy policy of q = 0 (action 0).
     """
-    iterations = check_positive_int("iterations", iterations)
+    iterations = check_int("iterations", iterations)
     env, episodes, gamma, rng = setup(env, episodes, episode_length, gamma, seed)
     S, A = env.n_states, env.n_actions
     q = np.zeros((S, A))

@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 
 from bellman.mdp import check_policy
+from bellman.core.config import check_int
 from bellman.tabular.common import (
     TabularResult,
     check_alpha,
     check_initial,
-    check_positive_int,
     check_return,
     episodes_range,
     epsilon_greedy,
@@ -230,7 +230,7 @@ def n_step_sarsa(
 
     without the bootstrap term when s_h is terminal. n = 1 is Sarsa (same numbers for the same seed).
     """
-    n, alpha = check_positive_int("n", n), check_alpha(alpha)
+    n, alpha = check_int("n", n), check_alpha(alpha)
     env, episodes, gamma, rng = setup(env, episodes, episode_length, gamma, seed)
     epsilons = linear_epsilons(epsilon, epsilon_end, episodes)
     S, A, L = env.n_states, env.n_actions, env.episode_length

@@ -1,36 +1,18 @@
-"""`bellman train`, `bellman eval` and `bellman plot`: deep RL from the command line.
+"""``bellman train``, ``bellman eval`` and ``bellman plot``: deep RL from the command line.
 
-torch is imported only when a command runs, so `bellman --help` stays quick. ALGORITHMS maps each CLI
-name to "module:Class"; an algorithm joins the CLI with one line there.
+torch and gymnasium are imported only when a command runs. The algorithms are ``bellman.deep.ALGORITHMS``;
+a config is the algorithm's tuned preset for the env (``Config.for_env``) with ``--set key=value`` changes.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-ALGORITHMS: dict[str, str] = {
-    "reinforce": "bellman.deep.reinforce:REINFORCE",
-    "a2c": "bellman.deep.a2c:A2C",
-    "trpo": "bellman.deep.trpo:TRPO",
-    "ppo": "bellman.deep.ppo:PPO",
-    "dqn": "bellman.deep.dqn:DQN",
-    "ddpg": "bellman.deep.ddpg:DDPG",
-    "qac": "bellman.deep.qac:QAC",
-    "off-policy-ac": "bellman.deep.off_policy_ac:OffPolicyAC",
-}
-
-
-def algorithm(name: str) -> Any:
-    """The agent class registered under `name`."""
-    if name not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {name!r}; allowed: {', '.join(sorted(ALGORITHMS))}")
-    module, _, cls = ALGORITHMS[name].partition(":")
-    return getattr(importlib.import_module(module), cls)
+from bellman.deep import ALGORITHMS
 
 
 def _write_eval(agent: Any, out: Path, episodes: int) -> dict[str, float]:
@@ -41,38 +23,33 @@ def _write_eval(agent: Any, out: Path, episodes: int) -> dict[str, float]:
 
 
 def train(
-    algo: str = typer.Argument(..., help="one of: " + ", ".join(ALGORITHMS) + " (and those other parts add)"),
+    algo: str = typer.Argument(..., help="one of: " + ", ".join(ALGORITHMS)),
     env: str = typer.Option("CartPole-v1", "--env", help="a Gymnasium env id"),
     steps: int = typer.Option(100_000, "--steps", help="total environment steps"),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(Path("runs/run"), "--out", help="folder for metrics, checkpoint and eval.json"),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="config override key=value (repeatable)"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="config change key=value (repeatable)"),
     fast: bool = typer.Option(False, "--fast", help="start from the algorithm's fast preset for ENV (PPO: CartPole-v1)"),
-    resume: bool = typer.Option(False, "--resume", help="continue from OUT/checkpoint.pt"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in OUT from OUT/checkpoint.pt"),
     episodes: int = typer.Option(20, "--episodes", help="evaluation episodes at the end"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """Train ALGO on ENV; OUT gets metrics.csv, TensorBoard events, checkpoint.pt and eval.json."""
+    """Train ALGO on ENV; OUT gets metrics.csv, TensorBoard events, checkpoint.pt and eval.json. An OUT that
+    holds a run is continued with --resume (its config is the checkpoint's), an error without."""
+    from bellman.deep import algorithm
+
     cls = algorithm(algo)
-    ckpt = out / "checkpoint.pt"
     if resume:
         if set_:
             raise ValueError("--set cannot change a resumed run; its config is in the checkpoint")
-        agent = cls.load(ckpt)
-        agent.learn(steps, out=out, progress=progress, resume=True)
-        result = _write_eval(agent, out, episodes)
-        typer.echo(f"{algo} on {env}: {agent.step} steps, eval return {result['mean_return']:.1f} "
-                   f"+- {result['std_return']:.1f} over {episodes} episodes -> {out}")
-        return
+        agent = cls.load(out / "checkpoint.pt")
     else:
-        if ckpt.exists():
-            raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
         config = cls.config_class.for_env(env, fast=fast, **cls.config_class.parse(set_ or []))
         agent = cls(env, config, seed=seed)
-        out.mkdir(parents=True, exist_ok=True)
+    agent.learn(steps, out=out, progress=progress, resume=resume)
+    if not resume:
         (out / "config.json").write_text(json.dumps(
-            {"algo": algo, "env": env, "seed": seed, "config": vars(config)}, indent=2, default=list) + "\n")
-    agent.learn(steps, out=out, progress=progress)
+            {"algo": algo, "env": env, "seed": seed, "config": agent.config.to_dict()}, indent=2) + "\n")
     result = _write_eval(agent, out, episodes)
     typer.echo(f"{algo} on {env}: {agent.step} steps, eval return {result['mean_return']:.1f} "
                f"+- {result['std_return']:.1f} over {episodes} episodes -> {out}")
@@ -103,7 +80,7 @@ def plot(
 
 
 def register(app: typer.Typer) -> None:
-    """Add train / eval / plot to the top-level `bellman` app."""
+    """Add train / eval / plot to the top-level ``bellman`` app."""
     app.command("train")(train)
     app.command("eval")(evaluate)
     app.command("plot")(plot)

@@ -1,4 +1,4 @@
-"""`bellman gridworld`: solve the course grid world with a model (planning) or learn it from episodes.
+"""``bellman gridworld``: solve the course grid world with a model (planning) or learn it from episodes.
 
 `solve` runs value iteration, policy iteration or truncated policy iteration on the exact model and
 writes DIR/values.png and DIR/result.json. `learn` runs a model-free method of `bellman.tabular` and
@@ -12,27 +12,12 @@ import contextlib
 import json
 import time
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
-import numpy as np
 import typer
 from rich.console import Console
-from rich.markup import escape
-from typer.core import TyperCommand
 
-try:  # typer >= 0.20 carries its own copy of click
-    from typer._click.exceptions import UsageError
-except ImportError:
-    from click.exceptions import UsageError
-
-from bellman import tabular, viz
-from bellman.envs.gridworld import GridWorld
-from bellman.planning import (
-    evaluate_policy, greedy_policy, policy_iteration, truncated_policy_iteration, value_iteration,
-)
-
-app = typer.Typer(help="The course grid world: plan with its model or learn it from episodes.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(help="The course grid world: plan with its model or learn it from episodes.", no_args_is_help=True)
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -54,27 +39,6 @@ LEARNERS = {
     "q-learning": ("q_learning", TD),
 }
 BIG_GRID = 250_000  # states above which solving shows a spinner
-
-
-@contextlib.contextmanager
-def _one_line_errors() -> Iterator[None]:
-    """Bad input ends in `error: <message>` on stderr and exit status 2, not a traceback."""
-    try:
-        yield
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as e:
-        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
-        raise typer.Exit(2) from None
-
-
-class _OneLineUsageErrors(TyperCommand):
-    """A command whose malformed options (wrong type, missing --out) also end in one `error:` line."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except UsageError as e:
-            err.print(f"[bold red]error:[/] {escape(e.format_message())} (see --help)", highlight=False)
-            raise typer.Exit(2) from None
 
 
 def _cell(text: str, option: str) -> tuple[int, int]:
@@ -118,7 +82,9 @@ OUT = typer.Option(..., "--out", help="Directory for the pictures and result.jso
 
 def _grid(rows: int, cols: int, forbidden: str | None, target: str | None, start: str, gamma: float,
           r_boundary: float, r_forbidden: float, r_target: float, r_other: float, slip: float,
-          block_forbidden: bool, terminal_target: bool) -> GridWorld:
+          block_forbidden: bool, terminal_target: bool) -> Any:
+    from bellman.envs.gridworld import GridWorld
+
     return GridWorld(
         rows, cols, forbidden=_cells(forbidden), target=None if target is None else _cell(target, "--target"),
         start=_cell(start, "--start"), r_boundary=r_boundary, r_forbidden=r_forbidden, r_target=r_target,
@@ -126,7 +92,7 @@ def _grid(rows: int, cols: int, forbidden: str | None, target: str | None, start
     )
 
 
-def _describe(env: GridWorld) -> dict[str, Any]:
+def _describe(env: Any) -> dict[str, Any]:
     return {
         "n_rows": env.n_rows, "n_cols": env.n_cols, "forbidden": [list(c) for c in env.forbidden],
         "target": list(env.target), "start": list(env.start), "gamma": env.mdp.gamma,
@@ -149,7 +115,7 @@ def _out_dir(path: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------- solve
-@app.command(cls=_OneLineUsageErrors)
+@app.command()
 def solve(
     algo: str = typer.Option("value-iteration", "--algo", help=f"One of: {', '.join(SOLVERS)}."),
     rows: int = ROWS, cols: int = COLS, forbidden: Optional[str] = FORBIDDEN, target: Optional[str] = TARGET,
@@ -161,41 +127,43 @@ def solve(
     out_dir: Path = OUT,
 ) -> None:
     """Solve the grid world exactly from its model; write values.png and result.json."""
-    with _one_line_errors():
-        _choice(algo, SOLVERS, "--algo")
-        if sweeps is not None and algo != "truncated-pi":
-            raise ValueError(f"--sweeps applies to --algo truncated-pi only, not {algo}")
-        env = _grid(rows, cols, forbidden, target, start, gamma, r_boundary, r_forbidden, r_target, r_other,
-                    slip, block_forbidden, terminal_target)
-        out_dir = _out_dir(out_dir)
-        status = err.status(f"{SOLVERS[algo]} on {env.n_rows} x {env.n_cols} ...") \
-            if env.mdp.n_states > BIG_GRID else contextlib.nullcontext()
-        t = time.perf_counter()
-        with status:
-            if algo == "value-iteration":
-                result = value_iteration(env.mdp, tol=tol, keep_history=False)
-            elif algo == "policy-iteration":
-                result = policy_iteration(env.mdp, tol=tol, keep_history=False)
-            else:
-                result = truncated_policy_iteration(env.mdp, sweeps=5 if sweeps is None else sweeps, tol=tol,
-                                                    keep_history=False)
-        seconds = time.perf_counter() - t
-        picture = viz.plot_values_and_policy(env, result.v, result.policy, out_dir / "values.png",
-                                             title=f"{SOLVERS[algo]}, gamma = {env.mdp.gamma}")
-        data = {
-            "algo": algo, "grid": _describe(env), "tol": tol, "sweeps": sweeps, "iterations": result.iterations,
-            "seconds": seconds, "v": result.v.tolist(), "policy": result.policy.tolist(),
-            "actions": result.actions.tolist(), "residuals": result.residuals,
-        }
-        _write_json(out_dir / "result.json", data)
-        out.print(f"{SOLVERS[algo]}: {result.iterations} iterations in {seconds:.3f} s; "
-                  f"v at start {tuple(env.start)} = {result.v[env.state_of(env.start)]:.4f}, "
-                  f"max v = {result.v.max():.4f}")
-        out.print(f"wrote {picture} and {out_dir / 'result.json'}")
+    from bellman import viz
+    from bellman.planning import policy_iteration, truncated_policy_iteration, value_iteration
+
+    _choice(algo, SOLVERS, "--algo")
+    if sweeps is not None and algo != "truncated-pi":
+        raise ValueError(f"--sweeps applies to --algo truncated-pi only, not {algo}")
+    env = _grid(rows, cols, forbidden, target, start, gamma, r_boundary, r_forbidden, r_target, r_other,
+                slip, block_forbidden, terminal_target)
+    out_dir = _out_dir(out_dir)
+    status = err.status(f"{SOLVERS[algo]} on {env.n_rows} x {env.n_cols} ...") \
+        if env.mdp.n_states > BIG_GRID else contextlib.nullcontext()
+    t = time.perf_counter()
+    with status:
+        if algo == "value-iteration":
+            result = value_iteration(env.mdp, tol=tol, keep_history=False)
+        elif algo == "policy-iteration":
+            result = policy_iteration(env.mdp, tol=tol, keep_history=False)
+        else:
+            result = truncated_policy_iteration(env.mdp, sweeps=5 if sweeps is None else sweeps, tol=tol,
+                                                keep_history=False)
+    seconds = time.perf_counter() - t
+    picture = viz.plot_values_and_policy(env, result.v, result.policy, out_dir / "values.png",
+                                         title=f"{SOLVERS[algo]}, gamma = {env.mdp.gamma}")
+    data = {
+        "algo": algo, "grid": _describe(env), "tol": tol, "sweeps": sweeps, "iterations": result.iterations,
+        "seconds": seconds, "v": result.v.tolist(), "policy": result.policy.tolist(),
+        "actions": result.actions.tolist(), "residuals": result.residuals,
+    }
+    _write_json(out_dir / "result.json", data)
+    out.print(f"{SOLVERS[algo]}: {result.iterations} iterations in {seconds:.3f} s; "
+              f"v at start {tuple(env.start)} = {result.v[env.state_of(env.start)]:.4f}, "
+              f"max v = {result.v.max():.4f}")
+    out.print(f"wrote {picture} and {out_dir / 'result.json'}")
 
 
 # ---------------------------------------------------------------------------------------- learn
-@app.command(cls=_OneLineUsageErrors)
+@app.command()
 def learn(
     algo: str = typer.Option("q-learning", "--algo", help=f"One of: {', '.join(LEARNERS)}."),
     rows: int = ROWS, cols: int = COLS, forbidden: Optional[str] = FORBIDDEN, target: Optional[str] = TARGET,
@@ -218,51 +186,55 @@ def learn(
     out_dir: Path = OUT,
 ) -> None:
     """Learn the grid world from episodes; write policy.png, learning_curve.png and result.json."""
-    with _one_line_errors():
-        _choice(algo, LEARNERS, "--algo")
-        name, takes = LEARNERS[algo]
-        given = {"episodes": episodes, "episode_length": episode_length, "iterations": iterations, "alpha": alpha,
-                 "epsilon": epsilon, "epsilon_end": epsilon_end, "n": n,
-                 "random_start": random_start or None}
-        given = {k: v for k, v in given.items() if v is not None}
-        wrong = [k for k in given if k not in takes]
-        if wrong:
-            options = ", ".join("--" + k.replace("_", "-") for k in wrong)
-            allowed = ", ".join("--" + k.replace("_", "-") for k in takes)
-            raise ValueError(f"{options} does not apply to --algo {algo}; it takes {allowed}, --seed")
-        env = _grid(rows, cols, forbidden, target, start, gamma, r_boundary, r_forbidden, r_target, r_other,
-                    slip, block_forbidden, terminal_target)
-        out_dir = _out_dir(out_dir)
-        t = time.perf_counter()
-        result = getattr(tabular, name)(env, **given, seed=seed, progress=progress)
-        seconds = time.perf_counter() - t
+    import numpy as np
 
-        v_star = value_iteration(env.mdp, keep_history=False).v
-        v_pi = evaluate_policy(env.mdp, result.policy)
-        errors = {
-            "v_error": float(np.max(np.abs(result.v - v_star))),
-            "policy_value_error": float(np.max(np.abs(v_pi - v_star))),
-        }
-        if result.q is not None:
-            errors["greedy_policy_value_error"] = float(
-                np.max(np.abs(evaluate_policy(env.mdp, greedy_policy(result.q)) - v_star)))
-        policy_png = viz.plot_values_and_policy(env, result.v, result.policy, out_dir / "policy.png",
-                                                title=f"{algo}: learned policy and values")
-        curve_png = viz.plot_learning_curves({algo: result.returns}, out_dir / "learning_curve.png",
-                                             lengths={algo: result.lengths}, window=window,
-                                             title=f"{algo} on the {env.n_rows} x {env.n_cols} grid world")
-        data = {
-            "algo": algo, "grid": _describe(env), "options": given, "seed": seed, "seconds": seconds,
-            **errors, "v": result.v.tolist(), "v_star": v_star.tolist(), "v_policy": v_pi.tolist(),
-            "q": None if result.q is None else result.q.tolist(), "policy": result.policy.tolist(),
-            "returns": np.asarray(result.returns).tolist(), "lengths": np.asarray(result.lengths).tolist(),
-        }
-        _write_json(out_dir / "result.json", data)
-        last = np.asarray(result.returns)[-min(window, len(result.returns)):]
-        out.print(f"{algo}: {len(result.returns)} episodes in {seconds:.2f} s; "
-                  f"mean return of the last {last.size}: {last.mean():.3f}")
-        out.print(f"  ||v_learned - v*||_inf = {errors['v_error']:.4f}   "
-                  f"||v_pi_learned - v*||_inf = {errors['policy_value_error']:.4f}"
-                  + (f"   greedy: {errors['greedy_policy_value_error']:.4f}" if "greedy_policy_value_error" in errors
-                     else ""))
-        out.print(f"wrote {policy_png}, {curve_png} and {out_dir / 'result.json'}")
+    from bellman import tabular, viz
+    from bellman.planning import evaluate_policy, greedy_policy, value_iteration
+
+    _choice(algo, LEARNERS, "--algo")
+    name, takes = LEARNERS[algo]
+    given = {"episodes": episodes, "episode_length": episode_length, "iterations": iterations, "alpha": alpha,
+             "epsilon": epsilon, "epsilon_end": epsilon_end, "n": n,
+             "random_start": random_start or None}
+    given = {k: v for k, v in given.items() if v is not None}
+    wrong = [k for k in given if k not in takes]
+    if wrong:
+        options = ", ".join("--" + k.replace("_", "-") for k in wrong)
+        allowed = ", ".join("--" + k.replace("_", "-") for k in takes)
+        raise ValueError(f"{options} does not apply to --algo {algo}; it takes {allowed}, --seed")
+    env = _grid(rows, cols, forbidden, target, start, gamma, r_boundary, r_forbidden, r_target, r_other,
+                slip, block_forbidden, terminal_target)
+    out_dir = _out_dir(out_dir)
+    t = time.perf_counter()
+    result = getattr(tabular, name)(env, **given, seed=seed, progress=progress)
+    seconds = time.perf_counter() - t
+
+    v_star = value_iteration(env.mdp, keep_history=False).v
+    v_pi = evaluate_policy(env.mdp, result.policy)
+    errors = {
+        "v_error": float(np.max(np.abs(result.v - v_star))),
+        "policy_value_error": float(np.max(np.abs(v_pi - v_star))),
+    }
+    if result.q is not None:
+        errors["greedy_policy_value_error"] = float(
+            np.max(np.abs(evaluate_policy(env.mdp, greedy_policy(result.q)) - v_star)))
+    policy_png = viz.plot_values_and_policy(env, result.v, result.policy, out_dir / "policy.png",
+                                            title=f"{algo}: learned policy and values")
+    curve_png = viz.plot_learning_curves({algo: result.returns}, out_dir / "learning_curve.png",
+                                         lengths={algo: result.lengths}, window=window,
+                                         title=f"{algo} on the {env.n_rows} x {env.n_cols} grid world")
+    data = {
+        "algo": algo, "grid": _describe(env), "options": given, "seed": seed, "seconds": seconds,
+        **errors, "v": result.v.tolist(), "v_star": v_star.tolist(), "v_policy": v_pi.tolist(),
+        "q": None if result.q is None else result.q.tolist(), "policy": result.policy.tolist(),
+        "returns": np.asarray(result.returns).tolist(), "lengths": np.asarray(result.lengths).tolist(),
+    }
+    _write_json(out_dir / "result.json", data)
+    last = np.asarray(result.returns)[-min(window, len(result.returns)):]
+    out.print(f"{algo}: {len(result.returns)} episodes in {seconds:.2f} s; "
+              f"mean return of the last {last.size}: {last.mean():.3f}")
+    out.print(f"  ||v_learned - v*||_inf = {errors['v_error']:.4f}   "
+              f"||v_pi_learned - v*||_inf = {errors['policy_value_error']:.4f}"
+              + (f"   greedy: {errors['greedy_policy_value_error']:.4f}" if "greedy_policy_value_error" in errors
+                 else ""))
+    out.print(f"wrote {policy_png}, {curve_png} and {out_dir / 'result.json'}")

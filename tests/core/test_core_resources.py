@@ -1,0 +1,20 @@
+"""Sizes a user sets are checked against this machine's memory before anything is allocated."""
+
+import numpy as np
+import pytest
+
+from bellman.core.resources import ResourceError, available_memory
+from bellman.deep import PPOConfig
+from bellman.deep.buffers import ReplayBuffer, RolloutBuffer
+
+
+def test_oversized_buffers_and_env_counts_are_clear_errors():
+    assert available_memory() > 0
+    with pytest.raises(ResourceError, match=r"a replay buffer of 1,000,000,000,000 transitions needs .* GiB, more "
+                                            r"than 80% of the .* GiB this machine has available; lower buffer_size"):
+        ReplayBuffer(10**12, (4,), (), action_dtype=np.int64)
+    with pytest.raises(ResourceError, match="lower n_steps or n_envs"):
+        RolloutBuffer(10**7, 10**5, 4, (), discrete=True)
+    with pytest.raises(ValueError, match=r"n_envs = 1000000000 is invalid; allowed: an int in \[1, 65536\]"):
+        PPOConfig(n_envs=10**9)
+    assert len(ReplayBuffer(1000, (4,), ())) == 0  # ordinary sizes pass
