@@ -9,6 +9,8 @@ per-step costs a scaling model needs.
    0 and 1).
 4. Per-call costs for the scaling model: an empty round trip, the weight broadcast (ray.put + a worker's
    read), a batch coming back, and the update time per sample.
+5. The scaling model, from the numbers of this run (``scaling_model``): synchronous throughput at 1 to 512
+   workers, and the worker count at which the learner becomes the bottleneck.
 
 Usage: python benchmarks/distributed.py [--quick]   (prints a JSON line per measurement; `uptime` first)
 """
@@ -47,8 +49,13 @@ def load() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip().split("load average:")[-1].strip()
 
 
+ROWS: list[dict] = []
+
+
 def report(**row) -> None:
-    print(json.dumps({**row, "load": load()}), flush=True)
+    row = {**row, "load": load()}
+    ROWS.append(row)
+    print(json.dumps(row), flush=True)
 
 
 def timed_iterations(agent: PPO, iters: int) -> dict[str, float]:
@@ -158,6 +165,34 @@ def call_costs(repeats: int) -> None:
            empty_round_trip_s=empty)
 
 
+def scaling_model(per_worker_steps: int = 256) -> None:
+    """Synchronous iterations of N workers, each sampling B = `per_worker_steps` env steps of the 1 ms env:
+
+        T(N) = t_put + B c_s + N (t_call + t_recv + B u),    throughput X(N) = N B / T(N),
+
+    c_s: a worker's time per env step (1-worker sampling run), t_put: the weights into the object store,
+    t_call: the learner's cost of one call (an empty round trip over 2 workers, halved), t_recv: one batch
+    back (batch round trip minus empty), u: the update's time per sample. The learner's share
+    N (t_call + t_recv + B u) + t_put exceeds the workers' B c_s beyond N* = (B c_s - t_put) / (t_call +
+    t_recv + B u); past N*, no overlap of sampling and learning gets above X_max = B / (t_call + t_recv + B u)."""
+    by = {(r["bench"], r.get("workers")): r for r in ROWS}
+    one = by[("sampling, 1 ms env", 1)]
+    costs = next(r for r in ROWS if r["bench"] == "per-call costs, 2 workers" and "put_s" in r)
+    c_s = one["sample_s"] / one["steps_per_iter"]
+    t_call = costs["empty_round_trip_s"] / 2
+    t_recv = max(costs["batch_round_trip_s"] - costs["empty_round_trip_s"], 0.0) / 2
+    t_put = costs["put_s"]
+    for name, update in (("PPO zoo update (20 epochs)", by[("CartPole PPO (zoo)", 0)]),
+                         ("PPO 1-epoch update", by[("sampling, 1 ms env", 0)])):
+        u = update["update_s"] / update["steps_per_iter"]
+        b = per_worker_steps
+        per_worker = t_call + t_recv + b * u
+        throughput = {n: round(n * b / (t_put + b * c_s + n * per_worker)) for n in (1, 2, 8, 64, 512)}
+        report(bench="scaling model", update=name, c_s=c_s, t_call=t_call, t_recv=t_recv, t_put=t_put, u=u,
+               steps_per_s=throughput, learner_bound_from_workers=round((b * c_s - t_put) / per_worker, 1),
+               max_steps_per_s=round(b / per_worker))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer iterations (a smoke run)")
@@ -175,6 +210,8 @@ def main() -> None:
         ppo_overhead(iters=60 // k)
     if args.only in (None, "grpo"):
         grpo(steps=12 // k)
+    if args.only is None:
+        scaling_model()
     ray.shutdown()
 
 

@@ -27,7 +27,9 @@ weights after each update. ``max_staleness`` 0 samples every batch with the curr
 numbers of the in-process run with one worker); 1 samples the next step's batch while the learner updates,
 so each batch comes from the weights before the last update, and pi_old in rho above is that behaviour
 policy, whose log-probs the workers return: the clipped ratio is the importance weight that corrects for
-it (one-step off-policy training, Noukhovitch et al. 2024, "Asynchronous RLHF", arXiv:2410.18252).
+it (one-step off-policy training, Noukhovitch et al. 2024, "Asynchronous RLHF", arXiv:2410.18252). A
+resumed staleness-1 run samples its first batch with the checkpoint's weights (the batch in flight was
+lost with the stopped process); with staleness 0 it continues exactly, as in-process.
 
 Usage::
 
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -156,6 +159,10 @@ class GRPOTrainer(Trainer):
         m = {"reward": r.mean().item(), "accuracy": sum(acc) / len(acc), "completion_length": lengths.float().mean().item()}
         m |= {f"reward_{getattr(f, '__name__', i)}": per_fn[:, i].mean().item() for i, f in enumerate(self.rewards)}
         return ro, r, m
+
+    def settings(self) -> dict[str, Any]:
+        """``Trainer.settings`` but ``ray_address``: where Ray runs does not change the run."""
+        return {k: v for k, v in super().settings().items() if k != "ray_address"}
 
     def train(self, steps: int | None = None, resume: bool = False) -> dict[str, float]:
         """``Trainer.train``; rollout workers (``num_workers`` > 0) are stopped when it returns."""
