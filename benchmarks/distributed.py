@@ -113,7 +113,7 @@ def grpo(steps: int) -> None:
         trainer.times = []
         trainer.train()
         per_step = float(np.mean(trainer.times[1:]))  # the first includes the workers' first weights
-        report(bench="GRPO tiny (0.8M params), 64 completions x 32 tokens", workers=workers,
+        report(bench="GRPO tiny model, 64 completions of up to 32 tokens", workers=workers,
                max_staleness=staleness, s_per_step=per_step)
 
 
@@ -131,6 +131,24 @@ class Probe:
 
     def batch(self, rows: int, width: int) -> np.ndarray:
         return np.zeros((rows, width), dtype=np.float32)
+
+    def spin(self, seconds: float) -> None:
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+
+
+def parallelism() -> None:
+    """How many cores this machine gives two workers now: 2 x 0.5 s of CPU spun at once, over the wall time."""
+    pool = WorkerPool([(Probe, (1,))] * 2)
+    pool.map("spin", [(0.01,), (0.01,)])
+    walls = []
+    for _ in range(3):
+        t = time.perf_counter()
+        pool.map("spin", [(0.5,), (0.5,)])
+        walls.append(time.perf_counter() - t)
+    pool.close()
+    report(bench="two workers spinning 0.5 s of CPU each", wall_s=walls, cores_available=round(1.0 / min(walls), 2))
 
 
 def call_costs(repeats: int) -> None:
@@ -156,13 +174,15 @@ def call_costs(repeats: int) -> None:
     report(bench="per-call costs, 2 workers", policy_params=n_params, empty_round_trip_s=empty,
            broadcast_round_trip_s=bcast, put_s=put, weight_bytes=4 * n_params,
            batch_round_trip_s=gather, batch_bytes_per_worker=4 * rows * width)
-    big = {"weight": torch.zeros(1, 800_000)}  # the tiny LM's size
-    pool = WorkerPool([(Probe, (800_000,))] * 2)
+    from bellman.llm.model import tiny_model
+    n_lm = sum(p.numel() for p in tiny_model(seed=0)[0].parameters())  # the tiny LM's size
+    pool = WorkerPool([(Probe, (n_lm,))] * 2)
     pool.map("nothing", [(), ()])
+    big = {"weight": torch.zeros(1, n_lm)}
     bcast_big = per_call(lambda: pool.map("read", [(ref, ) for ref in [pool.put(big)] * 2]))
     pool.close()
-    report(bench="per-call costs, 2 workers", weight_bytes=3_200_000, broadcast_round_trip_s=bcast_big,
-           empty_round_trip_s=empty)
+    report(bench="per-call costs, 2 workers", policy_params=n_lm, weight_bytes=4 * n_lm,
+           broadcast_round_trip_s=bcast_big, empty_round_trip_s=empty)
 
 
 def scaling_model(per_worker_steps: int = 256) -> None:
@@ -203,6 +223,7 @@ def main() -> None:
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     report(bench="start", cpus=os.cpu_count())
     if args.only in (None, "sampling"):
+        parallelism()
         sampling_throughput(iters=12 // k)
     if args.only in (None, "costs"):
         call_costs(repeats=60 // k)
