@@ -79,7 +79,14 @@ def test_dqn_config_and_action_space_errors():
         DQNConfig(tau=0.0)
     with pytest.raises(ValueError, match="unknown DQNConfig key"):
         DQNConfig.from_dict({"target_update": 5})
-    assert DQNConfig.for_env("CartPole-v1").gradient_steps == 128  # the rl-baselines3-zoo setting
+    assert DQNConfig.for_env("CartPole-v1").gradient_steps == 128  # as in the rl-baselines3-zoo setting
+
+
+def test_cartpole_preset_is_the_zoo_setting_with_a_lower_annealed_rate_and_more_final_exploration():
+    zoo = DQNConfig.from_dict(DQNConfig.zoo_presets["CartPole-v1"])
+    assert (zoo.learning_rate, zoo.anneal_lr, zoo.exploration_final_eps) == (2.3e-3, False, 0.04)
+    own = DQNConfig.for_env("CartPole-v1")
+    assert own == zoo.replace(learning_rate=1e-3, anneal_lr=True, exploration_final_eps=0.1)
 
 
 @pytest.mark.parametrize("double", [False, True])
@@ -100,7 +107,8 @@ def test_dqn_checkpoint_round_trip_and_continued_training(tmp_path, double):
 
 
 def test_dqn_learns_cartpole_quickly():
-    config = DQNConfig.for_env("CartPole-v1", hidden=(64, 64), train_freq=64, gradient_steps=32)
+    zoo = DQNConfig.zoo_presets["CartPole-v1"]
+    config = DQNConfig.from_dict({**zoo, "hidden": (64, 64), "train_freq": 64, "gradient_steps": 32})
     agent = DQN("CartPole-v1", config, seed=0).learn(6_000, progress=False)
     mean, _ = agent.evaluate(episodes=10)
     assert mean >= 100  # an untrained greedy policy balances about 10 steps; the full run reaches 500

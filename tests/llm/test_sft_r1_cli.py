@@ -148,3 +148,9 @@ def test_cli_sft_then_eval_and_errors(tmp_path):
     assert isinstance(r.exception, ValueError) and "unknown task" in str(r.exception)
     r = runner.invoke(app, ["llm", "eval", "--rows", "-5", "--out", str(tmp_path / "ev2")])
     assert isinstance(r.exception, ValueError) and "--rows must be a positive integer, got -5" in str(r.exception)
+    r = runner.invoke(app, ["llm", "eval", "--model", str(out / "model"), "--out", str(tmp_path / "ev3"), "--rows", "4",
+                            "--max-new-tokens", "4", "--rope-scaling", "dynamic-ntk", "--rope-factor", "2"])
+    assert r.exit_code == 0, r.output
+    assert set(json.loads((tmp_path / "ev3" / "eval.json").read_text())) == {"accuracy"}
+    r = runner.invoke(app, ["llm", "eval", "--out", str(tmp_path / "ev4"), "--rope-scaling", "yarn", "--rope-factor", "0.5"])
+    assert isinstance(r.exception, ValueError) and "factor must be a number >= 1" in str(r.exception)

@@ -135,13 +135,21 @@ def grpo(changes: Changes, task: str = TASK, model: str = MODEL, out: Path = OUT
 
 @app.command("eval")
 def eval_(task: str = TASK, model: str = MODEL, out: Path = OUT, template: str = TEMPLATE, rows: int = 200,
-          max_new_tokens: int = 48, seed: int = 0) -> None:
+          max_new_tokens: int = 48, seed: int = 0,
+          rope_scaling: str = typer.Option("none", help="RoPE scaling applied at inference, without training: "
+                                           "none, linear (position interpolation), ntk, dynamic-ntk or yarn"),
+          rope_factor: float = typer.Option(1.0, help="the scaling's factor (target length / trained length), >= 1"),
+          logn: bool = typer.Option(False, help="also scale the queries by log-n beyond the trained length")) -> None:
     """Greedy held-out accuracy (and format reward with --template r1) of a model; writes OUT/eval.json."""
     from bellman.core.config import check_int
     from bellman.llm.engine import get_engine
+    from bellman.llm.rope import apply_rope_scaling, check_rope_scaling
     from bellman.llm.trainer import evaluate
     check_int("--rows", rows), check_int("--max-new-tokens", max_new_tokens), check_int("--seed", seed, 0)
+    check_rope_scaling(rope_scaling, rope_factor)
     m, tok = load(model, seed)
+    if rope_scaling != "none" or logn:
+        m = apply_rope_scaling(m, rope_scaling, rope_factor, logn=logn)
     t, tpl = task_and_template(task, template, seed)
     result = evaluate(get_engine(m, tok), t.test[:rows], tpl.accuracy_for(t), tpl.prompt, tpl.format_reward,
                       max_new_tokens)

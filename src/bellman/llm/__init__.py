@@ -14,6 +14,7 @@ from importlib import import_module
 _EXPORTS = {
     "LoraSpec": "bellman.llm.model",
     "load_model": "bellman.llm.model",
+    "apply_rope_scaling": "bellman.llm.rope",
     "completion_logprobs": "bellman.llm.logprobs",
     "Rollout": "bellman.llm.rollout",
     "SamplingConfig": "bellman.llm.config",

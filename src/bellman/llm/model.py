@@ -7,8 +7,10 @@ Usage::
 
 The built-in tiny model is a small Llama (Touvron et al. 2023, "LLaMA", arXiv:2302.13971) built from a
 transformers ``LlamaConfig`` with the character tokenizer of ``bellman.llm.tokenizer``, so
-``save_pretrained`` / ``from_pretrained`` round-trip like any hub model. No hub download ever. ``lora``
-wraps a model in peft LoRA adapters (Hu et al. 2021, "LoRA", arXiv:2106.09685).
+``save_pretrained`` / ``from_pretrained`` round-trip like any hub model. Its parts are switches
+(``bellman.llm.nn.ModelParts``; with one Llama lacks it is a ``BellmanForCausalLM``, registered with
+transformers' Auto classes when this module is imported). No hub download ever. ``lora`` wraps a model in
+peft LoRA adapters (Hu et al. 2021, "LoRA", arXiv:2106.09685).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedModel, PreTrainedTokenizerFast
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerFast
 
+from bellman.llm.nn import ModelParts, policy_config  # also registers the built-in model's classes
 from bellman.llm.tokenizer import char_tokenizer
 
 
@@ -35,15 +38,17 @@ class TinyConfig:
     max_position_embeddings: int = 256
 
 
-def tiny_model(config: TinyConfig | None = None, seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
-    """The built-in tiny causal LM (a ``LlamaForCausalLM``) and its character tokenizer, seeded."""
+def tiny_model(config: TinyConfig | None = None, seed: int = 0, parts: ModelParts | None = None,
+               ) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    """The built-in tiny causal LM with ``parts`` (default: Llama's) and its character tokenizer, seeded: a
+    ``LlamaForCausalLM``, or a ``BellmanForCausalLM`` for parts Llama lacks."""
     c = config or TinyConfig()
     tok = char_tokenizer()
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
-                      num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
-                      num_key_value_heads=c.num_attention_heads, max_position_embeddings=c.max_position_embeddings,
-                      pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      tie_word_embeddings=True, attn_implementation="sdpa")
+    cfg = policy_config(parts, vocab_size=len(tok), hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
+                        num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
+                        num_key_value_heads=c.num_attention_heads, max_position_embeddings=c.max_position_embeddings,
+                        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                        tie_word_embeddings=True, attn_implementation="sdpa")
     torch.manual_seed(seed)
     return AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa"), tok
 

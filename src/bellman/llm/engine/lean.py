@@ -37,13 +37,16 @@ LEAN_ARCHITECTURES = ("LlamaForCausalLM", "Qwen2ForCausalLM")
 
 def lean_supported(model: PreTrainedModel) -> bool:
     """True where ``lean_forward`` computes what the Hugging Face forward does: a plain Llama or Qwen2 causal
-    LM (no peft wrapper, no gradient checkpointing, no attention dropout) with a SiLU MLP and full attention
-    on every layer. Anything else runs through the model's own forward."""
+    LM (no peft wrapper, no gradient checkpointing, no attention dropout) with a SiLU MLP, full attention
+    on every layer and RoPE frequencies that do not change with the sequence length (not the dynamic or
+    LongRoPE scalings: ``lean_forward`` rotates a whole decoding's positions at once). Anything else,
+    the built-in ``BellmanForCausalLM`` included, runs through the model's own forward."""
     if type(model).__name__ not in LEAN_ARCHITECTURES:
         return False
     cfg, m = model.config, model.model
+    rope_type = (getattr(cfg, "rope_parameters", None) or {}).get("rope_type", "default")
     # these models checkpoint their decoder layers (and flag the stack): no walk over all modules needed
-    return (cfg.hidden_act == "silu" and not cfg.attention_dropout
+    return (cfg.hidden_act == "silu" and not cfg.attention_dropout and rope_type not in ("dynamic", "longrope")
             and not any(getattr(x, "gradient_checkpointing", False) for x in (m, *m.layers))
             and all(t == "full_attention" for t in getattr(cfg, "layer_types", None) or ()))
 
