@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --upgrade pip
 	# The CPU build of torch first, pinned, so nothing later pulls a CUDA build.
 	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e ".[deep,llm,dev]"
+	$(PY) -m pip install -e ".[deep,llm,distributed,dev]"
 	touch $(STAMP)
 
 $(VENV)/.bench: $(STAMP)

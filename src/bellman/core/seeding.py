@@ -4,7 +4,9 @@ A run with seed ``s`` draws the randomness of its update ``step`` from ``derive_
 step`` and seeds its evaluation episodes with ``eval_seed(s) = s + STRIDE``, where ``STRIDE = 1_000_003``
 is the first prime above 10**6: the streams of two seeds never share a step seed within their first
 million steps, and the evaluation seeds stay clear of the training environments' ``s + i`` (one per env
-copy). ``rng_state`` / ``set_rng_state`` capture what a checkpoint needs to continue the same streams:
+copy). Rollout worker ``i >= 1`` of a run (``bellman.distributed``) draws from its own streams, seeded with
+``worker_seed(s, i)``, a hash of (s, i) by numpy's ``SeedSequence``; worker 0 continues the run's own.
+``rng_state`` / ``set_rng_state`` capture what a checkpoint needs to continue the same streams:
 Python's ``random``, torch's global generator and a numpy ``Generator``.
 """
 
@@ -36,6 +38,12 @@ def derive_seed(seed: int, step: int) -> int:
 def eval_seed(seed: int) -> int:
     """The seed of the evaluation episodes of the run seeded with ``seed`` (see the module docstring)."""
     return check_seed(seed) + STRIDE
+
+
+def worker_seed(seed: int, index: int) -> int:
+    """The seed of rollout worker ``index``'s own random streams in the run seeded with ``seed`` (see the
+    module docstring): 32 bits of ``numpy.random.SeedSequence([seed, index])``."""
+    return int(np.random.SeedSequence([check_seed(seed), check_seed(index, "index")]).generate_state(1)[0])
 
 
 def seed_everything(seed: int) -> None:

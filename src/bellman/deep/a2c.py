@@ -61,6 +61,7 @@ class A2C(Agent):
 
     config_class = A2CConfig
     action_spaces = (spaces.Discrete, spaces.Box)
+    rollout_modules = ("pi", "v")
 
     def setup(self) -> None:
         c = self.config
@@ -71,14 +72,17 @@ class A2C(Agent):
             self.optimizer = torch.optim.RMSprop(params, lr=c.learning_rate, alpha=0.99, eps=1e-5)
         else:
             self.optimizer = torch.optim.Adam(params, lr=c.learning_rate)
-        self.buffer = RolloutBuffer.for_spaces(c.n_steps, c.n_envs, self.observation_space, self.action_space)
+        self.buffer = RolloutBuffer.for_spaces(c.n_steps, self.envs.num_envs, self.observation_space, self.action_space)
 
     def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.pi.mode(obs) if deterministic else self.pi.sample(obs)[0]
 
-    def train_iteration(self) -> dict[str, float]:
-        c, buf = self.config, self.buffer
-        collect_rollout(self, buf, lambda s: (*self.pi.sample(s), self.v(s)), self.v)
+    def sample(self) -> RolloutBuffer:
+        collect_rollout(self, self.buffer, lambda s: (*self.pi.sample(s), self.v(s)), self.v)
+        return self.buffer
+
+    def update(self, buf: RolloutBuffer) -> dict[str, float]:
+        c = self.config
         if c.advantage == "gae":
             advantages = gae(buf.rewards, buf.values, buf.terminated, buf.dones, c.gamma, c.gae_lambda)
             returns = advantages + buf.values[:-1]

@@ -27,6 +27,11 @@ An algorithm is one file with a config dataclass and an `Agent` subclass::
             ...                               # interact with `self.env_step(action)`, update,
             return {"loss": ...}              # return the scalars to log (NaN/inf stop training)
 
+An algorithm that can sample on rollout workers (`num_workers` > 0, `bellman.distributed`) implements
+`sample()` (collect one iteration's experience with `env_step`: a RolloutBuffer or a tuple of (T, n_envs,
+...) arrays) and `update(experience)` instead of `train_iteration` (which is then `update(sample())`), and
+names in `rollout_modules` the networks `sample` acts with: PPO, A2C and DQN do.
+
 What the core provides to `setup` / `train_iteration`:
     self.config, self.seed, self.rng (numpy Generator; checkpointed), self.envs (a Gymnasium VectorEnv
     with `config.n_envs` copies), self.observation_space / self.action_space (single-env spaces),
@@ -75,7 +80,8 @@ from bellman.core.config import Config, check_int, field
 from bellman.core.metrics import Metrics
 from bellman.core.progress import Progress
 from bellman.core.run import RunDir
-from bellman.core.seeding import check_seed, eval_seed, rng_state, seed_everything, set_rng_state, torch_threads
+from bellman.core.seeding import (check_seed, eval_seed, rng_state, seed_everything, set_rng_state, torch_threads,
+                                  worker_seed)
 from bellman.deep import env_state
 from bellman.deep.nets import ACTIVATIONS, obs_to_tensor
 
@@ -107,6 +113,13 @@ class AgentConfig(Config):
     flush_denormal: bool = field(False, "treat denormal floats (magnitude < 1.2e-38) as 0 "
                                         "(torch.set_flush_denormal): the CPU's slow path for them can make an Adam "
                                         "step several times slower, e.g. on the ReLU nets of DQN")
+    num_workers: int = field(0, "rollout workers sampling on Ray (bellman.distributed), each with a copy of the "
+                                "policy; 0: sample in this process")
+    envs_per_worker: int = field(0, "env copies each rollout worker steps (0: n_envs / num_workers); worker i "
+                                    "steps copies i x envs_per_worker ... of the in-process run")
+    ray_address: str | None = field(None, "the Ray cluster of the rollout workers: 'auto' (the one this machine "
+                                          "belongs to) or 'ray://host:port'; None: RAY_ADDRESS if set, else a "
+                                          "local Ray with this machine's CPUs")
 
     fast_presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
@@ -118,6 +131,16 @@ class AgentConfig(Config):
                      "a non-empty tuple of ints >= 1")
         self.require(self.activation in ACTIVATIONS, "activation", f"one of {sorted(ACTIVATIONS)}")
         self.require(self.torch_threads >= 1, "torch_threads", "an int >= 1")
+        self.require(self.num_workers >= 0, "num_workers", "an int >= 0 (0: sample in this process)")
+        self.require(self.envs_per_worker >= 0, "envs_per_worker", "an int >= 0 (0: n_envs / num_workers)")
+        if self.num_workers and self.envs_per_worker:
+            self.require(self.n_envs == self.num_workers * self.envs_per_worker, "n_envs",
+                         f"num_workers x envs_per_worker = {self.num_workers * self.envs_per_worker}")
+        elif self.num_workers:
+            self.require(self.n_envs % self.num_workers == 0, "n_envs",
+                         f"a multiple of num_workers = {self.num_workers} (or set envs_per_worker)")
+        self.require(self.ray_address is None or self.ray_address.strip() != "", "ray_address",
+                     "None, 'auto' or 'ray://host:port'")
 
     @classmethod
     def for_env(cls, env_id: str | None, fast: bool = False, **changes: Any) -> AgentConfig:
@@ -216,23 +239,35 @@ def env_name(env: EnvSource) -> str:
 
 
 class Agent:
-    """Base class: owns the environments, the loop, evaluation and checkpoints (see the module docstring)."""
+    """Base class: owns the environments, the loop, evaluation and checkpoints (see the module docstring).
+
+    `worker` (used by `bellman.distributed`) builds the copy that rollout worker `worker` samples with: it
+    steps `envs_per_worker` env copies seeded seed + worker * envs_per_worker + j (those copies of an
+    in-process run); worker 0 draws from the learner's random streams, which travel with its batches, and
+    the others from their own (`core.seeding.worker_seed`).
+    """
 
     config_class: ClassVar[type[AgentConfig]] = AgentConfig
     action_spaces: ClassVar[tuple[type[spaces.Space], ...]] = (spaces.Discrete, spaces.Box)
+    rollout_modules: ClassVar[tuple[str, ...]] = ()  # the networks `sample` acts with (sent to rollout workers)
 
-    def __init__(self, env: EnvSource, config: AgentConfig | dict[str, Any] | None = None, seed: int = 0):
+    def __init__(self, env: EnvSource, config: AgentConfig | dict[str, Any] | None = None, seed: int = 0, *,
+                 worker: int | None = None):
         if config is None:
             config = self.config_class()
         elif isinstance(config, dict):
             config = self.config_class.from_dict(config)
         if type(config) is not self.config_class:
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        if config.num_workers and not self.rollout_modules:
+            raise ValueError(f"{type(self).__name__} samples in this process only (num_workers must be 0); "
+                             f"PPO, A2C and DQN sample on rollout workers")
         self.config, self.seed = config, check_seed(seed)
         seed_everything(self.seed)
         self.rng = np.random.default_rng(self.seed)
         self.env_source = env
-        self.envs = make_vec_env(env, config.n_envs, config.vectorized)
+        n_envs = config.n_envs if worker is None else config.n_envs // config.num_workers
+        self.envs = make_vec_env(env, n_envs, config.vectorized)
         self.observation_space = self.envs.single_observation_space
         self.action_space = self.envs.single_action_space
         if not isinstance(self.action_space, self.action_spaces):
@@ -244,10 +279,16 @@ class Agent:
         self._new_episodes: list[tuple[float, int]] = []
         self._eval_envs: dict[int, gym.vector.VectorEnv] = {}
         self.logger_rows: list[dict[str, float]] = []
-        self.obs, _ = self.envs.reset(seed=self.seed)
+        self.worker_restarts = 0  # rollout workers lost and restarted so far (bellman.distributed)
+        self._workers: Any = None  # the rollout workers while `learn` runs with num_workers > 0
+        self._worker_states: list[dict[str, Any]] | None = None  # their envs and streams between runs
+        self.obs, _ = self.envs.reset(seed=self.seed + (worker or 0) * n_envs)
         self._reset_loop_state()
         with self.runtime():
             self.setup()
+        if worker:
+            seed_everything(worker_seed(self.seed, worker))
+            self.rng = np.random.default_rng(worker_seed(self.seed, worker))
 
     # ---- what an algorithm implements ------------------------------------------------------------
     def setup(self) -> None:
@@ -259,8 +300,18 @@ class Agent:
         raise NotImplementedError
 
     def train_iteration(self) -> dict[str, float]:
-        """Collect experience with `env_step`, update, return the scalars to log."""
-        raise NotImplementedError
+        """Collect experience with `env_step`, update, return the scalars to log. By default
+        `update(sample())`, the sample gathered from the rollout workers when there are some."""
+        return self.update(self.sample() if self._workers is None else self._workers.sample())
+
+    def sample(self) -> Any:
+        """One iteration's experience, collected with `env_step` (on a rollout worker, the worker's copies):
+        a RolloutBuffer or a tuple of (T, n_envs, ...) arrays, so that several workers' join along the envs."""
+        raise NotImplementedError(f"{type(self).__name__} implements train_iteration, not sample / update")
+
+    def update(self, experience: Any) -> dict[str, float]:
+        """Learn from `sample`'s experience (of every worker); return the scalars to log."""
+        raise NotImplementedError(f"{type(self).__name__} implements train_iteration, not sample / update")
 
     # ---- environment interaction -----------------------------------------------------------------
     def _reset_loop_state(self) -> None:
@@ -331,9 +382,10 @@ class Agent:
 
     # ---- training loop ---------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
-        """The settings that define this run (compared when an output directory is resumed)."""
-        return {"algo": type(self).__name__, "env": env_name(self.env_source), "seed": self.seed,
-                "config": dataclasses.asdict(self.config)}
+        """The settings that define this run (compared when an output directory is resumed; where Ray runs,
+        `ray_address`, does not change the run)."""
+        config = {k: v for k, v in dataclasses.asdict(self.config).items() if k != "ray_address"}
+        return {"algo": type(self).__name__, "env": env_name(self.env_source), "seed": self.seed, "config": config}
 
     def learn(self, total_steps: int, out: str | Path | None = None, checkpoint_every: int | None = None,
               log_every: int = 1000, progress: bool = True, resume: bool = False) -> Agent:
@@ -353,8 +405,17 @@ class Agent:
             ckpt = Path(out) / "checkpoint.pt" if out is not None else None
             if ckpt is not None and run.resuming and self.step == 0 and ckpt.is_file():
                 self._restore(checkpoint.load(ckpt))
-            self._learn(int(total_steps), ckpt, checkpoint_every, log_every, progress, out)
+            with self.rollout_workers():
+                self._learn(int(total_steps), ckpt, checkpoint_every, log_every, progress, out)
         return self
+
+    def rollout_workers(self) -> contextlib.AbstractContextManager:
+        """With num_workers > 0, the Ray rollout workers `train_iteration` samples with for the block
+        (`bellman.distributed.RolloutWorkers`); otherwise nothing."""
+        if not self.config.num_workers:
+            return contextlib.nullcontext()
+        from bellman.distributed.deep import RolloutWorkers
+        return RolloutWorkers(self)
 
     def _learn(self, total_steps: int, ckpt: Path | None, checkpoint_every: int | None, log_every: int,
                progress: bool, out: str | Path | None) -> None:
@@ -387,7 +448,8 @@ class Agent:
                         "episode_length": float(np.mean([n for _, n in episodes])) if episodes else math.nan,
                         **{k: v / n_iter for k, v in sums.items()},
                         "steps_per_second": (self.step - step_last) / max(now - t_last, 1e-9),
-                        "time": now - start})
+                        "time": now - start,
+                        **({"worker_restarts": self.worker_restarts} if self.config.num_workers else {})})
                     self._new_episodes = []
                     sums, n_iter, t_last, step_last = {}, 0, now, self.step
                 if ckpt is not None and (self.step >= next_ckpt or self.step >= self.total_steps):
@@ -449,6 +511,8 @@ class Agent:
             "rng": rng_state(self.rng),
             "loop": {"obs": self.obs, "prev_done": self._prev_done, "ep_return": self._ep_return,
                      "ep_length": self._ep_length, "recent_returns": list(self.recent_returns)},
+            **({"workers": self._workers.states() if self._workers is not None else self._worker_states,
+                "worker_restarts": self.worker_restarts} if self.config.num_workers else {}),
         }, path, keep_previous=keep_previous)
 
     @classmethod
@@ -513,3 +577,5 @@ class Agent:
         self.recent_returns.clear()
         self.recent_returns.extend(loop["recent_returns"])
         set_rng_state(payload["rng"], self.rng)
+        self._worker_states = payload.get("workers")
+        self.worker_restarts = payload.get("worker_restarts", 0)

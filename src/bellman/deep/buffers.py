@@ -42,9 +42,33 @@ class RolloutBuffer:
         self.dones = torch.zeros(t, n, dtype=torch.bool)
         self.valid = torch.zeros(t, n, dtype=torch.bool)
         self.values = torch.zeros(t + 1, n)
+        self._views()
+
+    def _views(self) -> None:
         # numpy views sharing the tensors' memory: a numpy row write costs far less than a torch one
         self._rows = tuple(x.numpy() for x in (self.obs, self.actions, self.log_probs, self.values, self.rewards,
                                                self.terminated, self.dones, self.valid))
+
+    def __getstate__(self) -> dict[str, Any]:  # pickled (sent by a rollout worker) without the numpy views
+        return {k: v for k, v in vars(self).items() if k != "_rows"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
+        self._views()
+
+    @classmethod
+    def cat(cls, buffers: list[RolloutBuffer]) -> RolloutBuffer:
+        """Rollouts of the same length side by side: one buffer whose env copies are those of `buffers`, in
+        order (the rollout workers' batches as one)."""
+        if len({b.n_steps for b in buffers}) != 1:
+            raise ValueError(f"rollouts of different lengths cannot be joined: {[b.n_steps for b in buffers]}")
+        out = cls.__new__(cls)
+        out.n_steps, out.n_envs = buffers[0].n_steps, sum(b.n_envs for b in buffers)
+        for k, v in vars(buffers[0]).items():
+            if isinstance(v, torch.Tensor):
+                setattr(out, k, torch.cat([getattr(b, k) for b in buffers], dim=1))
+        out._views()
+        return out
 
     @classmethod
     def for_spaces(cls, n_steps: int, n_envs: int, observation_space: spaces.Space,

@@ -28,9 +28,10 @@ from gymnasium import spaces
 from torch import nn
 
 from bellman.core.config import field
-from bellman.deep.agent import Agent, ReplayConfig
+from bellman.deep.agent import Agent, ReplayConfig, Transition
 from bellman.deep.buffers import ReplayBuffer
 from bellman.deep.nets import QNet
+from bellman.deep.rollout import stack_steps
 from bellman.deep.targets import polyak_update, td_target
 
 
@@ -106,6 +107,7 @@ class DQN(Agent):
 
     config_class = DQNConfig
     action_spaces = (spaces.Discrete,)
+    rollout_modules = ("q",)
 
     def setup(self) -> None:
         c = self.config
@@ -131,18 +133,27 @@ class DQN(Agent):
         random_action = torch.as_tensor(self.rng.integers(self.n_actions, size=len(greedy)))
         return torch.where(explore, random_action, greedy)
 
-    def train_iteration(self) -> dict[str, float]:
+    def sample(self) -> Transition:
+        """train_freq env steps in all (of the n_envs copies; uniform random actions before learning_starts)
+        as (T, copies, ...) arrays."""
         c = self.config
+        steps = []
         for _ in range(max(1, c.train_freq // c.n_envs)):
             if self.step < c.learning_starts:
-                action = self.rng.integers(self.n_actions, size=c.n_envs)
+                action = self.rng.integers(self.n_actions, size=self.envs.num_envs)
             else:
                 with torch.inference_mode():
                     action = self.act(self.encode(self.obs), deterministic=False).numpy()
-            before = self.step
-            t = self.env_step(action)
-            self.buffer.add(t.obs, t.action, t.reward, t.next_obs, t.terminated, t.valid)
-            if self.step // c.target_update_interval > before // c.target_update_interval:
+            steps.append(self.env_step(action))
+        return stack_steps(steps)
+
+    def update(self, t: Transition) -> dict[str, float]:
+        c = self.config
+        step = self.step - int(t.valid.sum())  # the step count before these transitions
+        for k in range(len(t.valid)):  # store them; copy the target each time the count passes the interval
+            before, step = step, step + int(t.valid[k].sum())
+            self.buffer.add(t.obs[k], t.action[k], t.reward[k], t.next_obs[k], t.terminated[k], t.valid[k])
+            if step // c.target_update_interval > before // c.target_update_interval:
                 polyak_update(self.q_target, self.q, c.tau)
         if self.step < c.learning_starts:
             return {"epsilon": self.epsilon}

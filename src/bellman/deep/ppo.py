@@ -89,19 +89,23 @@ class PPO(Agent):
 
     config_class = PPOConfig
     action_spaces = (spaces.Discrete, spaces.Box)
+    rollout_modules = ("ac",)
 
     def setup(self) -> None:
         c = self.config
         self.ac = ActorCritic(self.observation_space, self.action_space, c.hidden, c.activation, c.log_std_init)
         self.optimizer = torch.optim.Adam(self.ac.parameters(), lr=c.learning_rate, eps=1e-5, fused=True)
-        self.buffer = RolloutBuffer.for_spaces(c.n_steps, c.n_envs, self.observation_space, self.action_space)
+        self.buffer = RolloutBuffer.for_spaces(c.n_steps, self.envs.num_envs, self.observation_space, self.action_space)
 
     def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.ac.mode(obs) if deterministic else self.ac.sample(obs)[0]
 
-    def train_iteration(self) -> dict[str, float]:
-        c, buf = self.config, self.buffer
-        collect_rollout(self, buf, self.ac.sample, self.ac.value)
+    def sample(self) -> RolloutBuffer:
+        collect_rollout(self, self.buffer, self.ac.sample, self.ac.value)
+        return self.buffer
+
+    def update(self, buf: RolloutBuffer) -> dict[str, float]:
+        c = self.config
         advantages = gae(buf.rewards, buf.values, buf.terminated, buf.dones, c.gamma, c.gae_lambda)
         returns = advantages + buf.values[:-1]
         obs, actions, old_log_p = buf.flat(buf.obs), buf.flat(buf.actions), buf.flat(buf.log_probs)

@@ -98,6 +98,12 @@ class GRPOConfig(TrainerConfig):
     top_p: float = field(1.0, "nucleus sampling mass (1: off)")
     top_k: int = field(0, "sample among the k most likely tokens (0: off)")
     max_new_tokens: int = field(64, "tokens sampled per completion at most")
+    num_workers: int = field(0, "rollout workers on Ray (bellman.distributed), each with a copy of the policy, "
+                                "sampling and scoring a share of the prompts; 0: sample in this process")
+    ray_address: str | None = field(None, "the Ray cluster of the rollout workers: 'auto' or 'ray://host:port'; "
+                                          "None: RAY_ADDRESS if set, else a local Ray with this machine's CPUs")
+    max_staleness: int = field(0, "0: every batch sampled by the current weights; 1: the next batch samples "
+                                  "while the learner updates (one update behind, importance-corrected)")
 
     presets = {"tiny": dict(learning_rate=1e-4, max_new_tokens=32)}
 
@@ -113,6 +119,12 @@ class GRPOConfig(TrainerConfig):
         self.require(0 <= self.overlong_buffer < self.max_new_tokens, "overlong_buffer",
                      f"an int in [0, max_new_tokens = {self.max_new_tokens})")
         self.require(self.temperature > 0, "temperature", "a float > 0 (GRPO samples)")
+        self.require(self.num_workers >= 0, "num_workers", "an int >= 0 (0: sample in this process)")
+        self.require(self.max_staleness in (0, 1), "max_staleness", "0 (on-policy) or 1 (one update behind)")
+        self.require(not self.max_staleness or self.num_workers >= 1, "max_staleness",
+                     "0 without rollout workers (1 samples on them while the learner updates: set num_workers >= 1)")
+        self.require(self.ray_address is None or self.ray_address.strip() != "", "ray_address",
+                     "None, 'auto' or 'ray://host:port'")
 
 
 @dataclasses.dataclass

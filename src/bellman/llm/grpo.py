@@ -21,6 +21,16 @@ rewards are all equal and sample more), soft overlong punishment (linear penalty
 ``overlong_buffer`` tokens before ``max_new_tokens``, -overlong_penalty beyond). beta = 0 keeps no reference
 model (DAPO, Dr. GRPO and TRL >= 0.19 default to it).
 
+Rollout workers (``num_workers`` > 0, ``bellman.distributed.RemoteEngine``): each holds a copy of the
+policy, samples its share of the batch's prompts and computes their rewards; the learner broadcasts the
+weights after each update. ``max_staleness`` 0 samples every batch with the current weights (on-policy, the
+numbers of the in-process run with one worker); 1 samples the next step's batch while the learner updates,
+so each batch comes from the weights before the last update, and pi_old in rho above is that behaviour
+policy, whose log-probs the workers return: the clipped ratio is the importance weight that corrects for
+it (one-step off-policy training, Noukhovitch et al. 2024, "Asynchronous RLHF", arXiv:2410.18252). A
+resumed staleness-1 run samples its first batch with the checkpoint's weights (the batch in flight was
+lost with the stopped process); with staleness 0 it continues exactly, as in-process.
+
 Usage::
 
     from bellman.llm import GRPOConfig, GRPOTrainer, load_model
@@ -32,13 +42,15 @@ Usage::
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from bellman.llm.config import GRPOConfig, GRPOLossType, SamplingConfig
 from bellman.llm.reference import frozen_reference, reference_logprobs
-from bellman.llm.rollout import Rollout
+from bellman.llm.rollout import Rollout, cat_rollouts
 from bellman.llm.tasks import RewardFn, Task, call_reward, columns, plain_prompt
 from bellman.llm.trainer import Trainer
 
@@ -118,27 +130,47 @@ class GRPOTrainer(Trainer):
         if len(w) != len(self.rewards):
             raise ValueError(f"reward_weights has {len(w)} entries for {len(self.rewards)} reward functions")
         self.weights = torch.tensor(w, dtype=torch.float)
+        self.scorer = RewardScorer(self.rewards, self.accuracy)
+        if config.num_workers:  # sample and score on Ray workers; told of every optimiser step
+            from bellman.distributed.engine import RemoteEngine
+            self.engine = RemoteEngine(model, tok, config.num_workers, config.ray_address)
+            self.optimizer.register_step_post_hook(lambda *_: self.engine.weights_changed())
         # beta 0 keeps no reference; a LoRA model's reference is itself with adapters off (ref None)
         self.ref = frozen_reference(self.engine, None) if config.beta > 0 else None
+
+    def request(self, step: int, n_prompts: int, round_: int = 0) -> tuple[list[str], SamplingConfig, int, list[dict]]:
+        """What ``sample`` asks the engine for: n_prompts x G prompts, the sampling settings, the seed, the rows."""
+        c = self.config
+        rows = self.rng(step * 101 + round_).sample(self.task.train, min(n_prompts, len(self.task.train)))
+        rows = [r for r in rows for _ in range(c.num_generations)]
+        return ([self.prompt(r) for r in rows], SamplingConfig(c.temperature, c.top_p, c.top_k, c.max_new_tokens),
+                self.seed_for(step) * 7 + round_, rows)
 
     def sample(self, step: int, n_prompts: int, round_: int = 0) -> tuple[Rollout, torch.Tensor, dict]:
         """Sample n_prompts x G completions; returns the rollout, total rewards (B,) and reward metrics."""
         c = self.config
-        rows = self.rng(step * 101 + round_).sample(self.task.train, min(n_prompts, len(self.task.train)))
-        rows = [r for r in rows for _ in range(c.num_generations)]
-        prompts = [self.prompt(r) for r in rows]
+        prompts, sampling, seed, rows = self.request(step, n_prompts, round_)
         self.model.eval()
-        ro = self.engine.generate(prompts, SamplingConfig(c.temperature, c.top_p, c.top_k, c.max_new_tokens),
-                                  seed=self.seed_for(step) * 7 + round_)
+        ro, scores = self.engine.generate_scored(prompts, sampling, seed, self.scorer, rows)
         self.model.train()
-        comps, cols = ro.completions(self.tok), columns(rows)
-        per_fn = torch.tensor([call_reward(f, prompts, comps, cols) for f in self.rewards]).T  # (B, n_fns)
+        per_fn, acc = scores[:, :-1].float(), scores[:, -1].tolist()  # (B, n_fns), (B,)
         lengths = ro.completion_mask.sum(1)
         r = per_fn @ self.weights + overlong_penalty(lengths, c.max_new_tokens, c.overlong_buffer, c.overlong_penalty)
-        acc = call_reward(self.accuracy, prompts, comps, cols)
         m = {"reward": r.mean().item(), "accuracy": sum(acc) / len(acc), "completion_length": lengths.float().mean().item()}
         m |= {f"reward_{getattr(f, '__name__', i)}": per_fn[:, i].mean().item() for i, f in enumerate(self.rewards)}
         return ro, r, m
+
+    def settings(self) -> dict[str, Any]:
+        """``Trainer.settings`` but ``ray_address``: where Ray runs does not change the run."""
+        return {k: v for k, v in super().settings().items() if k != "ray_address"}
+
+    def train(self, steps: int | None = None, resume: bool = False) -> dict[str, float]:
+        """``Trainer.train``; rollout workers (``num_workers`` > 0) are stopped when it returns."""
+        try:
+            return super().train(steps, resume)
+        finally:
+            if self.config.num_workers:
+                self.engine.close()
 
     def logprob_batch(self, ro: Rollout, sl: slice) -> tuple[tuple[torch.Tensor, ...], bool]:
         """The ``Engine.logprobs`` inputs of rollout rows ``sl`` and whether their prompt is shared: a slice of
@@ -160,6 +192,12 @@ class GRPOTrainer(Trainer):
     def train_step(self, step: int) -> dict[str, float]:
         c, g = self.config, self.config.num_generations
         ro, r, m = self.sample(step, c.prompts_per_step)
+        if c.num_workers:  # updates since the weights that sampled this batch; workers lost so far
+            m |= {"staleness": self.engine.version - self.engine.sampled_version,
+                  "worker_restarts": self.engine.restarts}
+            if c.max_staleness and step + 1 < c.total_steps:  # the next batch samples while this one trains
+                prompts, sampling, seed, rows = self.request(step + 1, c.prompts_per_step)
+                self.engine.prefetch(prompts, sampling, seed, self.scorer, rows)
         if c.dynamic_sampling:  # DAPO: keep only groups with reward variance, sample more to refill
             keep = _informative(r, g)
             parts = [(ro, r, keep)]
@@ -194,6 +232,20 @@ class GRPOTrainer(Trainer):
         return m | stats
 
 
+@dataclass
+class RewardScorer:
+    """The score ``Engine.generate_scored`` computes where the completions are made: per completion, every
+    reward function's value and the accuracy, as a (B, n_fns + 1) float64 tensor."""
+
+    rewards: list[RewardFn]
+    accuracy: RewardFn
+
+    def __call__(self, prompts: list[str], completions: list[str], rows: list[dict]) -> torch.Tensor:
+        cols = columns(rows)
+        return torch.tensor([call_reward(f, prompts, completions, cols) for f in (*self.rewards, self.accuracy)],
+                            dtype=torch.float64).T
+
+
 def _informative(r: torch.Tensor, g: int) -> torch.Tensor:
     """Per completion: True where its group's rewards are not all equal."""
     grp = r.view(-1, g)
@@ -203,24 +255,5 @@ def _informative(r: torch.Tensor, g: int) -> torch.Tensor:
 def _select(parts: list[tuple[Rollout, torch.Tensor, torch.Tensor]], limit: int, pad: int,
             ) -> tuple[Rollout, torch.Tensor]:
     """Concatenate the kept rows of several rollouts (padding widths), at most ``limit`` rows."""
-    wp = max(p.prompt_ids.shape[1] for p, *_ in parts)
-    wc = max(p.completion_ids.shape[1] for p, *_ in parts)
-
-    def padl(x, w, v):
-        return torch.nn.functional.pad(x, (w - x.shape[1], 0), value=v)
-
-    def padr(x, w, v):
-        return torch.nn.functional.pad(x, (0, w - x.shape[1]), value=v)
-
-    cols = {"prompt_ids": [], "prompt_mask": [], "completion_ids": [], "completion_mask": [], "logprobs": [],
-            "truncated": []}
-    rs = []
-    for ro, r, keep in parts:
-        cols["prompt_ids"].append(padl(ro.prompt_ids[keep], wp, pad))
-        cols["prompt_mask"].append(padl(ro.prompt_mask[keep], wp, 0))
-        cols["completion_ids"].append(padr(ro.completion_ids[keep], wc, pad))
-        cols["completion_mask"].append(padr(ro.completion_mask[keep], wc, 0))
-        cols["logprobs"].append(padr(ro.logprobs[keep], wc, 0.0))
-        cols["truncated"].append(ro.truncated[keep])
-        rs.append(r[keep])
-    return Rollout(**{k: torch.cat(v)[:limit] for k, v in cols.items()}), torch.cat(rs)[:limit]
+    ro = cat_rollouts([ro.select(keep) for ro, _, keep in parts], pad).select(slice(None, limit))
+    return ro, torch.cat([r[keep] for _, r, keep in parts])[:limit]

@@ -21,7 +21,7 @@ Degeneration", arXiv:1904.09751).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -46,6 +46,28 @@ class Rollout:
         lengths = self.completion_mask.sum(1).tolist()  # the mask is a prefix of each row
         return tok.batch_decode([ids[:n] for ids, n in zip(self.completion_ids.tolist(), lengths)],
                                 skip_special_tokens=True)
+
+    def select(self, rows: torch.Tensor | slice) -> Rollout:
+        """The rollout of some rows (an index, a boolean mask or a slice)."""
+        return Rollout(*(getattr(self, f.name)[rows] for f in fields(self)))
+
+
+def cat_rollouts(parts: list[Rollout], pad: int) -> Rollout:
+    """Rollouts one after another, as one: prompts left padded and completions right padded to the widest
+    (ids with ``pad``, masks and log-probs with 0)."""
+    wp = max(p.prompt_ids.shape[1] for p in parts)
+    wc = max(p.completion_ids.shape[1] for p in parts)
+
+    def left(x: torch.Tensor, value: float) -> torch.Tensor:
+        return torch.nn.functional.pad(x, (wp - x.shape[1], 0), value=value)
+
+    def right(x: torch.Tensor, value: float) -> torch.Tensor:
+        return torch.nn.functional.pad(x, (0, wc - x.shape[1]), value=value)
+
+    return Rollout(torch.cat([left(p.prompt_ids, pad) for p in parts]), torch.cat([left(p.prompt_mask, 0) for p in parts]),
+                   torch.cat([right(p.completion_ids, pad) for p in parts]),
+                   torch.cat([right(p.completion_mask, 0) for p in parts]),
+                   torch.cat([right(p.logprobs, 0.0) for p in parts]), torch.cat([p.truncated for p in parts]))
 
 
 def _filter(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -42,6 +44,17 @@ class Engine(ABC):
         prompts repeated n times. ``grad`` False computes without autograd (a reference model's pass);
         True lets gradients flow into the model's parameters.
         """
+
+    def generate_scored(self, prompts: list[str], sampling: SamplingConfig | None = None, seed: int | None = None,
+                        score: Callable[[list[str], list[str], list], Any] | None = None, extras: list | None = None,
+                        ) -> tuple[Rollout, Any]:
+        """``generate``, then ``score(prompts, completions, extras)`` of the decoded completions (None without
+        ``score``): where the completions are made, so an engine sampling on other machines
+        (``bellman.distributed.RemoteEngine``) scores there too and a slow reward function does not hold up
+        the learner. ``extras`` go with the prompts (a task's rows); ``score`` returns a tensor with one row
+        per prompt."""
+        ro = self.generate(prompts, sampling, seed)
+        return ro, None if score is None else score(prompts, ro.completions(self.tok), extras)
 
 
 def autograd(grad: bool) -> contextlib.AbstractContextManager:
