@@ -18,3 +18,13 @@ def test_oversized_buffers_and_env_counts_are_clear_errors():
     with pytest.raises(ValueError, match=r"n_envs = 1000000000 is invalid; allowed: an int in \[1, 65536\]"):
         PPOConfig(n_envs=10**9)
     assert len(ReplayBuffer(1000, (4,), ())) == 0  # ordinary sizes pass
+
+
+def test_a_decoding_batch_larger_than_memory_is_a_clear_error():
+    from bellman.llm.engine.base import check_decoding_memory
+    from bellman.llm.model import load_model
+    model, _ = load_model("tiny", seed=0)
+    check_decoding_memory(model, 64, 256)  # an ordinary batch passes
+    with pytest.raises(ResourceError, match=r"the KV cache of 100,000,000 sequences of 4,096 tokens needs .* lower "
+                                            r"the number of prompts x completions per batch or max_new_tokens"):
+        check_decoding_memory(model, 10**8, 4096)

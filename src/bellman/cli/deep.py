@@ -31,6 +31,10 @@ def train(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="config change key=value (repeatable)"),
     fast: bool = typer.Option(False, "--fast", help="start from the algorithm's fast preset for ENV (PPO: CartPole-v1)"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in OUT from OUT/checkpoint.pt"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="rollout workers on Ray (sets num_workers; "
+                                          "default: the config's, 0 = in-process)"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="the Ray cluster to join (sets "
+                                              "ray_address: auto, ray://host:port; default: a local Ray)"),
     episodes: int = typer.Option(20, "--episodes", help="evaluation episodes at the end"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
@@ -40,11 +44,14 @@ def train(
 
     cls = algorithm(algo)
     if resume:
-        if set_:
-            raise ValueError("--set cannot change a resumed run; its config is in the checkpoint")
+        if set_ or workers is not None or ray_address is not None:
+            raise ValueError("--set, --workers and --ray-address cannot change a resumed run; its config is in "
+                             "the checkpoint")
         agent = cls.load(out / "checkpoint.pt")
     else:
-        config = cls.config_class.for_env(env, fast=fast, **cls.config_class.parse(set_ or []))
+        changes = cls.config_class.parse(set_ or [])
+        changes |= {k: v for k, v in (("num_workers", workers), ("ray_address", ray_address)) if v is not None}
+        config = cls.config_class.for_env(env, fast=fast, **changes)
         agent = cls(env, config, seed=seed)
     agent.learn(steps, out=out, progress=progress, resume=resume)
     if not resume:

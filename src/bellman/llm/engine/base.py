@@ -62,6 +62,23 @@ def autograd(grad: bool) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext() if grad else torch.inference_mode()
 
 
+def check_decoding_memory(model: PreTrainedModel, batch: int, length: int) -> None:
+    """The KV cache of ``batch`` sequences of ``length`` tokens must fit this machine's memory
+    (``core.resources``): too many prompts x completions is one clear error, not the kernel's kill."""
+    from bellman.core.resources import check_memory
+
+    c = getattr(model, "config", None)
+    layers, heads = getattr(c, "num_hidden_layers", None), getattr(c, "num_attention_heads", None)
+    if not layers or not heads:
+        return
+    kv_heads = getattr(c, "num_key_value_heads", None) or heads
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
+    itemsize = next(model.parameters()).element_size()
+    check_memory(f"the KV cache of {batch:,} sequences of {length:,} tokens",
+                 2 * layers * batch * length * kv_heads * head_dim * itemsize,
+                 "the number of prompts x completions per batch or max_new_tokens")
+
+
 def check_context(model: PreTrainedModel, prompt_tokens: int, new_tokens: int) -> None:
     """A prompt of ``prompt_tokens`` tokens and ``new_tokens`` after it must fit the model's context
     (``max_position_embeddings``): positions past it were never trained, and the numbers are not the model's."""

@@ -15,7 +15,7 @@ import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from bellman.llm.batching import encode_prompts, position_ids
-from bellman.llm.engine.base import Engine, autograd, check_context, check_logprobs_batch
+from bellman.llm.engine.base import Engine, autograd, check_context, check_decoding_memory, check_logprobs_batch
 from bellman.llm.logprobs import completion_logprobs, head_logprobs, plain_head, scatter_logprobs
 from bellman.llm.rollout import Rollout, SamplingConfig, decode
 
@@ -39,6 +39,7 @@ class HFEngine(Engine):
         model's context), and the seeded generator of the draws."""
         prompt_ids, prompt_mask = encode_prompts(self.tok, prompts)
         check_context(self.model, int(prompt_mask.sum(1).max()), new_tokens)
+        check_decoding_memory(self.model, prompt_ids.shape[0], prompt_ids.shape[1] + new_tokens)
         device = next(self.model.parameters()).device
         g = torch.Generator(device=device)
         g.manual_seed(seed if seed is not None else int(torch.randint(2**31, ())))
