@@ -66,7 +66,7 @@ class PPOConfig(AgentConfig):
         "Pendulum-v1": dict(n_envs=4, n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10, ent_coef=0.0,
                             learning_rate=1e-3, clip_eps=0.2),
     }
-    fast_presets = {"CartPole-v1": dict(n_envs=16, n_steps=16, n_epochs=4, learning_rate=3e-3)}
+    fast_presets = {"CartPole-v1": dict(n_envs=16, n_steps=16, batch_size=128, n_epochs=4, learning_rate=3e-3)}
 
     def check(self) -> None:
         super().check()
