@@ -77,9 +77,9 @@ def test_learning_rate_anneals_linearly_to_zero():
 
 def test_fast_preset_is_the_zoo_setting_with_more_envs_and_fewer_epochs():
     zoo, fast = PPOConfig.for_env("CartPole-v1"), PPOConfig.for_env("CartPole-v1", fast=True)
-    assert (fast.n_envs, fast.n_steps, fast.n_epochs, fast.learning_rate) == (16, 16, 4, 3e-3)
-    assert fast.n_envs * fast.n_steps == zoo.n_envs * zoo.n_steps == fast.batch_size  # 256 samples an iteration
-    assert fast.replace(n_envs=8, n_steps=32, n_epochs=20, learning_rate=1e-3) == zoo
+    assert (fast.n_envs, fast.n_steps, fast.batch_size, fast.n_epochs, fast.learning_rate) == (16, 16, 128, 4, 3e-3)
+    assert fast.n_envs * fast.n_steps == zoo.n_envs * zoo.n_steps == zoo.batch_size  # 256 samples an iteration
+    assert fast.replace(n_envs=8, n_steps=32, batch_size=256, n_epochs=20, learning_rate=1e-3) == zoo
     assert PPOConfig.for_env("CartPole-v1", fast=True, n_epochs=6).n_epochs == 6  # explicit changes win
     with pytest.raises(ValueError, match="no fast preset for 'Pendulum-v1'"):
         PPOConfig.for_env("Pendulum-v1", fast=True)
