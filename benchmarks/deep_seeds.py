@@ -21,7 +21,7 @@ import os
 import statistics
 import time
 
-from bellman.deep.cli import algorithm
+from bellman.deep import algorithm
 
 EVAL_EPISODES = 20
 
@@ -67,10 +67,11 @@ def main() -> None:
             agent.learn(args.steps, progress=False)
         else:  # learn's loop, with an evaluation at each multiple of `every` (the evaluation draws no training randomness)
             agent.total_steps = args.steps
-            for mark in range(args.every, args.steps + args.every, args.every):
-                while agent.step < min(mark, args.steps):
-                    agent.train_iteration()
-                curve.append(agent.evaluate(EVAL_EPISODES)[0])
+            with agent.runtime():  # learn's torch settings (torch_threads, flush_denormal)
+                for mark in range(args.every, args.steps + args.every, args.every):
+                    while agent.step < min(mark, args.steps):
+                        agent.train_iteration()
+                    curve.append(agent.evaluate(EVAL_EPISODES)[0])
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         mean, std = agent.evaluate(EVAL_EPISODES)
         returns.append(mean)
