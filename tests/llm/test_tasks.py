@@ -196,3 +196,28 @@ def test_question_prompt_asks_as_a_person_would():
     assert question_prompt({"prompt": "7*8=", "question": "7*8"}) == "What is 7 * 8?"
     assert question_prompt({"prompt": "numbers 1 2 target 3:", "question": "numbers 1 2 target 3"}) == \
         "numbers 1 2 target 3:"
+
+
+def test_get_task_takes_the_digits_of_arithmetic():
+    two = get_task("arithmetic:2", n_train=100, n_test=20)
+    assert all(len(x) == 2 for r in two.train + two.test for x in r["question"].split("+"))
+    mixed = get_task("arithmetic:1-3", n_train=400, n_test=20)
+    assert {len(x) for r in mixed.train for x in r["question"].split("+")} == {1, 2, 3}
+    assert get_task("arithmetic:2-2", n_train=100, n_test=20).train == two.train
+    for bad in ("arithmetic:", "arithmetic:x", "arithmetic:2-", "arithmetic:10"):
+        with pytest.raises(ValueError, match="arithmetic:LO or arithmetic:LO-HI"):
+            get_task(bad)
+    with pytest.raises(ValueError, match="1 <= lo <= hi <= 9"):
+        get_task("arithmetic:3-2")
+
+
+def test_chat_templates_ask_the_question_in_words():
+    from bellman.llm.r1_zero import R1_CHAT, accuracy_reward
+    from bellman.llm.tasks import QUESTION
+    row = {"prompt": "16+22=", "question": "16+22", "answer": "38"}
+    assert QUESTION.prompt(row) == "What is 16 + 22?" and QUESTION.format_reward is None
+    task = arithmetic(n_train=10, n_test=2)
+    assert QUESTION.accuracy_for(task) is arithmetic_reward
+    assert R1_CHAT.prompt(row) == ("What is 16 + 22? Think it through inside <think> </think>, then give only "
+                                   "the number inside <answer> </answer>.")
+    assert R1_CHAT.format_reward is format_reward and R1_CHAT.accuracy_for(task) is accuracy_reward

@@ -34,12 +34,15 @@ app = typer.Typer(help="LLM post-training: SFT, GRPO, R1-Zero (and rm, ppo, dpo)
 console = Console()
 
 ALIASES = {"total_steps": ["--steps"], "learning_rate": ["--lr"]}
-TEMPLATES = {"plain": "bellman.llm.tasks:PLAIN", "r1": "bellman.llm.r1_zero:R1_ZERO"}
+TEMPLATES = {"plain": "bellman.llm.tasks:PLAIN", "question": "bellman.llm.tasks:QUESTION",
+             "r1": "bellman.llm.r1_zero:R1_ZERO", "r1-chat": "bellman.llm.r1_zero:R1_CHAT"}
 
-TASK = typer.Option("arithmetic", help="arithmetic | arithmetic* | countdown | FILE.jsonl")
+TASK = typer.Option("arithmetic", help="arithmetic | arithmetic:LO[-HI] (digits) | arithmetic* | countdown | FILE.jsonl")
 MODEL = typer.Option("tiny", help="tiny (built-in) or a local model directory")
 OUT = typer.Option(..., help="output directory: metrics.csv, tb/, checkpoint.pt, model/, eval.json")
-TEMPLATE = typer.Option("plain", help="prompt template: plain (the task's prompt) or r1 (R1-Zero tags)")
+TEMPLATE = typer.Option("plain", help="prompt template: plain (the task's prompt), question (arithmetic asked in "
+                                      "words, for chat models), r1 (R1-Zero tags) or r1-chat (the tags asked for "
+                                      "in a chat message)")
 PRESET = typer.Option("auto", help="the values of the options left out: tiny (the built-in tiny model's, shown "
                                    "as defaults), default (the published ones), or auto: tiny for --model tiny or "
                                    "a saved tiny model, default for any other model")

@@ -13,7 +13,7 @@ The whole recipe on the built-in tiny model, its synthetic base corpus included,
 
 from __future__ import annotations
 
-from bellman.llm.tasks import Template, arithmetic_reward, format_reward
+from bellman.llm.tasks import Template, arithmetic_reward, format_reward, question_prompt
 
 TEMPLATE = "Reason in <think> </think>, then answer in <answer> </answer>.\n<think>{question}="
 
@@ -31,3 +31,16 @@ def accuracy_reward(prompts: list[str], completions: list[str], answer: list[str
 
 R1_ZERO = Template("r1", prompt, format_reward, {arithmetic_reward: accuracy_reward})
 """The template with its format reward; answers to arithmetic count only inside the <answer> tag."""
+
+CHAT_INSTRUCTION = ("{question} Think it through inside <think> </think>, then give only the number inside "
+                    "<answer> </answer>.")
+
+
+def chat_prompt(row: dict) -> str:
+    """The R1-Zero instruction as a chat model's user message: the question, then the tags to use."""
+    return CHAT_INSTRUCTION.format(question=question_prompt(row))
+
+
+R1_CHAT = Template("r1-chat", chat_prompt, format_reward, {arithmetic_reward: accuracy_reward})
+"""R1-Zero's tags and rewards for a chat model (rendered with its chat template): the question asked in
+words, the think / answer tags requested in the message instead of opened in the prompt."""

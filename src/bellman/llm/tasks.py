@@ -392,6 +392,10 @@ def question_prompt(row: dict) -> str:
     return row["prompt"]
 
 
+QUESTION = Template("question", question_prompt)
+"""Arithmetic asked as a chat model is asked it ("What is 16 + 22?"); other tasks keep their prompt."""
+
+
 def countdown(n_numbers: int = 3, max_number: int = 20, n_train: int = 2000, n_test: int = 200,
               seed: int = 0) -> Task:
     """Countdown: reach ``target`` with ``numbers`` (each once) using + - * /; ``answer`` is one solution."""
@@ -457,13 +461,22 @@ def from_jsonl(path: str | Path, test_fraction: float = 0.1, seed: int = 0) -> T
 
 
 def get_task(name: str, seed: int = 0, n_train: int = 2000, n_test: int = 200) -> Task:
-    """``arithmetic`` (2-3 digit addition), ``arithmetic*`` (multiplication), ``countdown`` or a JSONL path."""
+    """``arithmetic`` (2-3 digit addition; ``arithmetic:2`` 2-digit, ``arithmetic:2-3`` 2 to 3 digits),
+    ``arithmetic*`` (multiplication), ``countdown`` or a JSONL path."""
     if name == "arithmetic":
         return arithmetic(seed=seed, n_train=n_train, n_test=n_test)
+    if name.startswith("arithmetic:"):
+        m = re.fullmatch(r"arithmetic:(\d)(?:-(\d))?", name)
+        if m is None:
+            raise ValueError(f"task {name!r}: the digits are given as arithmetic:LO or arithmetic:LO-HI with "
+                             "1 <= LO <= HI <= 9, e.g. arithmetic:2 or arithmetic:2-3")
+        lo = int(m[1])
+        return arithmetic(digits=(lo, int(m[2] or lo)), seed=seed, n_train=n_train, n_test=n_test)
     if name == "arithmetic*":
         return arithmetic(digits=(1, 2), op="*", seed=seed, n_train=n_train, n_test=n_test)
     if name == "countdown":
         return countdown(seed=seed, n_train=n_train, n_test=n_test)
     if name.endswith(".jsonl"):
         return from_jsonl(name, seed=seed)
-    raise ValueError(f"unknown task {name!r}; use arithmetic, arithmetic*, countdown or a FILE.jsonl")
+    raise ValueError(f"unknown task {name!r}; use arithmetic, arithmetic:LO[-HI], arithmetic*, countdown or a "
+                     "FILE.jsonl")
