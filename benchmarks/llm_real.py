@@ -1,108 +1,110 @@
-"""Learning on a real model: SmolLM2-135M-Instruct on 2-digit addition asked as chat ("What is 16 + 22?"), through
-the trainers and the built-in rewards (the final number of the reply, or its answer tag / boxed answer).
+"""Learning on a real model: SmolLM2-135M-Instruct on addition asked as chat ("What is 16 + 22?"), through the
+command line (`bellman llm grpo | dpo | rm | ppo`) and the built-in rewards (the reply's answer tag, boxed
+answer or final number).
 
-    python benchmarks/llm_real.py grpo            # held-out greedy accuracy before -> after GRPO
+    python benchmarks/llm_real.py grpo              # 2-digit sums: held-out greedy accuracy before -> after
     python benchmarks/llm_real.py grpo --digits 2 3
-    python benchmarks/llm_real.py r1              # R1-Zero tags in the chat prompt: format reward before -> after
-    python benchmarks/llm_real.py dpo             # DPO on the model's own correct-vs-wrong samples
+    python benchmarks/llm_real.py r1                # R1-Zero tags asked in the chat message: format reward
+    python benchmarks/llm_real.py dpo               # DPO on the model's own correct-vs-wrong samples
+    python benchmarks/llm_real.py ppo               # a reward model on those pairs, then PPO-RLHF against it
+    python benchmarks/llm_real.py all
 
-Fixed seeds; float32 on the CPU. Each prints eval.json (accuracy / format before and after), the wall time and
-the load average, and writes runs/real_<kind>/ (metrics.csv, eval.json; the model is not kept).
+Each prints the command it runs, the wall time, the load average, eval.json (held-out accuracy / format
+reward before and after) and the training reward per tenth of the run from metrics.csv. Fixed seeds;
+float32 on the CPU; one torch thread (``--threads``). Runs go to runs/real_<kind>/.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
+import shlex
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from bellman.llm.model import load_model  # noqa: E402
-from bellman.llm.tasks import arithmetic, format_reward, question_prompt  # noqa: E402
-
-SMOLLM2 = Path(os.environ.get("BELLMAN_SMOLLM2", Path(__file__).resolve().parents[1] / "models/smollm2-135m-instruct"))
-R1_CHAT = ("{question} Think it through inside <think> </think>, then give only the number inside "
-           "<answer> </answer>.")
+ROOT = Path(__file__).resolve().parents[1]
+SMOLLM2 = Path(os.environ.get("BELLMAN_SMOLLM2", ROOT / "models/smollm2-135m-instruct"))
+BELLMAN = [str(Path(sys.executable).parent / "bellman")]
 
 
-def r1_prompt(row: dict) -> str:
-    """The R1-Zero instruction as a chat question: reason in <think>, answer in <answer>."""
-    return R1_CHAT.format(question=question_prompt(row))
-
-
-def r1_accuracy(prompts, completions, answer, **_):
-    """The arithmetic reward on completions that use the answer tag (R1-Zero's accuracy reward)."""
-    from bellman.llm.r1_zero import accuracy_reward
-    return accuracy_reward(prompts, completions, answer)
-
-
-def task(args):
+def common(args) -> list[str]:
+    """The options every run shares: the model, the task, the held-out evaluation, no progress bar."""
     lo, hi = args.digits
-    return arithmetic(digits=(lo, hi), n_train=2000, n_test=args.eval_rows, seed=0)
+    return ["--model", str(SMOLLM2), "--task", f"arithmetic:{lo}-{hi}", "--eval-rows", str(args.eval_rows),
+            "--eval-max-new-tokens", str(args.new_tokens), "--checkpoint-every", "100000", "--seed", "0",
+            "--no-progress"]
 
 
-def grpo(args, out: Path) -> dict:
-    from bellman.llm.grpo import GRPOConfig, GRPOTrainer
-    model, tok = load_model(SMOLLM2)
-    r1 = args.kind == "r1"
-    cfg = GRPOConfig(total_steps=args.steps, learning_rate=args.lr, num_generations=args.generations,
-                     prompts_per_step=args.prompts, max_new_tokens=args.new_tokens, beta=args.beta,
-                     temperature=1.0, eval_rows=args.eval_rows, eval_max_new_tokens=args.new_tokens,
-                     checkpoint_every=10_000, seed=0, progress=False, loss_type=args.loss_type)
-    t = task(args)
-    if r1:
-        trainer = GRPOTrainer(model, tok, t, cfg, rewards=[format_reward, r1_accuracy], prompt_fn=r1_prompt,
-                              accuracy=r1_accuracy, format_fn=format_reward)
-    else:
-        trainer = GRPOTrainer(model, tok, t, cfg, prompt_fn=question_prompt)
-    return run(trainer, out)
+def grpo(args, out: Path, template: str = "question") -> list[list[str]]:
+    return [BELLMAN + ["llm", "grpo", "--out", str(out), "--template", template, *common(args),
+                       "--steps", str(args.steps), "--lr", str(args.lr), "--prompts-per-step", str(args.prompts),
+                       "--generations", str(args.generations), "--max-new-tokens", str(args.new_tokens),
+                       "--beta", str(args.beta), "--temperature", "1.0"]]
 
 
-def run(trainer, out: Path) -> dict:
-    """Train in memory (no 540 MB weights or 1.6 GB checkpoints written); write the per-step metrics and
-    eval.json to ``out``."""
-    result = trainer.train()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "eval.json").write_text(json.dumps(result, indent=2))
-    (out / "history.json").write_text(json.dumps(trainer.history))
-    for k in ("reward", "accuracy", "reward_format_reward", "pref_accuracy"):
-        if k in trainer.history[0]:
-            v = [h[k] for h in trainer.history]
-            tenth = max(1, len(v) // 10)
-            print(f"{k} per tenth of the run: " + " ".join(f"{sum(v[i:i + tenth]) / len(v[i:i + tenth]):.2f}"
-                                                            for i in range(0, len(v), tenth)), flush=True)
-    return result
+def pairs_options(args) -> list[str]:
+    return ["--template", "question", "--prompts", str(args.pair_prompts), "--generations", str(args.generations),
+            "--max-new-tokens", str(args.new_tokens), "--temperature", "1.0"]
 
 
-def dpo(args, out: Path) -> dict:
-    from bellman.llm.dpo import DPOConfig, DPOTrainer
-    from bellman.llm.pairs import sample_preference_pairs
-    from bellman.llm.rollout import SamplingConfig
-    model, tok = load_model(SMOLLM2)
-    t = task(args)
+def dpo(args, out: Path) -> list[list[str]]:
+    return [BELLMAN + ["llm", "dpo", "--out", str(out), *common(args), *pairs_options(args),
+                       "--steps", str(args.steps), "--lr", str(args.lr), "--batch-size", str(args.prompts),
+                       "--beta", "0.1"]]
+
+
+def ppo(args, out: Path) -> list[list[str]]:
+    rm = out / "rm"
+    return [BELLMAN + ["llm", "rm", "--out", str(rm), *common(args), *pairs_options(args),
+                       "--steps", str(args.rm_steps), "--lr", "1e-5", "--batch-size", "16"],
+            BELLMAN + ["llm", "ppo", "--out", str(out / "ppo"), "--template", "question", *common(args),
+                       "--reward-model", str(rm / "model"), "--steps", str(args.steps), "--lr", str(args.lr),
+                       "--batch-size", str(args.prompts * args.generations),
+                       "--max-new-tokens", str(args.new_tokens)]]
+
+
+KINDS = {"grpo": grpo, "r1": lambda a, o: grpo(a, o, "r1-chat"), "dpo": dpo, "ppo": ppo}
+
+
+def per_tenth(path: Path) -> str:
+    """Each reward column of metrics.csv, averaged over tenths of the run."""
+    rows = list(csv.DictReader(path.open()))
+    lines = []
+    for k in [k for k in rows[0] if k.startswith("reward") or k in ("accuracy", "pref_accuracy", "score")]:
+        v = [float(r[k]) for r in rows if r.get(k) not in (None, "")]
+        if not v:
+            continue
+        tenth = max(1, len(v) // 10)
+        lines.append(f"{k} per tenth of the run: " + " ".join(
+            f"{sum(v[i:i + tenth]) / len(v[i:i + tenth]):.2f}" for i in range(0, len(v), tenth)))
+    return "\n".join(lines)
+
+
+def run(kind: str, args) -> dict:
+    out = ROOT / "runs" / f"real_{kind}"
+    shutil.rmtree(out, ignore_errors=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT / "src")}
     t0 = time.perf_counter()
-    pairs = sample_preference_pairs(model, tok, t.train[:args.pair_prompts], t.rewards, args.generations,
-                                    SamplingConfig(temperature=1.0, max_new_tokens=args.new_tokens), seed=0,
-                                    prompt_fn=question_prompt)
-    print(f"{len(pairs)} pairs from {args.pair_prompts} prompts x {args.generations} in "
-          f"{time.perf_counter() - t0:.0f} s", flush=True)
-    cfg = DPOConfig(total_steps=args.steps, learning_rate=args.lr, beta=0.1, batch_size=args.prompts,
-                    eval_rows=args.eval_rows, eval_max_new_tokens=args.new_tokens, checkpoint_every=10_000, seed=0,
-                    progress=False)
-    trainer = DPOTrainer(model, tok, t, cfg, pairs, prompt_fn=question_prompt)
-    return run(trainer, out)
+    for cmd in KINDS[kind](args, out):
+        print("$ " + shlex.join(["bellman", *cmd[len(BELLMAN):]]), flush=True)
+        subprocess.run(cmd, check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    final = out / "ppo" if kind == "ppo" else out
+    result = {"kind": kind, "digits": list(args.digits), **json.loads((final / "eval.json").read_text()),
+              "wall_s": round(wall), "load": os.getloadavg()}
+    print(json.dumps(result), flush=True)
+    print(per_tenth(final / "metrics.csv"), flush=True)
+    return result
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("kind", choices=["grpo", "r1", "dpo"])
+    ap.add_argument("kind", choices=[*KINDS, "all"])
     ap.add_argument("--digits", type=int, nargs=2, default=(2, 2))
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--lr", type=float, default=1e-5)
@@ -110,18 +112,15 @@ def main() -> None:
     ap.add_argument("--generations", type=int, default=8)
     ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument("--beta", type=float, default=0.0)
-    ap.add_argument("--loss-type", default="grpo")
     ap.add_argument("--eval-rows", type=int, default=100)
-    ap.add_argument("--pair-prompts", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--pair-prompts", type=int, default=64, help="DPO / reward model: prompts sampled for pairs")
+    ap.add_argument("--rm-steps", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    out = Path("runs") / f"real_{args.kind}"
-    shutil.rmtree(out, ignore_errors=True)
-    t0 = time.perf_counter()
-    result = (dpo if args.kind == "dpo" else grpo)(args, out)
-    print(json.dumps(result), flush=True)
-    print(f"{args.kind}: {time.perf_counter() - t0:.0f} s wall, load average {os.getloadavg()}", flush=True)
+    if not (SMOLLM2 / "model.safetensors").is_file():
+        sys.exit(f"SmolLM2-135M-Instruct is not at {SMOLLM2}; install it with `make smollm2`")
+    for kind in (KINDS if args.kind == "all" else [args.kind]):
+        run(kind, args)
 
 
 if __name__ == "__main__":
