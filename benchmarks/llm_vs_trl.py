@@ -1,7 +1,10 @@
-"""bellman vs TRL on CPU: GRPO and DPO throughput on the same tiny model, task, batch and lengths.
+"""bellman vs TRL on CPU: GRPO and DPO throughput on the same model, task, batch and lengths.
 
 Both libraries train the built-in tiny Llama (saved with save_pretrained to a temp dir and loaded from
-there by TRL) in one process, with the same settings: GRPO with P prompts x G generations per step,
+there by TRL), or with ``--model DIR`` a real one (SmolLM2-135M-Instruct: ``--model
+models/smollm2-135m-instruct``, asked "What is 16 + 22?" as a chat user message on both sides: bellman
+renders it with the tokenizer's chat template, TRL gets conversational prompts), in one process, with the
+same settings: GRPO with P prompts x G generations per step,
 max_new_tokens completion tokens, temperature 1, beta, one update per batch, "grpo" loss aggregation;
 DPO with B pairs per step, beta 0.1, sigmoid loss. Gradient checkpointing off and float32 on both sides.
 The timed part is the training loop (TRL's ``trainer.train()``, bellman's ``trainer.train()`` with
@@ -17,6 +20,14 @@ the repeated prompts.
     .venv/bin/python benchmarks/llm_vs_trl.py --steps 10 --repeats 3
     .venv/bin/python benchmarks/llm_vs_trl.py --only grpo --steps 20 --repeats 1 --phases
     .venv/bin/python benchmarks/llm_vs_trl.py --kernels --steps 0
+    .venv/bin/python benchmarks/llm_vs_trl.py --model models/smollm2-135m-instruct --prompts 8 --generations 8 \
+        --max-new-tokens 64 --steps 3 --repeats 1 --bound
+
+``--bound`` prints a GRPO step's compute bound beside its time: the floating-point operations of the
+step's matrix products (the decoder's linear maps and attention over every position, the output head at
+completion positions only; each prompt once; sampling, the policy's forward and backward, the reference's
+forward when beta > 0) divided by this machine's matrix-multiply throughput, measured here with
+``torch.mm`` at the same thread count on a training-sized product (2048 x d by d x 4d).
 """
 
 from __future__ import annotations
@@ -40,9 +51,35 @@ def tiny_dir(root: Path) -> Path:
     return root / "tiny"
 
 
-def arithmetic_rows(n: int) -> list[dict]:
+def arithmetic_rows(n: int, digits: tuple[int, int] = (2, 3)) -> list[dict]:
     from bellman.llm.tasks import arithmetic
-    return arithmetic(digits=(2, 3), n_train=n, n_test=8, seed=0).train
+    return arithmetic(digits=digits, n_train=n, n_test=8, seed=0).train
+
+
+def chat(a) -> bool:
+    """True for a real chat model: prompts are asked as a user message ("What is 16 + 22?")."""
+    return a.model != "tiny"
+
+
+def question(row: dict, a) -> str:
+    from bellman.llm.tasks import question_prompt
+    return question_prompt(row) if chat(a) else row["prompt"]
+
+
+def trl_prompt(row: dict, a):
+    """TRL's prompt for a row: a conversational one (a list of messages) for a chat model."""
+    return [{"role": "user", "content": question(row, a)}] if chat(a) else row["prompt"]
+
+
+def text_of(completion) -> str:
+    """A TRL completion as text: conversational completions are lists of messages."""
+    return completion[-1]["content"] if isinstance(completion, list) else completion
+
+
+def arithmetic_reward(prompts, completions, answer, **_):
+    """The built-in arithmetic reward on TRL's completions, conversational or not."""
+    from bellman.llm.tasks import arithmetic_reward as reward
+    return reward(prompts, [text_of(c) for c in completions], answer)
 
 
 def bellman_grpo(path: Path, rows: list[dict], a) -> tuple[float, float]:
@@ -54,7 +91,7 @@ def bellman_grpo(path: Path, rows: list[dict], a) -> tuple[float, float]:
     cfg = GRPOConfig(total_steps=a.steps, learning_rate=1e-5, num_generations=a.generations,
                      prompts_per_step=a.prompts, beta=a.beta, loss_type="grpo", temperature=1.0,
                      max_new_tokens=a.max_new_tokens, eval_rows=1, eval_max_new_tokens=1, progress=False)
-    trainer = GRPOTrainer(model, tok, task, cfg)
+    trainer = GRPOTrainer(model, tok, task, cfg, prompt_fn=lambda r: question(r, a))
     t = time.perf_counter()
     trainer.train()
     dt = time.perf_counter() - t
@@ -66,8 +103,6 @@ def trl_grpo(path: Path, rows: list[dict], a) -> tuple[float, float]:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
-
-    from bellman.llm.tasks import arithmetic_reward
     batch = a.prompts * a.generations
     args = GRPOConfig(output_dir=str(path.parent / "trl_grpo"), max_steps=a.steps, learning_rate=1e-5,
                       per_device_train_batch_size=batch, num_generations=a.generations,
@@ -77,7 +112,8 @@ def trl_grpo(path: Path, rows: list[dict], a) -> tuple[float, float]:
                       disable_tqdm=True, seed=0)
     model = AutoModelForCausalLM.from_pretrained(path)
     trainer = GRPOTrainer(model=model, reward_funcs=arithmetic_reward, args=args,
-                          train_dataset=Dataset.from_list([{"prompt": r["prompt"], "answer": r["answer"]} for r in rows]),
+                          train_dataset=Dataset.from_list([{"prompt": trl_prompt(r, a), "answer": r["answer"]}
+                                                          for r in rows]),
                           processing_class=AutoTokenizer.from_pretrained(path))
     trainer.remove_callback(PrinterCallback)
     t = time.perf_counter()
@@ -85,6 +121,54 @@ def trl_grpo(path: Path, rows: list[dict], a) -> tuple[float, float]:
     dt = time.perf_counter() - t
     lengths = [h["completions/mean_length"] for h in trainer.state.log_history if "completions/mean_length" in h]
     return dt, sum(lengths) / len(lengths)
+
+
+def matmul_throughput(d: int, repeats: int = 10) -> float:
+    """FLOP/s of ``torch.mm`` on a training-sized product, (2048 x d) by (d x 4d), best of ``repeats``."""
+    x, w = torch.randn(2048, d), torch.randn(d, 4 * d)
+    torch.mm(x, w)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        torch.mm(x, w)
+        best = min(best, time.perf_counter() - t)
+    return 2 * 2048 * d * 4 * d / best
+
+
+def step_flops(path: Path, rows: list[dict], a, completion_length: float) -> dict[str, float]:
+    """Floating-point operations of one GRPO step's matrix products, by part: sampling (each prompt's
+    prefill once, then every completion token), the policy's log-prob forward, its backward (twice the
+    forward) and the reference's forward (beta > 0). Linear maps cost 2 x weights per position, the output
+    head only at completion positions, attention 4 x (query width) x (keys) per position and layer."""
+    from bellman.llm.chat import has_chat_template, render_prompt
+    from bellman.llm.model import load_model
+    model, tok = load_model(path)
+    head = model.get_output_embeddings()
+    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head)
+    cfg = model.config
+    width = cfg.num_attention_heads * getattr(cfg, "head_dim", cfg.hidden_size // cfg.num_attention_heads)
+    layers = cfg.num_hidden_layers
+    texts = [render_prompt(tok, question(r, a), has_chat_template(tok)) for r in rows[:a.prompts]]
+    lp = sum(len(tok(t, add_special_tokens=False).input_ids) for t in texts) / len(texts)
+    lc, p, n = completion_length, a.prompts, a.prompts * a.generations
+    attention = lambda first, count: 4 * width * layers * count * (first + (count + 1) / 2)  # noqa: E731
+    prefill = p * (2 * linear * lp + attention(0, lp))
+    completions = n * (2 * (linear + head.weight.numel()) * lc + attention(lp, lc))
+    forward = prefill + completions
+    return {"sampling": forward, "log-prob forward (policy)": forward, "backward": 2 * forward,
+            "log-prob forward (reference)": forward if a.beta > 0 else 0.0}
+
+
+def print_bound(path: Path, rows: list[dict], a, side: str, seconds: float, length: float) -> None:
+    """A GRPO step's time beside its compute bound at this machine's measured matrix-multiply rate."""
+    from bellman.llm.model import load_model
+    d = load_model(path)[0].config.hidden_size
+    rate = matmul_throughput(d)
+    flops = step_flops(path, rows, a, length)
+    bound = sum(flops.values()) / rate
+    parts = ", ".join(f"{k} {1000 * v / rate:.0f} ms" for k, v in flops.items() if v)
+    print(f"  {side:8s} step {seconds:6.2f} s, compute bound {bound:6.2f} s ({seconds / bound:.2f}x the bound; "
+          f"{sum(flops.values()) / 1e12:.2f} TFLOP at {rate / 1e9:.0f} GFLOP/s: {parts})")
 
 
 def timed_calls(targets: dict[str, tuple[object, str]], run) -> dict[str, list[float]]:
@@ -152,7 +236,7 @@ def kernels(path: Path, rows: list[dict], a) -> None:
     p_ids, p_mask = encode_prompts(tok, prompts)
     gen_cfg = GenerationConfig(do_sample=True, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=a.max_new_tokens,
                                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    pairs = preference_pairs(rows[:a.pairs])
+    pairs = preference_pairs(rows[:a.pairs], a)
     dpo_p = encode_prompts(tok, [x["prompt"] for x in pairs])
     dpo_c = encode_completions(tok, [x[side] for x in pairs for side in ("chosen", "rejected")])
     dpo_p2 = tuple(t.repeat_interleave(2, 0) for t in dpo_p)
@@ -197,10 +281,27 @@ def kernels(path: Path, rows: list[dict], a) -> None:
         print(f"{name:70s} min {1000 * ts[0]:6.1f}  median {1000 * ts[len(ts) // 2]:6.1f} ms")
 
 
-def preference_pairs(rows: list[dict]) -> list[dict[str, str]]:
-    """Correct answer (chosen) against an off-by-one-digit answer (rejected)."""
-    return [{"prompt": r["prompt"], "chosen": r["answer"], "rejected": str(int(r["answer"]) + 10 ** (i % 3))}
-            for i, r in enumerate(rows)]
+def preference_pairs(rows: list[dict], a=None) -> list[dict[str, str]]:
+    """Correct answer (chosen) against an off-by-one-digit answer (rejected); with a chat model the prompt
+    is the question and the answers are the replies "16 + 22 = 38" / "16 + 22 = 48"."""
+    pairs = []
+    for i, r in enumerate(rows):
+        wrong = str(int(r["answer"]) + 10 ** (i % 3))
+        if a is not None and chat(a):
+            q = r["question"].replace("+", " + ")
+            pairs.append({"prompt": question(r, a), "chosen": f"{q} = {r['answer']}", "rejected": f"{q} = {wrong}"})
+        else:
+            pairs.append({"prompt": r["prompt"], "chosen": r["answer"], "rejected": wrong})
+    return pairs
+
+
+def trl_pairs(pairs: list[dict], a) -> list[dict]:
+    """The pairs as TRL's conversational preference data for a chat model."""
+    if not chat(a):
+        return pairs
+    return [{"prompt": [{"role": "user", "content": x["prompt"]}],
+             "chosen": [{"role": "assistant", "content": x["chosen"]}],
+             "rejected": [{"role": "assistant", "content": x["rejected"]}]} for x in pairs]
 
 
 def bellman_dpo(path: Path, pairs: list[dict], a) -> float:
@@ -227,7 +328,8 @@ def trl_dpo(path: Path, pairs: list[dict], a) -> float:
                      gradient_checkpointing=False, report_to="none", save_strategy="no", logging_steps=1,
                      disable_tqdm=True, seed=0)
     trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(path), args=args,
-                         train_dataset=Dataset.from_list(pairs), processing_class=AutoTokenizer.from_pretrained(path))
+                         train_dataset=Dataset.from_list(trl_pairs(pairs, a)),
+                         processing_class=AutoTokenizer.from_pretrained(path))
     trainer.remove_callback(PrinterCallback)
     t = time.perf_counter()
     trainer.train()
@@ -247,6 +349,8 @@ def main() -> None:
     p.add_argument("--only", choices=["grpo", "dpo"], default=None)
     p.add_argument("--phases", action="store_true", help="also time the parts of a GRPO step on both sides")
     p.add_argument("--kernels", action="store_true", help="time decoding and DPO forward variants alone")
+    p.add_argument("--model", default="tiny", help="tiny (the built-in model) or a model directory")
+    p.add_argument("--bound", action="store_true", help="print a GRPO step's compute bound beside its time")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     warnings.filterwarnings("ignore")
@@ -257,9 +361,9 @@ def main() -> None:
     transformers.utils.logging.disable_progress_bar()
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = tiny_dir(Path(tmp))
-        rows = arithmetic_rows(512)
-        print(f"tiny Llama from {path} | {a.threads} torch thread(s) | {a.steps} steps, best of {a.repeats} | "
+        path = tiny_dir(Path(tmp)) if a.model == "tiny" else Path(a.model)
+        rows = arithmetic_rows(512, (2, 3) if a.model == "tiny" else (2, 2))
+        print(f"{'tiny Llama' if a.model == 'tiny' else 'model'} from {path} | {a.threads} torch thread(s) | {a.steps} steps, best of {a.repeats} | "
               f"load average {os.getloadavg()[0]:.1f}")
         if a.kernels:
             kernels(path, rows, a)
@@ -275,10 +379,13 @@ def main() -> None:
             print(f"  TRL      {n / t_trl:8.1f} completions/s  ({t_trl:6.1f} s, mean length {l_trl:.1f})")
             print(f"  bellman  {n / t_bel:8.1f} completions/s  ({t_bel:6.1f} s, mean length {l_bel:.1f})")
             print(f"  ratio bellman / TRL: {t_trl / t_bel:.2f}x")
+            if a.bound:
+                print_bound(path, rows, a, "TRL", t_trl / a.steps, l_trl)
+                print_bound(path, rows, a, "bellman", t_bel / a.steps, l_bel)
             if a.phases:
                 grpo_phases(path, rows, a)
         if a.steps and a.only in (None, "dpo"):
-            pairs = preference_pairs(rows)
+            pairs = preference_pairs(rows, a)
             n = a.steps * a.pairs * 2
             times = {"trl": [], "bellman": []}
             for _ in range(a.repeats):
