@@ -38,7 +38,7 @@ TEMPLATES = {"plain": "bellman.llm.tasks:PLAIN", "question": "bellman.llm.tasks:
              "r1": "bellman.llm.r1_zero:R1_ZERO", "r1-chat": "bellman.llm.r1_zero:R1_CHAT"}
 
 TASK = typer.Option("arithmetic", help="arithmetic | arithmetic:LO[-HI] (digits) | arithmetic* | countdown | FILE.jsonl")
-MODEL = typer.Option("tiny", help="tiny (built-in) or a local model directory")
+MODEL = typer.Option("tiny", help="tiny (built-in), a local model directory or a .gguf file")
 OUT = typer.Option(..., help="output directory: metrics.csv, tb/, checkpoint.pt, model/, eval.json")
 TEMPLATE = typer.Option("plain", help="prompt template: plain (the task's prompt), question (arithmetic asked in "
                                       "words, for chat models), r1 (R1-Zero tags) or r1-chat (the tags asked for "
