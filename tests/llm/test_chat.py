@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 
 from bellman.llm.chat import render_prompt, uses_chat
 from bellman.llm.grpo import GRPOConfig, GRPOTrainer
@@ -99,3 +98,14 @@ def test_smollm2_reads_a_chat_prompt_and_the_reward_reads_its_answer(smollm2):
     said = reply.removeprefix("16 + 22 = ").split()[0].rstrip(".")
     assert arithmetic_reward([text], [reply], answer=[said]) == [1.0]
     assert arithmetic_reward([text], [reply], answer=[str(int(said) + 1)]) == [0.0]
+
+
+def test_a_final_assistant_message_opens_the_reply(smollm2):
+    """R1-Zero's reply opened with <think> under SmolLM2's template: no end of turn after it, no new turn."""
+    from bellman.llm.r1_zero import R1_CHAT
+    _, tok = smollm2
+    row = {"prompt": "16+22=", "question": "16+22", "answer": "38"}
+    text = render_prompt(tok, R1_CHAT.prompt(row), True)
+    assert text.endswith("<|im_start|>user\nWhat is 16 + 22? Think it through inside <think> </think>, then give "
+                         "only the number inside <answer> </answer>.<|im_end|>\n<|im_start|>assistant\n<think>")
+    assert text.count("<|im_start|>assistant") == 1

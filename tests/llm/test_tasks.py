@@ -218,6 +218,8 @@ def test_chat_templates_ask_the_question_in_words():
     assert QUESTION.prompt(row) == "What is 16 + 22?" and QUESTION.format_reward is None
     task = arithmetic(n_train=10, n_test=2)
     assert QUESTION.accuracy_for(task) is arithmetic_reward
-    assert R1_CHAT.prompt(row) == ("What is 16 + 22? Think it through inside <think> </think>, then give only "
-                                   "the number inside <answer> </answer>.")
+    assert R1_CHAT.prompt(row) == [
+        {"role": "user", "content": "What is 16 + 22? Think it through inside <think> </think>, then give only "
+                                    "the number inside <answer> </answer>."},
+        {"role": "assistant", "content": "<think>"}]
     assert R1_CHAT.format_reward is format_reward and R1_CHAT.accuracy_for(task) is accuracy_reward

@@ -57,7 +57,8 @@ def check_messages(prompt: object) -> list[dict[str, str]]:
 
 def render_prompt(tok: PreTrainedTokenizerBase, prompt: Prompt, chat: bool) -> str:
     """The text of ``prompt`` the model reads: through the chat template with the generation prompt when
-    ``chat``, else the string itself (a list of messages then is an error)."""
+    ``chat``, else the string itself (a list of messages then is an error). Messages that end with an
+    assistant message are rendered with that reply open, for the model to continue."""
     if isinstance(prompt, str) and not chat:
         return prompt
     messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else check_messages(prompt)
@@ -65,7 +66,10 @@ def render_prompt(tok: PreTrainedTokenizerBase, prompt: Prompt, chat: bool) -> s
         raise ValueError("a prompt given as chat messages needs a tokenizer with a chat template (and "
                          "chat_template not False)")
     try:
-        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        # a final assistant message is the start of the reply, continued by the model (as in TRL)
+        reply_started = messages[-1]["role"] == "assistant"
+        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=not reply_started,
+                                       continue_final_message=reply_started)
     except Exception as e:  # a template is a user-supplied Jinja program: any error it raises is its own
         raise ValueError(f"the tokenizer's chat template failed on {str(messages)[:200]}: {type(e).__name__}: "
                          f"{e}; fix the template, or set chat_template=False to use plain prompts") from None

@@ -36,11 +36,13 @@ CHAT_INSTRUCTION = ("{question} Think it through inside <think> </think>, then g
                     "<answer> </answer>.")
 
 
-def chat_prompt(row: dict) -> str:
-    """The R1-Zero instruction as a chat model's user message: the question, then the tags to use."""
-    return CHAT_INSTRUCTION.format(question=question_prompt(row))
+def chat_prompt(row: dict) -> list[dict[str, str]]:
+    """The R1-Zero instruction as a chat model's user message (the question, then the tags to use), and its
+    reply opened with ``<think>``, as R1-Zero's prompt opens it."""
+    return [{"role": "user", "content": CHAT_INSTRUCTION.format(question=question_prompt(row))},
+            {"role": "assistant", "content": "<think>"}]
 
 
 R1_CHAT = Template("r1-chat", chat_prompt, format_reward, {arithmetic_reward: accuracy_reward})
 """R1-Zero's tags and rewards for a chat model (rendered with its chat template): the question asked in
-words, the think / answer tags requested in the message instead of opened in the prompt."""
+words with the tags requested, the reply opened with <think>."""
