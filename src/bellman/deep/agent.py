@@ -250,6 +250,7 @@ class Agent:
     config_class: ClassVar[type[AgentConfig]] = AgentConfig
     action_spaces: ClassVar[tuple[type[spaces.Space], ...]] = (spaces.Discrete, spaces.Box)
     rollout_modules: ClassVar[tuple[str, ...]] = ()  # the networks `sample` acts with (sent to rollout workers)
+    counters: ClassVar[tuple[str, ...]] = ()  # int attributes a checkpoint holds (e.g. updates taken so far)
 
     def __init__(self, env: EnvSource, config: AgentConfig | dict[str, Any] | None = None, seed: int = 0, *,
                  worker: int | None = None):
@@ -425,7 +426,7 @@ class Agent:
         start, t_last, step_last = time.perf_counter(), time.perf_counter(), self.step
         self._new_episodes.clear()
         sums: dict[str, float] = {}
-        n_iter = 0
+        counts: dict[str, int] = {}  # iterations that reported each scalar (some report one only now and then)
         with Metrics(out, start_step=self.step) as metrics_log, \
                 Progress(self.total_steps, self.step, progress, unit="env step") as bar:
             while self.step < self.total_steps:
@@ -435,8 +436,7 @@ class Agent:
                     if not math.isfinite(v):
                         raise NonFiniteError(f"{type(self).__name__}: {k} became {v} at step {self.step}; "
                                              f"lower the learning rate or check the environment's rewards")
-                    sums[k] = sums.get(k, 0.0) + float(v)
-                n_iter += 1
+                    sums[k], counts[k] = sums.get(k, 0.0) + float(v), counts.get(k, 0) + 1
                 recent = {"return": float(np.mean(list(self.recent_returns)[-20:]))} if self.recent_returns else {}
                 bar.advance(self.step - before, **recent)
                 if self.step // log_every > step_last // log_every or self.step >= self.total_steps:
@@ -446,12 +446,12 @@ class Agent:
                         "step": self.step,
                         "episodic_return": float(np.mean([r for r, _ in episodes])) if episodes else math.nan,
                         "episode_length": float(np.mean([n for _, n in episodes])) if episodes else math.nan,
-                        **{k: v / n_iter for k, v in sums.items()},
+                        **{k: v / counts[k] for k, v in sums.items()},
                         "steps_per_second": (self.step - step_last) / max(now - t_last, 1e-9),
                         "time": now - start,
                         **({"worker_restarts": self.worker_restarts} if self.config.num_workers else {})})
                     self._new_episodes = []
-                    sums, n_iter, t_last, step_last = {}, 0, now, self.step
+                    sums, counts, t_last, step_last = {}, {}, now, self.step
                 if ckpt is not None and (self.step >= next_ckpt or self.step >= self.total_steps):
                     self.save(ckpt, keep_previous=True)
                     next_ckpt = self.step + every
@@ -511,6 +511,7 @@ class Agent:
             "rng": rng_state(self.rng),
             "loop": {"obs": self.obs, "prev_done": self._prev_done, "ep_return": self._ep_return,
                      "ep_length": self._ep_length, "recent_returns": list(self.recent_returns)},
+            "counters": {k: int(getattr(self, k)) for k in self.counters},
             **({"workers": self._workers.states() if self._workers is not None else self._worker_states,
                 "worker_restarts": self.worker_restarts} if self.config.num_workers else {}),
         }, path, keep_previous=keep_previous)
@@ -564,6 +565,8 @@ class Agent:
         for k, state in payload["state"].items():
             getattr(self, k).load_state_dict(state)
         self.step, self.total_steps = payload["step"], payload["total_steps"]
+        for k, v in payload.get("counters", {}).items():
+            setattr(self, k, int(v))
         loop, envs = payload["loop"], payload["envs"]
         if not envs["opaque"]:
             env_state.restore(self.envs, envs)
