@@ -49,6 +49,9 @@ resets that copy. `env_step` marks such rows `valid=False` (not a transition: ze
 ignored); store or skip them accordingly. For a valid row, `next_obs` is the true next observation, also
 at the end of an episode, so a truncated episode can bootstrap from v(next_obs).
 
+With `normalize_obs` / `normalize_reward` the vector env is wrapped in Gymnasium's normalisation wrappers
+(`bellman.deep.normalize`): self.obs and the rewards of `env_step` are normalised, episode returns are not.
+
 Checkpoints hold every public attribute that has `state_dict` / `load_state_dict` (networks, optimisers,
 buffers, schedulers), the RNG states (python, numpy, torch), the environments' state as plain data with
 their RNGs (`bellman.deep.env_state`, so training continues exactly as if never interrupted), the loop
@@ -82,7 +85,7 @@ from bellman.core.progress import Progress
 from bellman.core.run import RunDir
 from bellman.core.seeding import (check_seed, eval_seed, rng_state, seed_everything, set_rng_state, torch_threads,
                                   worker_seed)
-from bellman.deep import env_state
+from bellman.deep import env_state, normalize
 from bellman.deep.nets import ACTIVATIONS, obs_to_tensor
 
 EnvSource = str | gym.Env | Callable[[], gym.Env]
@@ -120,6 +123,11 @@ class AgentConfig(Config):
     ray_address: str | None = field(None, "the Ray cluster of the rollout workers: 'auto' (the one this machine "
                                           "belongs to) or 'ray://host:port'; None: RAY_ADDRESS if set, else a "
                                           "local Ray with this machine's CPUs")
+    normalize_obs: bool = field(False, "normalise observations by their running mean and variance "
+                                       "(gymnasium.wrappers.vector.NormalizeObservation; checkpointed, frozen in "
+                                       "evaluate and predict)")
+    normalize_reward: bool = field(False, "divide rewards by the running std of the discounted return "
+                                          "(gymnasium.wrappers.vector.NormalizeReward with gamma; checkpointed)")
 
     fast_presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
@@ -141,6 +149,9 @@ class AgentConfig(Config):
                          f"a multiple of num_workers = {self.num_workers} (or set envs_per_worker)")
         self.require(self.ray_address is None or self.ray_address.strip() != "", "ray_address",
                      "None, 'auto' or 'ray://host:port'")
+        if self.normalize_obs or self.normalize_reward:
+            self.require(self.num_workers == 0, "num_workers", "0 with normalize_obs or normalize_reward (the "
+                                                               "running statistics live in this process)")
 
     @classmethod
     def for_env(cls, env_id: str | None, fast: bool = False, **changes: Any) -> AgentConfig:
@@ -268,7 +279,8 @@ class Agent:
         self.rng = np.random.default_rng(self.seed)
         self.env_source = env
         n_envs = config.n_envs if worker is None else config.n_envs // config.num_workers
-        self.envs = make_vec_env(env, n_envs, config.vectorized)
+        self.envs, self.obs_rms, self.return_rms, self._raw_reward = normalize.wrap(
+            make_vec_env(env, n_envs, config.vectorized), config.normalize_obs, config.normalize_reward, config.gamma)
         self.observation_space = self.envs.single_observation_space
         self.action_space = self.envs.single_action_space
         if not isinstance(self.action_space, self.action_spaces):
@@ -343,7 +355,8 @@ class Agent:
         next_obs, reward, terminated, truncated, _ = self.envs.step(env_action)
         valid = ~self._prev_done if active is None else ~self._prev_done & active
         done = terminated | truncated
-        self._ep_return += np.where(valid, reward, 0.0)
+        raw = reward if self._raw_reward is None else self._raw_reward.reward  # episode returns in the env's reward
+        self._ep_return += np.where(valid, raw, 0.0)
         self._ep_length += valid
         for i in np.flatnonzero(done & valid):
             self.recent_returns.append(float(self._ep_return[i]))
@@ -459,13 +472,16 @@ class Agent:
 
     # ---- using a trained agent -------------------------------------------------------------------
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """Action(s) for one observation or a batch (Box actions clipped to the bounds)."""
+        """Action(s) for one raw observation or a batch (Box actions clipped to the bounds); with normalize_obs
+        the observations are normalised with the training statistics, which this does not change."""
         obs = np.asarray(obs)
         single_shape = self.observation_space.shape or ()
         single = obs.shape == tuple(single_shape)
         if not single and obs.shape[1:] != tuple(single_shape):
             raise ValueError(f"obs must have shape {tuple(single_shape)} or (batch, *{tuple(single_shape)}), "
                              f"got {obs.shape}")
+        if self.obs_rms is not None:
+            obs = self.obs_rms.normalize(obs)  # the training statistics, frozen
         with torch.inference_mode():
             action = self.act(self.encode(obs[None] if single else obs), deterministic).cpu().numpy()
         if isinstance(self.action_space, spaces.Box):
@@ -474,7 +490,8 @@ class Agent:
 
     def evaluate(self, episodes: int = 20, deterministic: bool = True) -> tuple[float, float]:
         """Mean and standard deviation of the return over `episodes` fresh episodes, one per env copy,
-        seeded from the agent's seed (the same agent gives the same numbers every call)."""
+        seeded from the agent's seed (the same agent gives the same numbers every call). Returns are in the
+        env's own reward; observations are normalised by `predict` (statistics frozen)."""
         episodes = check_int("episodes", episodes)
         if episodes > MAX_ENVS:
             raise ValueError(f"episodes must be at most {MAX_ENVS} (one env copy each), got {episodes}")
