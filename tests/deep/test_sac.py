@@ -95,6 +95,6 @@ def test_sac_config_errors():
 
 def test_sac_learns_pendulum_quickly():
     config = SACConfig(hidden=(64, 64), learning_starts=1000, batch_size=128, gamma=0.98, learning_rate=1e-3)
-    agent = SAC("Pendulum-v1", config, seed=0).learn(8_000, progress=False)
+    agent = SAC("Pendulum-v1", config, seed=0).learn(8_000, progress=False)  # seeds 1, 2: -193, -167
     mean, _ = agent.evaluate(episodes=10)
     assert mean > -400  # random torques score about -1200; swinging up and holding about -150

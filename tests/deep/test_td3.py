@@ -88,6 +88,6 @@ def test_td3_config_errors():
 
 def test_td3_learns_pendulum_quickly():
     config = TD3Config(hidden=(64, 64), learning_starts=1000, batch_size=128, gamma=0.98)
-    agent = TD3("Pendulum-v1", config, seed=0).learn(8_000, progress=False)
+    agent = TD3("Pendulum-v1", config, seed=1).learn(10_000, progress=False)  # seeds 0, 2: -299, -186
     mean, _ = agent.evaluate(episodes=10)
     assert mean > -400  # random torques score about -1200; swinging up and holding about -150

@@ -154,11 +154,17 @@ class AgentConfig(Config):
                                                                "running statistics live in this process)")
 
     @classmethod
-    def for_env(cls, env_id: str | None, fast: bool = False, **changes: Any) -> AgentConfig:
+    def for_env(cls, env_id: str | None, fast: bool = False, zoo: bool = False, **changes: Any) -> AgentConfig:
         """The defaults, then the tuned preset for `env_id` if there is one, then (with `fast`) the class's
-        quicker setting for it from `fast_presets`, then `changes`."""
-        if not isinstance(fast, bool):
-            raise TypeError(f"fast must be a bool, got {fast!r}")
+        quicker setting for it from `fast_presets`, then `changes`. With `zoo`, rl-baselines3-zoo's setting
+        for `env_id` read from the rl_zoo3 package (`bellman.deep.zoo`) replaces bellman's presets."""
+        if not isinstance(fast, bool) or not isinstance(zoo, bool):
+            raise TypeError(f"fast and zoo must be bools, got {fast!r} and {zoo!r}")
+        if zoo:
+            if fast:
+                raise ValueError("fast and zoo are two different presets; choose one")
+            from bellman.deep.zoo import zoo_preset
+            return cls.from_dict({**zoo_preset(cls, env_id or "").changes, **changes})
         if fast and (env_id or "") not in cls.fast_presets:
             have = ", ".join(sorted(cls.fast_presets)) or "none"
             raise ValueError(f"{cls.__name__} has no fast preset for {env_id!r}; it has one for: {have}")
@@ -176,6 +182,7 @@ class ReplayConfig(AgentConfig):
     tau: float = field(0.005, "target-network update rate (1 copies)")
     train_freq: int = field(1, "env steps between training phases")
     gradient_steps: int = field(1, "updates per training phase")
+    anneal_lr: bool = field(False, "decay the learning rate linearly to 0 over the run (the zoo's lin_ rates)")
 
     def check(self) -> None:
         super().check()

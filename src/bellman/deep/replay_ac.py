@@ -7,7 +7,7 @@ rescaled to the env's bounds [low, high] only when the env is stepped. Each `tra
     1. step the n_envs copies train_freq // n_envs times (at least once) with `explore()`: uniform random
        actions for the first `learning_starts` env steps, then the algorithm's `behaviour()` actions;
        store each valid transition (s, a, r, s', terminated) in the replay buffer;
-    2. once learning has started, take `gradient_steps` updates, each on a uniform minibatch
+    2. once learning has started (learning rates annealed with anneal_lr), take `gradient_steps` updates, each on a uniform minibatch
        (`gradient_step`, the algorithm's own).
 
 A truncated episode (time limit) is stored as not terminated, so its target bootstraps from s'.
@@ -108,6 +108,10 @@ class ReplayActorCritic(Agent):
             self.observe(t)
         if self.step < c.learning_starts:
             return {}
+        if c.anneal_lr:  # every optimiser's rate, as Stable-Baselines3's schedule does
+            for opt in (v for v in vars(self).values() if isinstance(v, torch.optim.Optimizer)):
+                for group in opt.param_groups:
+                    group["lr"] = c.learning_rate * self.progress_remaining
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         for _ in range(c.gradient_steps):
