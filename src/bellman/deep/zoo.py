@@ -78,7 +78,7 @@ def zoo_preset(config_class: type, env_id: str, strict: bool = True) -> ZooPrese
     entries = zoo_entries(algo)
     entry = env_id
     if entry not in entries and env_id.endswith("-v5") and env_id[:-1] + "4" in entries:
-        entry = env_id[:-1] + "4"  # the zoo tunes MuJoCo on -v4 (the same models and rewards as -v5)
+        entry = env_id[:-1] + "4"  # the zoo tunes MuJoCo on -v4; -v5 is the same task with v4's bugs fixed
     if entry not in entries or entry == "default":
         envs = sorted(k for k in entries if k != "default")
         close = difflib.get_close_matches(env_id, envs, n=3)
