@@ -51,7 +51,7 @@ class SACConfig(ReplayConfig):
     hidden: tuple[int, ...] = (256, 256)
     activation: str = "relu"
     ent_coef: str = field("auto", "the temperature alpha: 'auto' (learned from 1), 'auto_X' (learned from X) or "
-                                  "a fixed number")
+                                  "a fixed number given as text ('0.1')")
     target_entropy: float | None = field(None, "H_target of the learned temperature (None: -dim(A))")
     target_update_interval: int = field(1, "gradient steps between target-network updates")
 
