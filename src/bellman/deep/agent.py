@@ -158,8 +158,9 @@ class AgentConfig(Config):
         """The defaults, then the tuned preset for `env_id` if there is one, then (with `fast`) the class's
         quicker setting for it from `fast_presets`, then `changes`. With `zoo`, rl-baselines3-zoo's setting
         for `env_id` read from the rl_zoo3 package (`bellman.deep.zoo`) replaces bellman's presets."""
-        if not isinstance(fast, bool) or not isinstance(zoo, bool):
-            raise TypeError(f"fast and zoo must be bools, got {fast!r} and {zoo!r}")
+        for name, flag in (("fast", fast), ("zoo", zoo)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {flag!r}")
         if zoo:
             if fast:
                 raise ValueError("fast and zoo are two different presets; choose one")
