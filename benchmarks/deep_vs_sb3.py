@@ -93,6 +93,51 @@ def sb3_ddpg(env_id: str, steps: int, seed: int):
     return model.learn(steps)
 
 
+def zoo_sb3_kwargs(algo: str, env_id: str, n_actions: int) -> tuple[int, dict]:
+    """SB3 keyword arguments from rl-baselines3-zoo's own entry (rl_zoo3/hyperparams/<algo>.yml), as the zoo's
+    ExpManager builds them: noise_type / noise_std become a NormalActionNoise, policy_kwargs is evaluated with
+    torch.nn in scope, lin_X a linear schedule; returns (n_envs, kwargs)."""
+    import numpy as np
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    from bellman.deep import SACConfig, TD3Config
+    from bellman.deep.zoo import zoo_entries, zoo_preset
+    entry = zoo_entries(algo)[zoo_preset({"td3": TD3Config, "sac": SACConfig}[algo], env_id).entry]
+    kwargs = {k: v for k, v in entry.items() if k not in ("n_timesteps", "policy", "n_envs", "normalize")}
+    if "noise_type" in kwargs:
+        assert kwargs.pop("noise_type") == "normal"
+        std = kwargs.pop("noise_std")
+        kwargs["action_noise"] = NormalActionNoise(np.zeros(n_actions), std * np.ones(n_actions))
+    if "policy_kwargs" in kwargs:
+        kwargs["policy_kwargs"] = eval(kwargs["policy_kwargs"], {"nn": torch.nn, "dict": dict})  # the zoo's own way
+    for key in ("learning_rate",):
+        if isinstance(kwargs.get(key), str) and kwargs[key].startswith("lin_"):
+            x = float(kwargs[key][4:])
+            kwargs[key] = lambda f, x=x: x * f
+    return int(entry.get("n_envs", 1)), kwargs
+
+
+def bellman_zoo(cls_name: str):
+    def run(env_id: str, steps: int, seed: int, overrides: dict):
+        import bellman.deep as deep
+        cls = getattr(deep, cls_name)
+        config = cls.config_class.for_env(env_id, zoo=True, flush_denormal=True, **overrides)
+        return cls(env_id, config, seed=seed).learn(steps, progress=False)
+    return run
+
+
+def sb3_zoo(algo: str):
+    def run(env_id: str, steps: int, seed: int):
+        import stable_baselines3
+        from stable_baselines3.common.env_util import make_vec_env
+        n_actions = int(gym.make(env_id).action_space.shape[0])
+        n_envs, kwargs = zoo_sb3_kwargs(algo, env_id, n_actions)
+        model = getattr(stable_baselines3, algo.upper())("MlpPolicy", make_vec_env(env_id, n_envs=n_envs, seed=seed),
+                                                          seed=seed, device="cpu", **kwargs)
+        return model.learn(steps)
+    return run
+
+
 CASES: dict[str, Case] = {
     # PPOConfig.for_env("CartPole-v1", fast=True): 16 envs x 16 steps, 4 epochs at lr 3e-3 (1,560 gradient
     # steps instead of 7,800), the same 100k samples
@@ -102,6 +147,9 @@ CASES: dict[str, Case] = {
     "dqn": Case("CartPole-v1", 100_000, bellman_dqn, sb3_dqn,
                 own=("bellman preset", dict(learning_rate=1e-3, anneal_lr=True, exploration_final_eps=0.1))),
     "ddpg": Case("Pendulum-v1", 20_000, bellman_ddpg, sb3_ddpg),
+    # both sides with rl-baselines3-zoo's td3.yml / sac.yml entry, read from the rl_zoo3 package
+    "td3": Case("Pendulum-v1", 20_000, bellman_zoo("TD3"), sb3_zoo("td3")),
+    "sac": Case("Pendulum-v1", 20_000, bellman_zoo("SAC"), sb3_zoo("sac")),
 }
 
 

@@ -25,11 +25,14 @@ def _write_eval(agent: Any, out: Path, episodes: int) -> dict[str, float]:
 def train(
     algo: str = typer.Argument(..., help="one of: " + ", ".join(ALGORITHMS)),
     env: str = typer.Option("CartPole-v1", "--env", help="a Gymnasium env id"),
-    steps: int = typer.Option(100_000, "--steps", help="total environment steps"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="total environment steps (default: the zoo's "
+                                        "n_timesteps with --zoo, else 100000)"),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(Path("runs/run"), "--out", help="folder for metrics, checkpoint and eval.json"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="config change key=value (repeatable)"),
     fast: bool = typer.Option(False, "--fast", help="start from the algorithm's fast preset for ENV (PPO: CartPole-v1)"),
+    zoo: bool = typer.Option(False, "--zoo", help="start from rl-baselines3-zoo's tuned setting for ENV, read from "
+                             "the rl_zoo3 package (pip install --no-deps rl_zoo3)"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in OUT from OUT/checkpoint.pt"),
     workers: Optional[int] = typer.Option(None, "--workers", help="rollout workers on Ray (sets num_workers; "
                                           "default: the config's, 0 = in-process)"),
@@ -51,8 +54,11 @@ def train(
     else:
         changes = cls.config_class.parse(set_ or [])
         changes |= {k: v for k, v in (("num_workers", workers), ("ray_address", ray_address)) if v is not None}
-        config = cls.config_class.for_env(env, fast=fast, **changes)
+        config = cls.config_class.for_env(env, fast=fast, zoo=zoo, **changes)
         agent = cls(env, config, seed=seed)
+    if steps is None:
+        from bellman.deep.zoo import zoo_preset
+        steps = (zoo_preset(cls.config_class, env).n_timesteps if zoo and not resume else None) or 100_000
     agent.learn(steps, out=out, progress=progress, resume=resume)
     if not resume:
         (out / "config.json").write_text(json.dumps(

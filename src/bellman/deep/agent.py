@@ -49,6 +49,9 @@ resets that copy. `env_step` marks such rows `valid=False` (not a transition: ze
 ignored); store or skip them accordingly. For a valid row, `next_obs` is the true next observation, also
 at the end of an episode, so a truncated episode can bootstrap from v(next_obs).
 
+With `normalize_obs` / `normalize_reward` the vector env is wrapped in Gymnasium's normalisation wrappers
+(`bellman.deep.normalize`): self.obs and the rewards of `env_step` are normalised, episode returns are not.
+
 Checkpoints hold every public attribute that has `state_dict` / `load_state_dict` (networks, optimisers,
 buffers, schedulers), the RNG states (python, numpy, torch), the environments' state as plain data with
 their RNGs (`bellman.deep.env_state`, so training continues exactly as if never interrupted), the loop
@@ -82,7 +85,7 @@ from bellman.core.progress import Progress
 from bellman.core.run import RunDir
 from bellman.core.seeding import (check_seed, eval_seed, rng_state, seed_everything, set_rng_state, torch_threads,
                                   worker_seed)
-from bellman.deep import env_state
+from bellman.deep import env_state, normalize
 from bellman.deep.nets import ACTIVATIONS, obs_to_tensor
 
 EnvSource = str | gym.Env | Callable[[], gym.Env]
@@ -120,6 +123,11 @@ class AgentConfig(Config):
     ray_address: str | None = field(None, "the Ray cluster of the rollout workers: 'auto' (the one this machine "
                                           "belongs to) or 'ray://host:port'; None: RAY_ADDRESS if set, else a "
                                           "local Ray with this machine's CPUs")
+    normalize_obs: bool = field(False, "normalise observations by their running mean and variance "
+                                       "(gymnasium.wrappers.vector.NormalizeObservation; checkpointed, frozen in "
+                                       "evaluate and predict)")
+    normalize_reward: bool = field(False, "divide rewards by the running std of the discounted return "
+                                          "(gymnasium.wrappers.vector.NormalizeReward with gamma; checkpointed)")
 
     fast_presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
@@ -141,13 +149,23 @@ class AgentConfig(Config):
                          f"a multiple of num_workers = {self.num_workers} (or set envs_per_worker)")
         self.require(self.ray_address is None or self.ray_address.strip() != "", "ray_address",
                      "None, 'auto' or 'ray://host:port'")
+        if self.normalize_obs or self.normalize_reward:
+            self.require(self.num_workers == 0, "num_workers", "0 with normalize_obs or normalize_reward (the "
+                                                               "running statistics live in this process)")
 
     @classmethod
-    def for_env(cls, env_id: str | None, fast: bool = False, **changes: Any) -> AgentConfig:
+    def for_env(cls, env_id: str | None, fast: bool = False, zoo: bool = False, **changes: Any) -> AgentConfig:
         """The defaults, then the tuned preset for `env_id` if there is one, then (with `fast`) the class's
-        quicker setting for it from `fast_presets`, then `changes`."""
-        if not isinstance(fast, bool):
-            raise TypeError(f"fast must be a bool, got {fast!r}")
+        quicker setting for it from `fast_presets`, then `changes`. With `zoo`, rl-baselines3-zoo's setting
+        for `env_id` read from the rl_zoo3 package (`bellman.deep.zoo`) replaces bellman's presets."""
+        for name, flag in (("fast", fast), ("zoo", zoo)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {flag!r}")
+        if zoo:
+            if fast:
+                raise ValueError("fast and zoo are two different presets; choose one")
+            from bellman.deep.zoo import zoo_preset
+            return cls.from_dict({**zoo_preset(cls, env_id or "").changes, **changes})
         if fast and (env_id or "") not in cls.fast_presets:
             have = ", ".join(sorted(cls.fast_presets)) or "none"
             raise ValueError(f"{cls.__name__} has no fast preset for {env_id!r}; it has one for: {have}")
@@ -165,6 +183,7 @@ class ReplayConfig(AgentConfig):
     tau: float = field(0.005, "target-network update rate (1 copies)")
     train_freq: int = field(1, "env steps between training phases")
     gradient_steps: int = field(1, "updates per training phase")
+    anneal_lr: bool = field(False, "decay the learning rate linearly to 0 over the run (the zoo's lin_ rates)")
 
     def check(self) -> None:
         super().check()
@@ -250,6 +269,7 @@ class Agent:
     config_class: ClassVar[type[AgentConfig]] = AgentConfig
     action_spaces: ClassVar[tuple[type[spaces.Space], ...]] = (spaces.Discrete, spaces.Box)
     rollout_modules: ClassVar[tuple[str, ...]] = ()  # the networks `sample` acts with (sent to rollout workers)
+    counters: ClassVar[tuple[str, ...]] = ()  # int attributes a checkpoint holds (e.g. updates taken so far)
 
     def __init__(self, env: EnvSource, config: AgentConfig | dict[str, Any] | None = None, seed: int = 0, *,
                  worker: int | None = None):
@@ -267,7 +287,8 @@ class Agent:
         self.rng = np.random.default_rng(self.seed)
         self.env_source = env
         n_envs = config.n_envs if worker is None else config.n_envs // config.num_workers
-        self.envs = make_vec_env(env, n_envs, config.vectorized)
+        self.envs, self.obs_rms, self.return_rms, self._raw_reward = normalize.wrap(
+            make_vec_env(env, n_envs, config.vectorized), config.normalize_obs, config.normalize_reward, config.gamma)
         self.observation_space = self.envs.single_observation_space
         self.action_space = self.envs.single_action_space
         if not isinstance(self.action_space, self.action_spaces):
@@ -342,7 +363,8 @@ class Agent:
         next_obs, reward, terminated, truncated, _ = self.envs.step(env_action)
         valid = ~self._prev_done if active is None else ~self._prev_done & active
         done = terminated | truncated
-        self._ep_return += np.where(valid, reward, 0.0)
+        raw = reward if self._raw_reward is None else self._raw_reward.reward  # episode returns in the env's reward
+        self._ep_return += np.where(valid, raw, 0.0)
         self._ep_length += valid
         for i in np.flatnonzero(done & valid):
             self.recent_returns.append(float(self._ep_return[i]))
@@ -425,7 +447,7 @@ class Agent:
         start, t_last, step_last = time.perf_counter(), time.perf_counter(), self.step
         self._new_episodes.clear()
         sums: dict[str, float] = {}
-        n_iter = 0
+        counts: dict[str, int] = {}  # iterations that reported each scalar (some report one only now and then)
         with Metrics(out, start_step=self.step) as metrics_log, \
                 Progress(self.total_steps, self.step, progress, unit="env step") as bar:
             while self.step < self.total_steps:
@@ -435,8 +457,7 @@ class Agent:
                     if not math.isfinite(v):
                         raise NonFiniteError(f"{type(self).__name__}: {k} became {v} at step {self.step}; "
                                              f"lower the learning rate or check the environment's rewards")
-                    sums[k] = sums.get(k, 0.0) + float(v)
-                n_iter += 1
+                    sums[k], counts[k] = sums.get(k, 0.0) + float(v), counts.get(k, 0) + 1
                 recent = {"return": float(np.mean(list(self.recent_returns)[-20:]))} if self.recent_returns else {}
                 bar.advance(self.step - before, **recent)
                 if self.step // log_every > step_last // log_every or self.step >= self.total_steps:
@@ -446,12 +467,12 @@ class Agent:
                         "step": self.step,
                         "episodic_return": float(np.mean([r for r, _ in episodes])) if episodes else math.nan,
                         "episode_length": float(np.mean([n for _, n in episodes])) if episodes else math.nan,
-                        **{k: v / n_iter for k, v in sums.items()},
+                        **{k: v / counts[k] for k, v in sums.items()},
                         "steps_per_second": (self.step - step_last) / max(now - t_last, 1e-9),
                         "time": now - start,
                         **({"worker_restarts": self.worker_restarts} if self.config.num_workers else {})})
                     self._new_episodes = []
-                    sums, n_iter, t_last, step_last = {}, 0, now, self.step
+                    sums, counts, t_last, step_last = {}, {}, now, self.step
                 if ckpt is not None and (self.step >= next_ckpt or self.step >= self.total_steps):
                     self.save(ckpt, keep_previous=True)
                     next_ckpt = self.step + every
@@ -459,13 +480,16 @@ class Agent:
 
     # ---- using a trained agent -------------------------------------------------------------------
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """Action(s) for one observation or a batch (Box actions clipped to the bounds)."""
+        """Action(s) for one raw observation or a batch (Box actions clipped to the bounds); with normalize_obs
+        the observations are normalised with the training statistics, which this does not change."""
         obs = np.asarray(obs)
         single_shape = self.observation_space.shape or ()
         single = obs.shape == tuple(single_shape)
         if not single and obs.shape[1:] != tuple(single_shape):
             raise ValueError(f"obs must have shape {tuple(single_shape)} or (batch, *{tuple(single_shape)}), "
                              f"got {obs.shape}")
+        if self.obs_rms is not None:
+            obs = self.obs_rms.normalize(obs)  # the training statistics, frozen
         with torch.inference_mode():
             action = self.act(self.encode(obs[None] if single else obs), deterministic).cpu().numpy()
         if isinstance(self.action_space, spaces.Box):
@@ -474,7 +498,8 @@ class Agent:
 
     def evaluate(self, episodes: int = 20, deterministic: bool = True) -> tuple[float, float]:
         """Mean and standard deviation of the return over `episodes` fresh episodes, one per env copy,
-        seeded from the agent's seed (the same agent gives the same numbers every call)."""
+        seeded from the agent's seed (the same agent gives the same numbers every call). Returns are in the
+        env's own reward; observations are normalised by `predict` (statistics frozen)."""
         episodes = check_int("episodes", episodes)
         if episodes > MAX_ENVS:
             raise ValueError(f"episodes must be at most {MAX_ENVS} (one env copy each), got {episodes}")
@@ -511,6 +536,7 @@ class Agent:
             "rng": rng_state(self.rng),
             "loop": {"obs": self.obs, "prev_done": self._prev_done, "ep_return": self._ep_return,
                      "ep_length": self._ep_length, "recent_returns": list(self.recent_returns)},
+            "counters": {k: int(getattr(self, k)) for k in self.counters},
             **({"workers": self._workers.states() if self._workers is not None else self._worker_states,
                 "worker_restarts": self.worker_restarts} if self.config.num_workers else {}),
         }, path, keep_previous=keep_previous)
@@ -564,6 +590,8 @@ class Agent:
         for k, state in payload["state"].items():
             getattr(self, k).load_state_dict(state)
         self.step, self.total_steps = payload["step"], payload["total_steps"]
+        for k, v in payload.get("counters", {}).items():
+            setattr(self, k, int(v))
         loop, envs = payload["loop"], payload["envs"]
         if not envs["opaque"]:
             env_state.restore(self.envs, envs)

@@ -23,13 +23,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from gymnasium import spaces
-from torch import nn
 
 from bellman.core.config import field
-from bellman.deep.agent import Agent, ReplayConfig
-from bellman.deep.buffers import ReplayBuffer
-from bellman.deep.nets import mlp, obs_dim
+from bellman.deep.agent import ReplayConfig, Transition
+from bellman.deep.replay_ac import Critic, DeterministicActor, ReplayActorCritic
 from bellman.deep.targets import polyak_update, td_target
 
 
@@ -84,57 +81,23 @@ class OrnsteinUhlenbeckNoise:
         self.x = np.array(state["x"], dtype=np.float64)
 
 
-class Actor(nn.Module):
-    """mu(s; theta) in [-1, 1]^d (tanh); the agent rescales it to the action bounds."""
-
-    def __init__(self, observation_space: spaces.Space, action_dim: int, hidden: tuple[int, ...], activation: str):
-        super().__init__()
-        self.net = mlp(obs_dim(observation_space), hidden, action_dim, activation, out_gain=0.01)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.net(obs))
+Actor = DeterministicActor  # mu(s; theta) in [-1, 1]^d, orthogonal initialisation (head gain 0.01)
 
 
-class Critic(nn.Module):
-    """q(s, a; w) for an action scaled to [-1, 1]^d."""
-
-    def __init__(self, observation_space: spaces.Space, action_dim: int, hidden: tuple[int, ...], activation: str):
-        super().__init__()
-        self.net = mlp(obs_dim(observation_space) + action_dim, hidden, 1, activation, out_gain=1.0)
-
-    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1)
-
-
-class DDPG(Agent):
-    """DDPG for Box (continuous) action spaces."""
+class DDPG(ReplayActorCritic):
+    """DDPG for Box (continuous) action spaces (the loop: `bellman.deep.replay_ac`)."""
 
     config_class = DDPGConfig
-    action_spaces = (spaces.Box,)
 
-    def setup(self) -> None:
+    def build(self) -> None:
         c = self.config
-        low, high = self.action_space.low, self.action_space.high
-        if not (np.isfinite(low).all() and np.isfinite(high).all()):
-            raise ValueError(f"DDPG needs a bounded action space, got {self.action_space}")
-        self.action_dim = int(np.prod(self.action_space.shape))
-        self.low = torch.as_tensor(low.reshape(-1), dtype=torch.float32)
-        self.high = torch.as_tensor(high.reshape(-1), dtype=torch.float32)
         self.mu = Actor(self.observation_space, self.action_dim, c.hidden, c.activation)
         self.q = Critic(self.observation_space, self.action_dim, c.hidden, c.activation)
         self.mu_target = copy.deepcopy(self.mu).requires_grad_(False)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.mu_optimizer = torch.optim.Adam(self.mu.parameters(), lr=c.learning_rate, fused=True)
         self.q_optimizer = torch.optim.Adam(self.q.parameters(), lr=c.learning_rate, fused=True)
-        discrete_obs = isinstance(self.observation_space, spaces.Discrete)
-        # actions are stored scaled to [-1, 1]
-        self.buffer = ReplayBuffer(c.buffer_size, self.observation_space.shape, (self.action_dim,), np.float32,
-                                   np.int64 if discrete_obs else np.float32)
         self.ou_noise = OrnsteinUhlenbeckNoise((c.n_envs, self.action_dim), c.noise_std, c.ou_theta, c.ou_dt)
-
-    def scale_up(self, a: torch.Tensor) -> torch.Tensor:
-        """[-1, 1] -> [low, high]."""
-        return self.low + (a + 1.0) * 0.5 * (self.high - self.low)
 
     def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         a = self.mu(obs)
@@ -143,47 +106,34 @@ class DDPG(Agent):
             a = (a + torch.as_tensor(noise, dtype=torch.float32)).clamp(-1.0, 1.0)
         return self.scale_up(a).reshape(-1, *self.action_space.shape)
 
-    def explore(self) -> np.ndarray:
-        """A batch of exploratory actions in [-1, 1]: uniform before learning_starts, else mu(s) + noise."""
+    def behaviour(self) -> np.ndarray:
+        """mu(s) + noise (Gaussian or OU), clipped to [-1, 1]."""
         c = self.config
-        if self.step < c.learning_starts:
-            return self.rng.uniform(-1.0, 1.0, size=(c.n_envs, self.action_dim))
         with torch.inference_mode():
             a = self.mu(self.encode(self.obs)).numpy()
         noise = self.ou_noise(self.rng) if c.noise == "ou" else self.rng.normal(0.0, c.noise_std, size=a.shape)
         return np.clip(a + noise, -1.0, 1.0)
 
-    def train_iteration(self) -> dict[str, float]:
+    def observe(self, t: Transition) -> None:
+        self.ou_noise.reset(t.terminated | t.truncated)
+
+    def gradient_step(self, obs: torch.Tensor, a: torch.Tensor, r: torch.Tensor, next_obs: torch.Tensor,
+                      terminated: torch.Tensor) -> dict[str, float]:
         c = self.config
-        for _ in range(max(1, c.train_freq // c.n_envs)):
-            a = self.explore()
-            t = self.env_step(self.scale_up(torch.as_tensor(a, dtype=torch.float32)).numpy()
-                              .reshape(c.n_envs, *self.action_space.shape))
-            self.buffer.add(t.obs, a, t.reward, t.next_obs, t.terminated, t.valid)
-            self.ou_noise.reset(t.terminated | t.truncated)
-        if self.step < c.learning_starts:
-            return {}
-        q_losses, mu_losses = [], []
-        for _ in range(c.gradient_steps):
-            batch = self.buffer.sample(c.batch_size, self.rng)
-            obs, next_obs, a = self.encode(batch["obs"].numpy()), self.encode(batch["next_obs"].numpy()), batch["actions"]
-            with torch.no_grad():
-                q_next = self.q_target(next_obs, self.mu_target(next_obs))
-                target = td_target(batch["rewards"], batch["terminated"], q_next, c.gamma)
-            q_loss = F.mse_loss(self.q(obs, a), target)
-            self.q_optimizer.zero_grad(set_to_none=True)
-            q_loss.backward()
-            self.q_optimizer.step()
+        with torch.no_grad():
+            target = td_target(r, terminated, self.q_target(next_obs, self.mu_target(next_obs)), c.gamma)
+        q_loss = F.mse_loss(self.q(obs, a), target)
+        self.q_optimizer.zero_grad(set_to_none=True)
+        q_loss.backward()
+        self.q_optimizer.step()
 
-            self.q.requires_grad_(False)  # the actor's step differentiates through q but changes only theta
-            mu_loss = -self.q(obs, self.mu(obs)).mean()  # minus the DPG objective
-            self.mu_optimizer.zero_grad(set_to_none=True)
-            mu_loss.backward()
-            self.mu_optimizer.step()
-            self.q.requires_grad_(True)
+        self.q.requires_grad_(False)  # the actor's step differentiates through q but changes only theta
+        mu_loss = -self.q(obs, self.mu(obs)).mean()  # minus the DPG objective
+        self.mu_optimizer.zero_grad(set_to_none=True)
+        mu_loss.backward()
+        self.mu_optimizer.step()
+        self.q.requires_grad_(True)
 
-            polyak_update(self.q_target, self.q, c.tau)
-            polyak_update(self.mu_target, self.mu, c.tau)
-            q_losses.append(q_loss.item())
-            mu_losses.append(mu_loss.item())
-        return {"critic_loss": float(np.mean(q_losses)), "actor_loss": float(np.mean(mu_losses))}
+        polyak_update(self.q_target, self.q, c.tau)
+        polyak_update(self.mu_target, self.mu, c.tau)
+        return {"critic_loss": q_loss.item(), "actor_loss": mu_loss.item()}

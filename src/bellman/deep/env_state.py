@@ -4,7 +4,8 @@ objects (a pickled object runs code when it is loaded).
 ``capture(envs)`` walks a (vector) env, its wrappers and its sub-envs and records every attribute whose
 value is plain data: numbers, strings, None, numeric numpy arrays, and lists / tuples / dicts of these,
 plus each numpy ``Generator``'s bit-generator state. Attributes that describe rather than hold the state
-(spaces, the env spec, functions, enums) are passed over. ``restore(envs, state)`` sets the recorded
+(spaces, the env spec, functions, enums) are passed over, and so are the running statistics of the
+normalisation wrappers, which the agent saves itself (`bellman.deep.normalize`). ``restore(envs, state)`` sets the recorded
 attributes on a freshly built env of the same construction, which then continues exactly where the saved
 one was: the classic-control, toy-text and grid-world envs keep all their state in such attributes.
 
@@ -22,11 +23,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
+from gymnasium.wrappers.utils import RunningMeanStd
 
 from bellman.mdp import TabularMDP
 
 _ENV_TYPES = (gym.Env, gym.vector.VectorEnv)
 _DESCRIPTIVE = (gym.spaces.Space, EnvSpec, enum.Enum, type, TabularMDP)  # an env's description, not its state
+_KEPT_BY_AGENT = (RunningMeanStd,)  # normalisation statistics: the agent's checkpoint holds them (deep.normalize)
 
 
 def _plain(v: Any) -> bool:
@@ -42,7 +45,7 @@ def _plain(v: Any) -> bool:
 
 
 def _descriptive(v: Any) -> bool:
-    if isinstance(v, _DESCRIPTIVE) or callable(v) and not isinstance(v, _ENV_TYPES):
+    if isinstance(v, _DESCRIPTIVE + _KEPT_BY_AGENT) or callable(v) and not isinstance(v, _ENV_TYPES):
         return True
     if isinstance(v, (list, tuple, dict)):
         items = v.values() if isinstance(v, dict) else v

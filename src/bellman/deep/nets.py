@@ -5,7 +5,8 @@
 hidden layers, a small gain for the policy head, 1 for the value head). `Policy` maps observations to
 a torch distribution over actions: categorical logits for `Discrete`, a diagonal Gaussian with a
 state-independent log standard deviation for `Box` (Sutton & Barto 2018, section 13.7). `ActorCritic`
-holds a policy and a value MLP evaluated as one batched network (fewer, larger kernels).
+holds a policy and a value MLP evaluated as one batched network (fewer, larger kernels); `TwinCritic` the
+two q-functions of TD3 and SAC the same way.
 """
 
 from __future__ import annotations
@@ -66,6 +67,15 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: str = "t
         if not last:
             layers.append(act())
     return nn.Sequential(*layers)
+
+
+def torch_default_init(net: nn.Module) -> nn.Module:
+    """Give every nn.Linear of `net` PyTorch's default initialisation (that of Stable-Baselines3's off-policy
+    networks, under which the rl-baselines3-zoo settings of DQN, TD3 and SAC were tuned)."""
+    for layer in net.modules():
+        if isinstance(layer, nn.Linear):
+            layer.reset_parameters()
+    return net
 
 
 def action_dim(action_space: spaces.Space) -> int:
@@ -201,10 +211,33 @@ class QNet(nn.Module):
 
     def __init__(self, observation_space: spaces.Space, n_actions: int, hidden: tuple[int, ...], activation: str):
         super().__init__()
-        self.net = mlp(obs_dim(observation_space), hidden, n_actions, activation)
-        for layer in self.net:
-            if isinstance(layer, nn.Linear):
-                layer.reset_parameters()
+        self.net = torch_default_init(mlp(obs_dim(observation_space), hidden, n_actions, activation))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs)
+
+
+class TwinCritic(nn.Module):
+    """q_1(s, a; w_1) and q_2(s, a; w_2), the clipped double-Q pair of TD3 and SAC (Fujimoto et al. 2018, sec.
+    4.1): two MLPs of the same shape with independent weights, each layer initialised like nn.Linear (PyTorch's
+    default, that of Stable-Baselines3), evaluated as one batched network (torch.baddbmm over a leading axis
+    of 2). `forward` returns both as a (2, batch) tensor."""
+
+    def __init__(self, observation_space: spaces.Space, action_dim: int, hidden: tuple[int, ...], activation: str):
+        super().__init__()
+        self.activation = activation_class(activation)()
+        sizes = (obs_dim(observation_space) + action_dim, *hidden, 1)
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            pair = [nn.Linear(n_in, n_out) for _ in range(2)]
+            self.weights.append(nn.Parameter(torch.stack([layer.weight.detach().T for layer in pair])))
+            self.biases.append(nn.Parameter(torch.stack([layer.bias.detach()[None] for layer in pair])))
+        self.layers = list(zip(self.weights, self.biases))
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs, action], dim=-1)
+        x = x.expand(2, *x.shape)
+        for w, b in self.layers[:-1]:
+            x = self.activation(torch.baddbmm(b, x, w))
+        return torch.baddbmm(self.layers[-1][1], x, self.layers[-1][0]).squeeze(-1)
