@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	# The CPU build of torch first, pinned, so nothing later pulls a CUDA build.
 	$(PY) -m pip install torch==2.13.0
 	$(PY) -m pip install -e ".[deep,llm,distributed,dev]"
+	# rl-baselines3-zoo's hyper-parameter files for the zoo preset; its own dependencies are not needed.
+	$(PY) -m pip install --no-deps rl_zoo3==2.9.2 pyyaml
 	touch $(STAMP)
 
 $(VENV)/.bench: $(STAMP)
