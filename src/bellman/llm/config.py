@@ -234,6 +234,33 @@ class SamplingConfig(Config):
         self.require(self.max_new_tokens >= 1, "max_new_tokens", "an int >= 1")
 
 
+DraftKind = Literal["medusa", "mtp"]
+
+
+@dataclasses.dataclass
+class DraftConfig(Config):
+    """Draft heads for self-speculative decoding (``bellman.llm.draft``), trained with the trunk frozen by
+    self-distillation on the policy's own samples. Defaults: Medusa-1's lr 1e-3 (Cai et al. 2024, sec. 3)."""
+
+    kind: DraftKind = field("mtp", "medusa: parallel heads on the last hidden state; mtp: DeepSeek-V3's "
+                                   "sequential multi-token-prediction modules")
+    heads: int = field(2, "K: draft heads (tokens drafted per step at most)")
+    total_steps: int = field(200, "distillation updates")
+    learning_rate: float = field(1e-3, "AdamW step size of the heads")
+    batch_size: int = field(16, "prompts sampled per update")
+    max_new_tokens: int = field(32, "tokens the policy samples per prompt")
+    temperature: float = field(1.0, "temperature of the policy's samples the heads learn on")
+    seed: int = field(0, "seed of the prompts drawn and the samples")
+
+    presets = {"tiny": dict(total_steps=300, learning_rate=3e-3)}
+
+    def check(self) -> None:
+        for name in ("heads", "total_steps", "batch_size", "max_new_tokens"):
+            self.require(getattr(self, name) >= 1, name, "an int >= 1")
+        self.require(self.learning_rate > 0, "learning_rate", "a float > 0")
+        self.require(self.temperature > 0, "temperature", "a float > 0")
+
+
 @dataclasses.dataclass
 class R1ZeroConfig(Config):
     """The whole R1-Zero recipe on the tiny model. GRPO settings follow DeepSeekMath / DAPO (k3 KL with beta
