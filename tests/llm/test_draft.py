@@ -156,3 +156,24 @@ def test_bad_settings_are_errors():
         SpeculativeEngine(model, tok, draft_heads(model, "mtp", 2), k=3)
     with pytest.raises(ValueError, match="DraftConfig.heads"):
         DraftConfig(heads=0)
+
+
+def test_cli_draft_writes_heads_that_load_beside_the_model(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from bellman.cli import app
+    runner = CliRunner(env={"BELLMAN_DEBUG": "1"})
+    out = tmp_path / "draft"
+    r = runner.invoke(app, ["llm", "draft", "--kind", "medusa", "--heads", "2", "--steps", "3", "--batch-size", "4",
+                            "--max-new-tokens", "8", "--eval-rows", "4", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    result = json.loads((out / "draft.json").read_text())
+    assert result["config"]["kind"] == "medusa" and len(result["acceptance_t1"]) == 2
+    assert all(0 <= a <= 1 for a in result["acceptance_t0"])
+    model, _ = load_model("tiny", seed=0)
+    heads = load_heads(out, model)
+    assert heads.kind == "medusa" and heads.heads == 2
+    r = runner.invoke(app, ["llm", "draft", "--kind", "eagle", "--out", str(tmp_path / "x")])
+    assert r.exit_code != 0
