@@ -114,7 +114,8 @@ class MedusaHeads(DraftHeads):
 
     def draft(self, model, h, y, k, s, generator=None):
         _, head, _ = _parts(model)
-        logits = torch.stack([F.linear(self._block(j, h), head.weight, head.bias) for j in range(k)], 1)
+        # the k heads' hidden states through the output head in one product: its weights are read once
+        logits = F.linear(torch.stack([self._block(j, h) for j in range(k)], 1), head.weight, head.bias)
         return self._sample(logits, s, generator), logits
 
 
