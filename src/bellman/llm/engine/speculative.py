@@ -123,8 +123,11 @@ class SpeculativeEngine(LeanEngine):
         rows, cols = torch.arange(b, device=device), torch.arange(t, device=device)
         slots = p + t * n  # every step writes t cache slots; at most n - 1 steps follow the first token
         cache, weights = KVCache(max_len=slots), lean_weights(model)
-        kv_mask = torch.zeros(b, slots, dtype=torch.bool, device=device)
-        kv_mask[:, :p] = prompt_mask.bool()
+        # additive attention bias of every cache slot (0: attended, -inf: padding, a rejected draft, unwritten)
+        kv_bias = additive_mask(model, torch.zeros(b, slots, dtype=torch.bool, device=device))
+        kv_bias[:, :p] = additive_mask(model, prompt_mask.bool())
+        causal = additive_mask(model, torch.ones(t, t, dtype=torch.bool, device=device).tril())
+        rot = rope(model, torch.arange(slots + t, device=device)[None])[0, 0]  # every position a row reaches
         h = lean_forward(model, prompt_ids, prompt_mask, position_ids(prompt_mask), cache, logits_to_keep=1,
                          weights=weights, hidden=True)[:, -1]
         logits = F.linear(h, model.lm_head.weight, model.lm_head.bias).float()
@@ -134,23 +137,23 @@ class SpeculativeEngine(LeanEngine):
         out[:, 0], out_logp[:, 0] = y, token_logprobs(logits, y, s.temperature or 1.0)
         filled, done = torch.ones(b, dtype=torch.long, device=device), y == eos
         length = prompt_mask.sum(1)  # the position of the pending token
-        causal = torch.ones(t, t, dtype=torch.bool, device=device).tril()
         while not bool((done | (filled >= n)).all()):
             active = ~done & (filled < n)
             drafts, draft_logits = heads.draft(model, h, y, k, s, g)
             start = cache.length
-            allowed = torch.cat([kv_mask[:, None, :start].expand(b, t, start), causal.expand(b, t, t)], 2)
-            hs = lean_layers(model, torch.cat([y[:, None], drafts], 1), rope(model, length[:, None] + cols),
-                             additive_mask(model, allowed[:, None]), cache, weights=weights, hidden=True)
+            bias = torch.cat([kv_bias[:, None, None, :start].expand(b, 1, t, start), causal.expand(b, 1, t, t)], -1)
+            hs = lean_layers(model, torch.cat([y[:, None], drafts], 1), rot[length[:, None] + cols][:, None], bias,
+                             cache, weights=weights, hidden=True)
             target = F.linear(hs, model.lm_head.weight, model.lm_head.bias)
             tokens, accepted, logp = speculative_step(target, draft_logits, drafts, s, g)
-            # keep the slots of the pending token and the accepted drafts; the rejected ones are masked for good
-            kv_mask[:, start:start + t] = cols <= accepted[:, None]
-            emitted = (cols <= accepted[:, None]) & active[:, None]
+            kept = cols <= accepted[:, None]  # the pending token and the accepted drafts; the rest masked for good
+            kv_bias[:, start:start + t] = additive_mask(model, kept)
+            # written from each row's fill point on: the tokens past the accepted ones are overwritten by the
+            # next step, and a finished row's land past its end (cut off or masked below)
             at = (filled[:, None] + cols).clamp(max=n + t - 1)
-            out[rows[:, None].expand(b, t)[emitted], at[emitted]] = tokens[emitted]
-            out_logp[rows[:, None].expand(b, t)[emitted], at[emitted]] = logp[emitted]
-            done |= ((tokens == eos) & emitted).any(1)
+            out.scatter_(1, at, tokens)
+            out_logp.scatter_(1, at, logp)
+            done |= ((tokens == eos) & kept & active[:, None]).any(1)
             filled = filled + torch.where(active, accepted + 1, 0)
             length = length + accepted + 1
             h, y = hs[rows, accepted], tokens[rows, accepted]
