@@ -75,8 +75,8 @@ class SpeculativeEngine(LeanEngine):
 
     # ---- the draft length --------------------------------------------------------------------------------
     def step_cost(self, batch: int, positions: int) -> float:
-        """Seconds of one decoding pass of ``positions`` tokens per row at this batch size, against a
-        64-token cache (measured once per shape, best of 3)."""
+        """Seconds of one decoding step of ``positions`` tokens per row at this batch size against a 64-token
+        cache: the drafts, the pass and the acceptance (or one plain draw), measured once per shape, best of 3."""
         key = (batch, positions)
         if key not in self._costs:
             model, device = self.model, next(self.model.parameters()).device
@@ -91,12 +91,17 @@ class SpeculativeEngine(LeanEngine):
                     x = ids[:, :positions]
                     pos = ctx + torch.arange(positions, device=device).expand(batch, -1)
                     allowed = torch.ones(batch, positions, ctx + positions, dtype=torch.bool, device=device).tril(ctx)
+                    s = SamplingConfig()
                     t0 = time.perf_counter()
                     if positions > 1:
-                        self.heads.draft(model, h, x[:, 0], positions - 1, SamplingConfig(temperature=0))
+                        drafts, draft_logits = self.heads.draft(model, h, x[:, 0], positions - 1, s)
                     out = lean_layers(model, x, rope(model, pos), additive_mask(model, allowed[:, None]), cache,
                                       weights=weights, hidden=True)
-                    F.linear(out, model.lm_head.weight, model.lm_head.bias)
+                    logits = F.linear(out, model.lm_head.weight, model.lm_head.bias)
+                    if positions > 1:
+                        speculative_step(logits, draft_logits, drafts, s)
+                    else:
+                        token_logprobs(logits[:, -1], sample(logits[:, -1], s), 1.0)
                     best = min(best, time.perf_counter() - t0)
             self._costs[key] = best
         return self._costs[key]
