@@ -177,3 +177,18 @@ def test_cli_draft_writes_heads_that_load_beside_the_model(tmp_path):
     assert heads.kind == "medusa" and heads.heads == 2
     r = runner.invoke(app, ["llm", "draft", "--kind", "eagle", "--out", str(tmp_path / "x")])
     assert r.exit_code != 0
+
+
+def test_auto_draft_length_maximises_tokens_per_second_and_falls_back_to_plain_decoding():
+    model, tok = peaked()
+    engine = SpeculativeEngine(model, tok, draft_heads(model, "mtp", 2))
+    assert engine.draft_length(4) == 2  # nothing measured yet: draft all K to measure
+    engine._costs = {(4, 1): 1.0, (4, 2): 1.5, (4, 3): 2.0}  # seconds of a step of 1, 2, 3 positions
+    engine.steps, engine.drafted = 10, torch.tensor([10.0, 10.0])
+    engine.passed = torch.tensor([9.0, 8.0])  # tokens per step 1, 1.9, 2.7: per second 1, 1.27, 1.35
+    assert engine.tokens_per_step(2) == pytest.approx(2.7) and engine.draft_length(4) == 2
+    engine.passed = torch.tensor([2.0, 1.0])  # 1, 1.2 / 1.5, 1.3 / 2: plain decoding is fastest
+    assert engine.draft_length(4) == 0
+    ro = engine.generate(["1+2="] * 4, SamplingConfig(temperature=0, max_new_tokens=6))
+    plain = LeanEngine(model, tok).generate(["1+2="] * 4, SamplingConfig(temperature=0, max_new_tokens=6))
+    assert torch.equal(ro.completion_ids, plain.completion_ids) and engine.steps == 10  # decoded plainly
