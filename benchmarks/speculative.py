@@ -65,8 +65,32 @@ def timed(engine, prompts, s, seed) -> tuple[float, int]:
     return time.perf_counter() - t0, int(ro.completion_mask.sum())
 
 
+def grpo(a) -> None:
+    """GRPO on the tiny worked-sum policy, plain and speculative sampling, on the same seeds: seconds per
+    update and the reward curve (mean of each tenth of the run)."""
+    from bellman.llm.grpo import GRPOConfig, GRPOTrainer
+    for speculative in (False, True):
+        model, tok, _, _ = tiny_policy(a.seed, a.sft_steps)
+        task = arithmetic(digits=(2, 4), n_train=4000, n_test=200, seed=a.seed)
+        cfg = GRPOConfig.preset("tiny", total_steps=a.grpo_steps, num_generations=8, prompts_per_step=4,
+                                max_new_tokens=a.max_new_tokens, beta=0.0, eval_rows=1, progress=False,
+                                seed=a.seed, speculative=speculative, draft_heads=a.heads)
+        tr = GRPOTrainer(model, tok, task, cfg)
+        t0 = time.perf_counter()
+        tr.train()
+        dt = (time.perf_counter() - t0) / a.grpo_steps
+        tenth = max(1, a.grpo_steps // 10)
+        curve = [round(sum(h["reward"] for h in tr.history[i:i + tenth]) / tenth, 3)
+                 for i in range(0, a.grpo_steps, tenth)]
+        acc = [round(tr.history[-1].get(f"acceptance_{j}", float("nan")), 3) for j in range(1, a.heads + 1)]
+        print(json.dumps({"speculative": speculative, "seconds_per_update": round(dt, 3), "reward_curve": curve,
+                          **({"last_acceptance": acc} if speculative else {})}), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--grpo", action="store_true", help="GRPO plain vs speculative on the tiny model instead")
+    ap.add_argument("--grpo-steps", type=int, default=40)
     ap.add_argument("--model", default="tiny")
     ap.add_argument("--kinds", default="mtp,medusa")
     ap.add_argument("--heads", type=int, default=3)
@@ -76,11 +100,16 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--distill-steps", type=int, default=300)
     ap.add_argument("--sft-steps", type=int, default=600)
+    ap.add_argument("--distill-batch", type=int, default=None, help="prompts per distillation step (16 tiny, 8 else)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     torch.set_num_threads(1)
     print(f"# load before: {load()}", flush=True)
+    if a.grpo:
+        grpo(a)
+        print(f"# load after: {load()}")
+        return
     if a.model == "tiny":
         model, tok, train, test = tiny_policy(a.seed, a.sft_steps)
     else:
@@ -94,7 +123,8 @@ def main() -> None:
             heads = draft_heads(model, kind, a.heads)
             t0 = time.perf_counter()
             DraftTrainer(model, tok, heads, DraftConfig(kind=kind, heads=a.heads, total_steps=a.distill_steps,
-                                                        learning_rate=3e-3, batch_size=16,
+                                                        learning_rate=3e-3 if a.model == "tiny" else 1e-3,
+                                                        batch_size=a.distill_batch or (16 if a.model == "tiny" else 8),
                                                         max_new_tokens=a.max_new_tokens, seed=a.seed)).train(train)
             print(f"# {kind}: {a.distill_steps} distillation steps in {time.perf_counter() - t0:.0f} s", flush=True)
         fixed, auto = SpeculativeEngine(model, tok, heads, k=heads.heads), SpeculativeEngine(model, tok, heads)

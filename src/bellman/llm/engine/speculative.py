@@ -32,6 +32,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from bellman.llm.batching import position_ids
 from bellman.llm.draft import DraftHeads
+from bellman.llm.engine.base import check_decoding_memory
 from bellman.llm.engine.lean import (KVCache, LeanEngine, additive_mask, lean_forward, lean_layers, lean_supported,
                                      lean_weights, rope)
 from bellman.llm.logprobs import token_logprobs
@@ -127,6 +128,7 @@ class SpeculativeEngine(LeanEngine):
         (b, p), n, device, t = prompt_ids.shape, s.max_new_tokens, prompt_ids.device, k + 1
         rows, cols = torch.arange(b, device=device), torch.arange(t, device=device)
         slots = p + t * n  # every step writes t cache slots; at most n - 1 steps follow the first token
+        check_decoding_memory(model, b, slots)
         cache, weights = KVCache(max_len=slots), lean_weights(model)
         # additive attention bias of every cache slot (0: attended, -inf: padding, a rejected draft, unwritten)
         kv_bias = additive_mask(model, torch.zeros(b, slots, dtype=torch.bool, device=device))
