@@ -203,3 +203,28 @@ def test_trainer_input_errors():
     bad = GRPOTrainer(model, tok, _task(), _cfg(total_steps=1), rewards=[lambda p, c, **k: [0.0]])
     with pytest.raises(ValueError, match="one float per completion"):
         bad.train()
+
+
+def test_speculative_grpo_learns_logs_acceptance_and_resumes_identically(tmp_path):
+    """speculative=True: the samples come from the draft heads' exact speculative sampling; the run still
+    learns, logs the acceptance per head and the heads' refresh loss, and its checkpoint holds the heads."""
+    model, tok = tiny_model(SMALL, seed=0)
+    tr = GRPOTrainer(model, tok, _task(), _cfg(loss_type="dapo", eps_high=0.28, dynamic_sampling=True,
+                                               speculative=True))
+    tr.train()
+    first = sum(h["reward"] for h in tr.history[:5]) / 5
+    last = sum(h["reward"] for h in tr.history[-5:]) / 5
+    assert first < 0.1 and last > 0.5
+    assert all(0 <= h["acceptance_1"] <= 1 and h["draft_loss"] > 0 for h in tr.history)
+    m1, _ = tiny_model(SMALL, seed=0)
+    a = GRPOTrainer(m1, tok, _task(), _cfg(tmp_path / "a", total_steps=4, speculative=True))
+    a.train()
+    m2, _ = tiny_model(SMALL, seed=0)
+    GRPOTrainer(m2, tok, _task(), _cfg(tmp_path / "b", total_steps=4, speculative=True)).train(steps=2)
+    m3, _ = tiny_model(SMALL, seed=0)
+    b = GRPOTrainer(m3, tok, _task(), _cfg(tmp_path / "b", total_steps=4, speculative=True))
+    b.train(resume=True)
+    assert all(torch.equal(p, q) for p, q in zip(m1.parameters(), m3.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(a.drafter.heads.parameters(), b.drafter.heads.parameters()))
+    with pytest.raises(ValueError, match="speculative"):
+        _cfg(speculative=True, num_workers=1)

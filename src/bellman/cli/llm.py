@@ -7,6 +7,7 @@
     bellman llm ppo     --task arithmetic --model runs/sft/model --reward-model runs/rm/model --out runs/ppo
     bellman llm dpo     --task arithmetic --model runs/sft/model --out runs/dpo --loss-type sigmoid
     bellman llm r1-zero --task arithmetic --out runs/r1
+    bellman llm draft   --model runs/sft/model --kind mtp --heads 2 --out runs/sft/model/draft
 
 A training command's options are the fields of its config (``bellman.llm.config``): name, type, default
 and help come from the field. ``--preset`` picks the values of the options left out: ``tiny`` (the
@@ -27,8 +28,8 @@ import typer
 from rich.console import Console
 
 from bellman.cli.options import Changes, options_from
-from bellman.llm.config import (DPOConfig, GRPOConfig, PPORLHFConfig, R1ZeroConfig, RewardModelConfig,
-                                SamplingConfig, SFTConfig)
+from bellman.llm.config import (DPOConfig, DraftConfig, GRPOConfig, PPORLHFConfig, R1ZeroConfig,
+                                RewardModelConfig, SamplingConfig, SFTConfig)
 
 app = typer.Typer(help="LLM post-training: SFT, GRPO, R1-Zero (and rm, ppo, dpo).", no_args_is_help=True)
 console = Console()
@@ -159,6 +160,44 @@ def eval_(task: str = TASK, model: str = MODEL, out: Path = OUT, template: str =
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(result, indent=2))
     console.print_json(json.dumps(result))
+
+
+@app.command()
+@options_from(DraftConfig, shown="tiny", aliases=ALIASES)
+def draft(changes: Changes, task: str = TASK, model: str = MODEL,
+          out: Path = typer.Option(..., help="output directory: draft.pt (the heads) and draft.json; beside the "
+                                             "model, e.g. MODEL/draft"),
+          template: str = TEMPLATE, preset: str = PRESET,
+          eval_rows: int = typer.Option(64, help="held-out prompts whose speculative samples measure acceptance")) -> None:
+    """Draft heads (--kind mtp | medusa, --heads K) for speculative decoding, trained with the model frozen by
+    self-distillation on its own samples of the task's prompts; draft.json holds the acceptance per head."""
+    import time
+
+    from bellman.core.config import check_int
+    from bellman.llm.chat import render_prompt, uses_chat
+    from bellman.llm.draft import DraftTrainer, draft_heads, save_heads
+    from bellman.llm.engine.speculative import SpeculativeEngine
+    check_int("--eval-rows", eval_rows)
+    cfg, m, tok, t, tpl = start(changes, preset, model, out, task, template)
+    chat = uses_chat(tok, None)
+    train = [render_prompt(tok, tpl.prompt(r), chat) for r in t.train]
+    held_out = [render_prompt(tok, tpl.prompt(r), chat) for r in t.test[:eval_rows]]
+    heads = draft_heads(m, cfg.kind, cfg.heads)
+    t0 = time.perf_counter()
+    history = DraftTrainer(m, tok, heads, cfg).train(train)
+    seconds = time.perf_counter() - t0
+    engine = SpeculativeEngine(m, tok, heads, k=cfg.heads)
+    for temperature in (1.0, 0.0):
+        engine.reset_stats()
+        engine.generate(held_out, SamplingConfig(temperature=temperature, max_new_tokens=cfg.max_new_tokens),
+                        seed=cfg.seed)
+        history[-1][f"acceptance_t{temperature:g}"] = engine.acceptance()
+    save_heads(heads, out)
+    result = {"config": cfg.to_dict(), "train_seconds": round(seconds, 2), "loss_first": history[0]["loss"],
+              **{k: v for k, v in history[-1].items()}}
+    (out / "draft.json").write_text(json.dumps(result, indent=2))
+    console.print_json(json.dumps(result))
+    console.print(f"wrote {out}/draft.pt, draft.json")
 
 
 @app.command("r1-zero")

@@ -21,6 +21,7 @@ from bellman.llm.tasks import Task, arithmetic
 LRScheduler = Literal["constant", "linear", "cosine"]
 GRPOLossType = Literal["grpo", "dapo", "dr_grpo"]
 DPOLossType = Literal["sigmoid", "ipo", "hinge"]
+DraftKind = Literal["medusa", "mtp"]
 
 
 @dataclasses.dataclass
@@ -104,6 +105,20 @@ class GRPOConfig(TrainerConfig):
                                           "None: RAY_ADDRESS if set, else a local Ray with this machine's CPUs")
     max_staleness: int = field(0, "0: every batch sampled by the current weights; 1: the next batch samples "
                                   "while the learner updates (one update behind, importance-corrected)")
+    speculative: bool = field(False, "sample with draft heads and exact speculative sampling (the policy's own "
+                                     "samples and log-probs, fewer forward passes; bellman.llm.engine.speculative)")
+    draft: str | None = field(None, "directory of trained draft heads (bellman llm draft); None: new heads of "
+                                    "draft_kind, learnt from the rollouts")
+    draft_kind: DraftKind = field("mtp", "kind of new draft heads: mtp or medusa")
+    draft_heads: int = field(2, "K of new draft heads")
+    draft_length: int | None = field(None, "drafts per decoding step (None: draft_heads; 0: plain decoding)")
+    draft_auto: bool = field(False, "choose the drafts per step from the measured acceptance and the measured "
+                                    "cost of a step at the batch size (timing-dependent: a run is then not "
+                                    "bit-reproducible)")
+    draft_refresh_every: int = field(1, "refresh the heads every this many updates, on the batch just sampled "
+                                        "(they follow the drifting policy)")
+    draft_refresh_steps: int = field(2, "distillation steps per refresh")
+    draft_lr: float = field(1e-3, "AdamW step size of the draft heads")
 
     presets = {"tiny": dict(learning_rate=1e-4, max_new_tokens=32)}
 
@@ -125,6 +140,14 @@ class GRPOConfig(TrainerConfig):
                      "0 without rollout workers (1 samples on them while the learner updates: set num_workers >= 1)")
         self.require(self.ray_address is None or self.ray_address.strip() != "", "ray_address",
                      "None, 'auto' or 'ray://host:port'")
+        self.require(not self.speculative or self.num_workers == 0, "speculative",
+                     "False with rollout workers (speculative decoding runs in this process: set num_workers 0)")
+        self.require(self.draft_heads >= 1, "draft_heads", "an int >= 1")
+        self.require(self.draft_length is None or 0 <= self.draft_length <= self.draft_heads, "draft_length",
+                     f"None or an int in [0, draft_heads = {self.draft_heads}]")
+        for name in ("draft_refresh_every", "draft_refresh_steps"):
+            self.require(getattr(self, name) >= 1, name, "an int >= 1")
+        self.require(self.draft_lr > 0, "draft_lr", "a float > 0")
 
 
 @dataclasses.dataclass
@@ -232,6 +255,30 @@ class SamplingConfig(Config):
         self.require(0 < self.top_p <= 1, "top_p", "a float in (0, 1]")
         self.require(self.top_k >= 0, "top_k", "an int >= 0 (0: off)")
         self.require(self.max_new_tokens >= 1, "max_new_tokens", "an int >= 1")
+
+
+@dataclasses.dataclass
+class DraftConfig(Config):
+    """Draft heads for self-speculative decoding (``bellman.llm.draft``), trained with the trunk frozen by
+    self-distillation on the policy's own samples. Defaults: Medusa-1's lr 1e-3 (Cai et al. 2024, sec. 3)."""
+
+    kind: DraftKind = field("mtp", "medusa: parallel heads on the last hidden state; mtp: DeepSeek-V3's "
+                                   "sequential multi-token-prediction modules")
+    heads: int = field(2, "K: draft heads (tokens drafted per step at most)")
+    total_steps: int = field(200, "distillation updates")
+    learning_rate: float = field(1e-3, "AdamW step size of the heads")
+    batch_size: int = field(16, "prompts sampled per update")
+    max_new_tokens: int = field(32, "tokens the policy samples per prompt")
+    temperature: float = field(1.0, "temperature of the policy's samples the heads learn on")
+    seed: int = field(0, "seed of the prompts drawn and the samples")
+
+    presets = {"tiny": dict(total_steps=300, learning_rate=3e-3)}
+
+    def check(self) -> None:
+        for name in ("heads", "total_steps", "batch_size", "max_new_tokens"):
+            self.require(getattr(self, name) >= 1, name, "an int >= 1")
+        self.require(self.learning_rate > 0, "learning_rate", "a float > 0")
+        self.require(self.temperature > 0, "temperature", "a float > 0")
 
 
 @dataclasses.dataclass

@@ -31,6 +31,12 @@ it (one-step off-policy training, Noukhovitch et al. 2024, "Asynchronous RLHF", 
 resumed staleness-1 run samples its first batch with the checkpoint's weights (the batch in flight was
 lost with the stopped process); with staleness 0 it continues exactly, as in-process.
 
+``speculative=True`` samples with draft heads on the policy's last hidden state (``bellman.llm.draft``) and
+exact speculative sampling (``bellman.llm.engine.speculative``): the completions and log-probs are the
+policy's own, so the loss is unchanged; every ``draft_refresh_every`` updates the heads take
+``draft_refresh_steps`` self-distillation steps on the batch just sampled, following the drifting policy,
+and each step logs the acceptance per head.
+
 Usage::
 
     from bellman.llm import GRPOConfig, GRPOTrainer, load_model
@@ -135,8 +141,37 @@ class GRPOTrainer(Trainer):
             from bellman.distributed.engine import RemoteEngine
             self.engine = RemoteEngine(model, tok, config.num_workers, config.ray_address)
             self.optimizer.register_step_post_hook(lambda *_: self.engine.weights_changed())
+        if config.speculative:  # exact self-speculative sampling; the heads follow the policy (``refresh_draft``)
+            from bellman.llm.config import DraftConfig
+            from bellman.llm.draft import DraftTrainer, draft_heads, load_heads
+            from bellman.llm.engine.speculative import SpeculativeEngine
+            heads = load_heads(config.draft, model) if config.draft else draft_heads(model, config.draft_kind,
+                                                                                      config.draft_heads)
+            k = "auto" if config.draft_auto else heads.heads if config.draft_length is None else config.draft_length
+            self.engine = SpeculativeEngine(model, tok, heads, k)
+            self.drafter = DraftTrainer(model, tok, heads, DraftConfig(kind=heads.kind, heads=heads.heads,
+                                                                       learning_rate=config.draft_lr))
         # beta 0 keeps no reference; a LoRA model's reference is itself with adapters off (ref None)
         self.ref = frozen_reference(self.engine, None) if config.beta > 0 else None
+
+    def stateful(self) -> dict[str, Any]:
+        """The trainer's state, and the draft heads and their optimiser when sampling speculatively."""
+        extra = {"draft": self.drafter.heads, "draft_optimizer": self.drafter.optimizer} if self.config.speculative else {}
+        return super().stateful() | extra
+
+    def refresh_draft(self, step: int, ro: Rollout, passed: torch.Tensor, drafted: torch.Tensor) -> dict[str, float]:
+        """The step's acceptance per head (since ``passed`` / ``drafted`` were read), then, every
+        ``draft_refresh_every`` updates, ``draft_refresh_steps`` distillation steps of the heads on the
+        rollout just sampled (the current policy's own samples)."""
+        c, e = self.config, self.engine
+        d, p = e.drafted - drafted, e.passed - passed
+        m = {f"acceptance_{j + 1}": float(p[j] / d[j]) for j in range(len(d)) if d[j]}
+        if (step + 1) % c.draft_refresh_every == 0:
+            self.model.eval()
+            for _ in range(c.draft_refresh_steps):
+                m["draft_loss"] = self.drafter.step_on_rollout(ro)["loss"]
+            self.model.train()
+        return m
 
     def request(self, step: int, n_prompts: int, round_: int = 0) -> tuple[list[str], SamplingConfig, int, list[dict]]:
         """What ``sample`` asks the engine for: n_prompts x G prompts, the sampling settings, the seed, the rows."""
@@ -191,7 +226,11 @@ class GRPOTrainer(Trainer):
 
     def train_step(self, step: int) -> dict[str, float]:
         c, g = self.config, self.config.num_generations
+        if c.speculative:
+            counts = self.engine.passed.clone(), self.engine.drafted.clone()
         ro, r, m = self.sample(step, c.prompts_per_step)
+        if c.speculative:
+            m |= self.refresh_draft(step, ro, *counts)
         if c.num_workers:  # updates since the weights that sampled this batch; workers lost so far
             m |= {"staleness": self.engine.version - self.engine.sampled_version,
                   "worker_restarts": self.engine.restarts}
