@@ -130,7 +130,7 @@ def test_every_option_of_a_config_field_has_that_field_s_default():
             else:   # not generated: it must not set one of the command's config fields under another default
                 assert param.name not in {f.name for cls in classes for f in dataclasses.fields(cls)}, (path, param.name)
                 assert not set(getattr(param, "opts", ())) & spellings, (path, param.opts)
-    assert configured == {"llm sft", "llm grpo", "llm rm", "llm ppo", "llm dpo", "llm r1-zero"}
+    assert configured == {"llm sft", "llm grpo", "llm rm", "llm ppo", "llm dpo", "llm r1-zero", "llm draft"}
     assert checked > 100
 
 
