@@ -89,9 +89,17 @@ def sample(logits: torch.Tensor, s: SamplingConfig, generator: torch.Generator |
     probability exceeds u ~ U[0, total); one uniform per row, cheaper than ``torch.multinomial``)."""
     if s.temperature == 0:
         return logits.argmax(-1)
-    cdf = _filter(logits / s.temperature if s.temperature != 1 else logits, s.top_k, s.top_p).softmax(-1).cumsum(-1)
-    u = torch.rand(logits.shape[0], 1, generator=generator, device=logits.device) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=logits.shape[-1] - 1)
+    return draw(_filter(logits / s.temperature if s.temperature != 1 else logits, s.top_k, s.top_p).softmax(-1),
+                generator)
+
+
+def draw(p: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One token per row of the (unnormalised) distributions p (..., V) by inverse CDF: the first token whose
+    cumulative weight exceeds u ~ U[0, total), one uniform per row."""
+    flat = p.reshape(-1, p.shape[-1])
+    cdf = flat.cumsum(-1)
+    u = torch.rand(flat.shape[0], 1, generator=generator, device=p.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=p.shape[-1] - 1).reshape(p.shape[:-1])
 
 
 def decode(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, s: SamplingConfig, generator: torch.Generator,
@@ -118,10 +126,15 @@ def decode(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, s: SamplingConfi
         if t == n - 1 or bool(done.all()):  # no logits needed after the last token
             break
         logits = step(t, nxt)
-    completion_ids = torch.stack(tokens, dim=1)
+    return finish(prompt_ids, prompt_mask, torch.stack(tokens, dim=1), torch.stack(step_logprobs, dim=1), eos, pad)
+
+
+def finish(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
+           logprobs: torch.Tensor, eos: int, pad: int) -> Rollout:
+    """The Rollout of decoded tokens (B, n) and their log-probs: each row ends at its first EOS (kept;
+    the tokens after it become pad, their log-probs 0), and rows without one are truncated."""
     is_eos = (completion_ids == eos).long()
     # 1 up to and including the first EOS: positions where no EOS came strictly before
     completion_mask = ((is_eos.cumsum(1) - is_eos) == 0).long()
-    logprobs = torch.stack(step_logprobs, dim=1) * completion_mask
-    return Rollout(prompt_ids, prompt_mask, completion_ids, completion_mask, logprobs,
-                   truncated=is_eos.sum(1) == 0)
+    return Rollout(prompt_ids, prompt_mask, completion_ids.masked_fill(completion_mask == 0, pad),
+                   completion_mask, logprobs * completion_mask, truncated=is_eos.sum(1) == 0)

@@ -28,7 +28,7 @@ import torch
 
 from bellman.llm.config import SamplingConfig
 from bellman.llm.logprobs import token_logprobs
-from bellman.llm.rollout import _filter
+from bellman.llm.rollout import _filter, draw
 
 
 def probs(logits: torch.Tensor, s: SamplingConfig) -> torch.Tensor:
@@ -40,14 +40,6 @@ def probs(logits: torch.Tensor, s: SamplingConfig) -> torch.Tensor:
     shape = logits.shape
     flat = logits.reshape(-1, shape[-1]) / s.temperature
     return _filter(flat, s.top_k, s.top_p).softmax(-1).reshape(shape)
-
-
-def draw(p: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One token per row of the distributions p (..., V) by inverse CDF (as ``rollout.sample``)."""
-    flat = p.reshape(-1, p.shape[-1])
-    cdf = flat.cumsum(-1)
-    u = torch.rand(flat.shape[0], 1, generator=generator, device=p.device) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True).clamp_(max=p.shape[-1] - 1).reshape(p.shape[:-1])
 
 
 def accept(p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor, generator: torch.Generator | None = None,
