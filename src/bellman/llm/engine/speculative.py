@@ -36,7 +36,7 @@ from bellman.llm.engine.base import check_decoding_memory
 from bellman.llm.engine.lean import (KVCache, LeanEngine, additive_mask, lean_forward, lean_layers, lean_supported,
                                      lean_weights, rope)
 from bellman.llm.logprobs import token_logprobs
-from bellman.llm.rollout import Rollout, SamplingConfig, sample
+from bellman.llm.rollout import Rollout, SamplingConfig, finish, sample
 from bellman.llm.speculative import speculative_step
 
 
@@ -165,12 +165,7 @@ class SpeculativeEngine(LeanEngine):
             length = length + accepted + 1
             h, y = hs[rows, accepted], tokens[rows, accepted]
             self._count(accepted[active], k)
-        completion_ids = out[:, :n]
-        is_eos = (completion_ids == eos).long()
-        completion_mask = ((is_eos.cumsum(1) - is_eos) == 0).long()  # 1 up to and including the first EOS
-        completion_ids = completion_ids.masked_fill(completion_mask == 0, pad)
-        return Rollout(prompt_ids, prompt_mask, completion_ids, completion_mask, out_logp[:, :n] * completion_mask,
-                       truncated=is_eos.sum(1) == 0)
+        return finish(prompt_ids, prompt_mask, out[:, :n], out_logp[:, :n], eos, pad)
 
     def _count(self, accepted: torch.Tensor, k: int) -> None:
         """Record a step's acceptance: rows that drafted k tokens and passed their first j, j = 1..k."""
