@@ -194,7 +194,7 @@ def draft(changes: Changes, task: str = TASK, model: str = MODEL,
         history[-1][f"acceptance_t{temperature:g}"] = engine.acceptance()
     save_heads(heads, out)
     result = {"config": cfg.to_dict(), "train_seconds": round(seconds, 2), "loss_first": history[0]["loss"],
-              **{k: v for k, v in history[-1].items()}}
+              **history[-1]}
     (out / "draft.json").write_text(json.dumps(result, indent=2))
     console.print_json(json.dumps(result))
     console.print(f"wrote {out}/draft.pt, draft.json")
