@@ -380,12 +380,13 @@ class Agent:
         """1 at the start of `learn`, 0 at `total_steps` (for learning-rate and clip annealing)."""
         return 1.0 if self.total_steps <= 0 else max(0.0, 1.0 - self.step / self.total_steps)
 
-    def anneal_learning_rate(self, anneal: bool) -> float:
-        """Set `self.optimizer`'s rate to learning_rate, times `progress_remaining` when `anneal` (the linear
-        schedule of Stable-Baselines3); returns the rate."""
+    def anneal_learning_rate(self, anneal: bool, *optimizers: torch.optim.Optimizer) -> float:
+        """Set the rate of `optimizers` (default: `self.optimizer`) to learning_rate, times `progress_remaining`
+        when `anneal` (the linear schedule of Stable-Baselines3); returns the rate."""
         lr = self.config.learning_rate * (self.progress_remaining if anneal else 1.0)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        for optimizer in optimizers or (self.optimizer,):
+            for group in optimizer.param_groups:
+                group["lr"] = lr
         return lr
 
     @contextlib.contextmanager

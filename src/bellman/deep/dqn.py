@@ -65,7 +65,6 @@ class DQNConfig(ReplayConfig):
     max_grad_norm: float | None = field(10.0, "global gradient-norm clipping (None: off)")
     loss: Literal["huber", "mse"] = field("huber", "the TD loss")
     double: bool = field(False, "the Double DQN target")
-    anneal_lr: bool = field(False, "decay the learning rate linearly to 0 over the run (off in SB3 and the zoo)")
 
     zoo_presets = {
         # rl-baselines3-zoo hyperparams/dqn.yml, CartPole-v1 (tuned for 50k steps)

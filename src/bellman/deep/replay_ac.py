@@ -109,9 +109,7 @@ class ReplayActorCritic(Agent):
         if self.step < c.learning_starts:
             return {}
         if c.anneal_lr:  # every optimiser's rate, as Stable-Baselines3's schedule does
-            for opt in (v for v in vars(self).values() if isinstance(v, torch.optim.Optimizer)):
-                for group in opt.param_groups:
-                    group["lr"] = c.learning_rate * self.progress_remaining
+            self.anneal_learning_rate(True, *(v for v in vars(self).values() if isinstance(v, torch.optim.Optimizer)))
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         for _ in range(c.gradient_steps):
