@@ -135,14 +135,12 @@ def matmul_throughput(d: int, repeats: int = 10) -> float:
     return 2 * 2048 * d * 4 * d / best
 
 
-def step_flops(path: Path, rows: list[dict], a, completion_length: float) -> dict[str, float]:
+def step_flops(model, tok, rows: list[dict], a, completion_length: float) -> dict[str, float]:
     """Floating-point operations of one GRPO step's matrix products, by part: sampling (each prompt's
     prefill once, then every completion token), the policy's log-prob forward, its backward (twice the
     forward) and the reference's forward (beta > 0). Linear maps cost 2 x weights per position, the output
     head only at completion positions, attention 4 x (query width) x (keys) per position and layer."""
     from bellman.llm.chat import has_chat_template, render_prompt
-    from bellman.llm.model import load_model
-    model, tok = load_model(path)
     head = model.get_output_embeddings()
     linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head)
     cfg = model.config
@@ -162,9 +160,9 @@ def step_flops(path: Path, rows: list[dict], a, completion_length: float) -> dic
 def print_bound(path: Path, rows: list[dict], a, side: str, seconds: float, length: float) -> None:
     """A GRPO step's time beside its compute bound at this machine's measured matrix-multiply rate."""
     from bellman.llm.model import load_model
-    d = load_model(path)[0].config.hidden_size
-    rate = matmul_throughput(d)
-    flops = step_flops(path, rows, a, length)
+    model, tok = load_model(path)
+    rate = matmul_throughput(model.config.hidden_size)
+    flops = step_flops(model, tok, rows, a, length)
     bound = sum(flops.values()) / rate
     parts = ", ".join(f"{k} {1000 * v / rate:.0f} ms" for k, v in flops.items() if v)
     print(f"  {side:8s} step {seconds:6.2f} s, compute bound {bound:6.2f} s ({seconds / bound:.2f}x the bound; "
