@@ -39,7 +39,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from bellman.core import checkpoint
 from bellman.llm.config import DraftConfig, SamplingConfig
 from bellman.llm.logprobs import plain_head
-from bellman.llm.speculative import draw, probs
+from bellman.llm.rollout import draw
+from bellman.llm.speculative import probs
 
 KINDS = ("medusa", "mtp")
 FILE = "draft.pt"
