@@ -23,6 +23,12 @@ the repeated prompts.
     .venv/bin/python benchmarks/llm_vs_trl.py --model models/smollm2-135m-instruct --prompts 8 --generations 8 \
         --max-new-tokens 64 --steps 3 --repeats 1 --bound
 
+bellman's trainers make the C allocator keep freed memory (``TrainerConfig.keep_freed_memory``, on by
+default; process-wide, ``bellman.core.resources.keep_freed_memory``). TRL runs first in every repeat, so its
+first run of each kind has the C library's defaults and the runs after bellman's first have bellman's
+setting, TRL's included; ``--same-allocator`` sets it before anything runs, for both sides alike (the ratio
+of the code alone).
+
 ``--bound`` prints a GRPO step's compute bound beside its time: the floating-point operations of the
 step's matrix products (the decoder's linear maps and attention over every position, the output head at
 completion positions only; each prompt once; sampling, the policy's forward and backward, the reference's
@@ -349,7 +355,12 @@ def main() -> None:
     p.add_argument("--kernels", action="store_true", help="time decoding and DPO forward variants alone")
     p.add_argument("--model", default="tiny", help="tiny (the built-in model) or a model directory")
     p.add_argument("--bound", action="store_true", help="print a GRPO step's compute bound beside its time")
+    p.add_argument("--same-allocator", action="store_true",
+                   help="keep freed memory (bellman.core.resources.keep_freed_memory) for both sides from the start")
     a = p.parse_args()
+    if a.same_allocator:
+        from bellman.core.resources import keep_freed_memory
+        keep_freed_memory()
     torch.set_num_threads(a.threads)
     warnings.filterwarnings("ignore")
     logging.getLogger("transformers").setLevel(logging.ERROR)
@@ -362,7 +373,8 @@ def main() -> None:
         path = tiny_dir(Path(tmp)) if a.model == "tiny" else Path(a.model)
         rows = arithmetic_rows(512, (2, 3) if a.model == "tiny" else (2, 2))
         print(f"{'tiny Llama' if a.model == 'tiny' else 'model'} from {path} | {a.threads} torch thread(s) | {a.steps} steps, best of {a.repeats} | "
-              f"load average {os.getloadavg()[0]:.1f}")
+              f"load average {os.getloadavg()[0]:.1f}"
+              f"{' | both sides keep freed memory' if a.same_allocator else ''}")
         if a.kernels:
             kernels(path, rows, a)
         if a.steps and a.only in (None, "grpo"):

@@ -154,3 +154,23 @@ def test_cli_sft_then_eval_and_errors(tmp_path):
     assert set(json.loads((tmp_path / "ev3" / "eval.json").read_text())) == {"accuracy"}
     r = runner.invoke(app, ["llm", "eval", "--out", str(tmp_path / "ev4"), "--rope-scaling", "yarn", "--rope-factor", "0.5"])
     assert isinstance(r.exception, ValueError) and "factor must be a number >= 1" in str(r.exception)
+
+
+def test_r1_chat_cold_start_replies_have_the_format_and_train_sft():
+    """The r1-chat template's SFT reply: the worked sum, then the tags, exactly what its rewards ask for."""
+    from bellman.llm.r1_zero import R1_CHAT, cold_start
+    from bellman.llm.tasks import has_format
+    row = {"prompt": "16+22=", "question": "16+22", "answer": "38"}
+    reply = cold_start(row)
+    assert reply == "16 + 22 = 38</think> <answer>38</answer>" and R1_CHAT.completion is cold_start
+    assert has_format(reply) and format_reward([""], [reply]) == [1.0]
+    assert accuracy_reward([""], [reply], answer=["38"]) == [1.0]
+    assert accuracy_reward([""], [cold_start({**row, "answer": "39"})], answer=["38"]) == [0.0]
+    with pytest.raises(ValueError, match="'answer' column"):
+        cold_start({"prompt": "x", "question": "x"})
+    model, tok = tiny_model(SMALL, seed=0)
+    task = arithmetic(n_train=10, n_test=2)
+    sft = SFTTrainer(model, tok, task, SFTConfig(), prompt_fn=lambda r: r["prompt"], completion_fn=cold_start)
+    assert [r["completion"] for r in sft.rows] == [cold_start(r) for r in task.train]
+    assert [r["completion"] for r in SFTTrainer(model, tok, task, SFTConfig()).rows] == \
+        [r["answer"] for r in task.train]

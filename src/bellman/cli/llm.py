@@ -115,12 +115,13 @@ def report(result: dict, out: Path) -> None:
 def sft(changes: Changes, task: str = TASK, model: str = MODEL, out: Path = OUT, template: str = TEMPLATE,
         preset: str = PRESET, resume: bool = RESUME, lora: bool = LORA, bf16: bool = BF16,
         gradient_checkpointing: bool = GRADIENT_CHECKPOINTING) -> None:
-    """Supervised fine-tuning on the task's prompt -> answer pairs (loss on completion tokens only)."""
+    """Supervised fine-tuning on the task's prompt -> answer pairs (the template's reply, e.g. r1-chat's tagged
+    one, where it has one; loss on completion tokens only)."""
     from bellman.llm.sft import SFTTrainer
     cfg, m, tok, t, tpl = start(changes, preset, model, out, task, template, lora, bf16,
                                 gradient_checkpointing)
     report(SFTTrainer(m, tok, t, cfg, prompt_fn=tpl.prompt, accuracy=tpl.accuracy_for(t),
-                      format_fn=tpl.format_reward).train(resume=resume), out)
+                      format_fn=tpl.format_reward, completion_fn=tpl.completion).train(resume=resume), out)
 
 
 @app.command()

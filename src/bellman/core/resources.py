@@ -31,3 +31,27 @@ def check_memory(what: str, nbytes: int, setting: str) -> None:
     if nbytes > limit:
         raise ResourceError(f"{what} needs {nbytes / 2**30:,.1f} GiB, more than {SHARE:.0%} of the "
                             f"{limit / SHARE / 2**30:,.1f} GiB this machine has available; lower {setting}")
+
+
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt parameters (malloc.h)
+MMAP_THRESHOLD_MAX = 32 * 2**20  # the largest M_MMAP_THRESHOLD glibc accepts on 64-bit machines
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep the memory a process frees for its next allocations (process-wide; returns
+    whether it could). By default blocks over a (dynamic) threshold are mapped from the kernel and unmapped
+    when freed, and the heap's free top is given back, so every training step's activations land on fresh
+    pages, each faulted in and zeroed by the kernel on first touch: on a CPU that made the autograd forward of
+    a 135M-parameter model's GRPO batch take 1.8x its no-grad forward (1.1x with this). Here blocks up to 32 MiB come from the
+    heap and it is never trimmed, so later steps reuse the pages earlier ones touched; the price is that the
+    process keeps its peak memory (mallopt(3): M_MMAP_THRESHOLD, M_TRIM_THRESHOLD = -1, M_TOP_PAD). Other C
+    libraries: nothing is changed."""
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return all(mallopt(k, v) == 1 for k, v in ((M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX), (M_TRIM_THRESHOLD, -1),
+                                               (M_TOP_PAD, 256 * 2**20)))

@@ -46,6 +46,9 @@ class TrainerConfig(Config):
     progress: bool = field(True, "show a progress bar")
     chat_template: bool | None = field(None, "render each prompt as a user message with the tokenizer's chat "
                                              "template (None: when the tokenizer has one)")
+    keep_freed_memory: bool = field(True, "on a CPU, let the C allocator keep freed memory for the next step "
+                                          "(bellman.core.resources.keep_freed_memory: faster steps, the process "
+                                          "keeps its peak memory; process-wide)")
 
     def check(self) -> None:
         for name in ("total_steps", "checkpoint_every", "eval_max_new_tokens", "eval_batch_size"):

@@ -13,6 +13,8 @@ The whole recipe on the built-in tiny model, its synthetic base corpus included,
 
 from __future__ import annotations
 
+import re
+
 from bellman.llm.tasks import Template, arithmetic_reward, format_reward, question_prompt
 
 TEMPLATE = "Reason in <think> </think>, then answer in <answer> </answer>.\n<think>{question}="
@@ -43,6 +45,18 @@ def chat_prompt(row: dict) -> list[dict[str, str]]:
             {"role": "assistant", "content": "<think>"}]
 
 
-R1_CHAT = Template("r1-chat", chat_prompt, format_reward, {arithmetic_reward: accuracy_reward})
+def cold_start(row: dict) -> str:
+    """The reply a cold start fine-tunes on under ``R1_CHAT``, after the opening ``<think>``: the worked sum,
+    then the answer tag, "16 + 22 = 38</think> <answer>38</answer>". DeepSeek-R1 (section 2.3.1) starts RL
+    from a model fine-tuned on a little such data where the base model does not take to the template."""
+    if "answer" not in row:
+        raise ValueError("a cold start needs rows with an 'answer' column (the arithmetic task has one)")
+    q, a = str(row.get("question", "")), str(row["answer"])
+    work = re.sub(r"\s*([+*/-])\s*", r" \1 ", q).strip()
+    return f"{work} = {a}</think> <answer>{a}</answer>" if work else f"</think> <answer>{a}</answer>"
+
+
+R1_CHAT = Template("r1-chat", chat_prompt, format_reward, {arithmetic_reward: accuracy_reward}, cold_start)
 """R1-Zero's tags and rewards for a chat model (rendered with its chat template): the question asked in
-words with the tags requested, the reply opened with <think>."""
+words with the tags requested, the reply opened with <think>; ``bellman llm sft --template r1-chat``
+fine-tunes on ``cold_start`` replies."""

@@ -98,18 +98,21 @@ def packed_sft_loss(engine: Engine, prompts: list[str], completions: list[str]) 
 
 
 class SFTTrainer(Trainer):
-    """Trains on ``rows`` (default: the task's prompt -> answer pairs); evaluates on the task's test split."""
+    """Trains on ``rows`` (default: the task's prompt -> answer pairs, or prompt -> ``completion_fn(row)``);
+    evaluates on the task's test split."""
 
     def __init__(self, model: PreTrainedModel, tok: PreTrainedTokenizerBase, task: Task, config: SFTConfig,
                  rows: list[dict] | None = None, prompt_fn: Callable[[dict], str] = plain_prompt,
-                 accuracy: RewardFn | None = None, format_fn: RewardFn | None = None) -> None:
+                 accuracy: RewardFn | None = None, format_fn: RewardFn | None = None,
+                 completion_fn: Callable[[dict], str] | None = None) -> None:
         if not isinstance(config, SFTConfig):
             raise TypeError(f"config must be an SFTConfig, got {type(config).__name__}")
         super().__init__(model, tok, task, config, prompt_fn, accuracy, format_fn)
         if rows is None:
-            if "answer" not in task.train[0]:
+            if completion_fn is None and "answer" not in task.train[0]:
                 raise ValueError(f"task {task.name!r} has no 'answer' column to fine-tune on; pass rows")
-            rows = [{"prompt": self.prompt(r), "completion": str(r["answer"])} for r in task.train]
+            target = completion_fn or (lambda r: str(r["answer"]))
+            rows = [{"prompt": self.prompt(r), "completion": target(r)} for r in task.train]
         if not rows:
             raise ValueError("SFT needs a non-empty list of {'prompt', 'completion'} rows")
         if not all(isinstance(r.get("prompt"), str) and isinstance(r.get("completion"), str) for r in rows):

@@ -85,12 +85,14 @@ def plain_prompt(row: dict) -> str:
 class Template:
     """A prompt template: how a row becomes a prompt, the format reward it asks for (None: none), and how
     its answers are scored. ``accuracy`` maps a task's accuracy reward to the one to use under this template
-    (e.g. one that also requires the answer tag); a task whose reward is not listed keeps its own."""
+    (e.g. one that also requires the answer tag); a task whose reward is not listed keeps its own.
+    ``completion`` is the reply SFT trains on under this template (None: the row's bare answer)."""
 
     name: str
     prompt: Callable[[dict], str]
     format_reward: RewardFn | None = None
     accuracy: Mapping[RewardFn, RewardFn] = field(default_factory=dict)
+    completion: Callable[[dict], str] | None = None
 
     def accuracy_for(self, task: Task) -> RewardFn:
         """The accuracy reward of ``task`` under this template."""

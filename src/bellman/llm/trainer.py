@@ -38,6 +38,7 @@ from bellman.core import checkpoint
 from bellman.core.config import check_int
 from bellman.core.metrics import Metrics
 from bellman.core.progress import Progress
+from bellman.core.resources import keep_freed_memory
 from bellman.core.run import RunDir, differences
 from bellman.core.seeding import derive_seed
 from bellman.llm.chat import Prompt, render_prompt, uses_chat
@@ -47,7 +48,7 @@ from bellman.llm.model import check_tokenizer
 from bellman.llm.tasks import RewardFn, Task, call_reward, columns, plain_prompt
 
 LR_SCHEDULERS = typing.get_args(LRScheduler)
-RESUMABLE = ("out", "total_steps", "progress", "checkpoint_every")  # settings a resumed run may change
+RESUMABLE = ("out", "total_steps", "progress", "checkpoint_every", "keep_freed_memory")  # settings a resumed run may change
 
 
 def lr_factor(step: int, schedule: str, warmup_steps: int, total_steps: int) -> float:
@@ -125,6 +126,8 @@ class Trainer:
         self.prompt_fn, self.format_fn = prompt_fn, format_fn
         self.accuracy = accuracy or (task.accuracy if task is not None else None)
         self.out = Path(config.out) if config.out else None
+        if config.keep_freed_memory and next(model.parameters()).device.type == "cpu":
+            keep_freed_memory()
         torch.manual_seed(config.seed)
         groups = self.parameter_groups()
         for group in groups:

@@ -189,14 +189,17 @@ def lean_layers(model: PreTrainedModel, input_ids: torch.Tensor, rot: torch.Tens
         v = F.linear(h, *w_v).view(b, t, n_kv, d).transpose(1, 2)
         if cache is not None:
             k, v = cache.update(i, k, v)
-        if n_kv != n_q:
-            k, v = k.repeat_interleave(n_q // n_kv, 1), v.repeat_interleave(n_q // n_kv, 1)
+        # grouped-query attention (Ainslie et al. 2023): query head j reads key / value head j // (n_q / n_kv),
+        # without copying the keys and values n_q / n_kv times
         if attend is not None:
             o = attend(q, k, v, d ** -0.5)
-        elif t == 1:  # decoding, one query per row: eager attention is the cheapest call
-            o = torch.softmax(q @ k.transpose(2, 3) * d ** -0.5 + bias, -1, dtype=torch.float32).to(q.dtype) @ v
+        elif t == 1:  # decoding, one query per row: eager attention is the cheapest call; each key / value
+            # head's group of queries in one (n_q / n_kv, K) product
+            g = q.reshape(b, n_kv, n_q // n_kv, d)
+            o = (torch.softmax(g @ k.transpose(2, 3) * d ** -0.5 + bias, -1, dtype=torch.float32).to(q.dtype) @ v
+                 ).view(b, n_q, 1, d)
         else:  # SDPA's fused kernels: no (T, K) score matrix kept for long prompts on GPUs
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=d ** -0.5)
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=d ** -0.5, enable_gqa=n_kv != n_q)
         x = x + F.linear(o.transpose(1, 2).reshape(b, t, n_q * d), *w_o)
         h = _rms_norm(x, ln2.weight, ln2.variance_epsilon)
         x = x + F.linear(F.silu(F.linear(h, *w_gate)) * F.linear(h, *w_up), *w_down)
@@ -269,12 +272,13 @@ class PromptTree:
         def blocks(x, index):  # (B n, H, len, d): the tokens ``index`` (B n, len) of every completion's block
             return x.index_select(0, index.reshape(-1)).unflatten(0, index.shape).transpose(1, 2)
 
+        gqa = k.shape[1] != h  # grouped-query attention: fewer key / value heads than query heads
         o = F.scaled_dot_product_attention(prompts(q), prompts(k), prompts(v),
-                                           attn_mask=self.prompt_bias, scale=scale)
+                                           attn_mask=self.prompt_bias, scale=scale, enable_gqa=gqa)
         o = [o.transpose(1, 2).reshape(bp, h * d)]
         if self.w:
             o_c = F.scaled_dot_product_attention(blocks(q, self.queries), blocks(k, self.keys), blocks(v, self.keys),
-                                                 attn_mask=self.completion_bias, scale=scale)
+                                                 attn_mask=self.completion_bias, scale=scale, enable_gqa=gqa)
             o.append(o_c.transpose(1, 2).reshape(-1, h * d).index_select(0, self.scatter))
         return torch.cat(o).unflatten(1, (h, d)).transpose(0, 1)[None]
 
