@@ -43,9 +43,9 @@ def keep_freed_memory() -> bool:
     when freed, and the heap's free top is given back, so every training step's activations land on fresh
     pages, each faulted in and zeroed by the kernel on first touch: on a CPU that made the autograd forward of
     a 135M-parameter model's GRPO batch take 1.8x its no-grad forward (1.1x with this). Here blocks up to
-    32 MiB come from the heap and it is never trimmed, so later steps reuse the pages earlier ones touched; the price is that the
-    process keeps its peak memory (mallopt(3): M_MMAP_THRESHOLD, M_TRIM_THRESHOLD = -1, M_TOP_PAD). Other C
-    libraries: nothing is changed."""
+    32 MiB come from the heap and it is never trimmed, so later steps reuse the pages earlier ones touched;
+    the price is that the process keeps its peak memory (mallopt(3): M_MMAP_THRESHOLD, M_TRIM_THRESHOLD = -1,
+    M_TOP_PAD). Other C libraries: nothing is changed."""
     import ctypes
     import ctypes.util
     try:
