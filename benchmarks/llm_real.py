@@ -5,6 +5,7 @@ answer or final number).
     python benchmarks/llm_real.py grpo              # 2-digit sums: held-out greedy accuracy before -> after
     python benchmarks/llm_real.py grpo --digits 2 3
     python benchmarks/llm_real.py r1                # R1-Zero tags asked in the chat message: format reward
+    python benchmarks/llm_real.py r1-cold           # the same after a cold start of 6 SFT steps on tagged replies
     python benchmarks/llm_real.py dpo               # DPO on the model's own correct-vs-wrong samples
     python benchmarks/llm_real.py ppo               # a reward model on those pairs, then PPO-RLHF against it
     python benchmarks/llm_real.py all
@@ -32,16 +33,16 @@ SMOLLM2 = Path(os.environ.get("BELLMAN_SMOLLM2", ROOT / "models/smollm2-135m-ins
 BELLMAN = [str(Path(sys.executable).parent / "bellman")]
 
 
-def common(args) -> list[str]:
+def common(args, model: Path = SMOLLM2) -> list[str]:
     """The options every run shares: the model, the task, the held-out evaluation, no progress bar."""
     lo, hi = args.digits
-    return ["--model", str(SMOLLM2), "--task", f"arithmetic:{lo}-{hi}", "--eval-rows", str(args.eval_rows),
+    return ["--model", str(model), "--task", f"arithmetic:{lo}-{hi}", "--eval-rows", str(args.eval_rows),
             "--eval-max-new-tokens", str(args.new_tokens), "--checkpoint-every", "100000", "--seed", "0",
             "--no-progress"]
 
 
-def grpo(args, out: Path, template: str = "question") -> list[list[str]]:
-    return [BELLMAN + ["llm", "grpo", "--out", str(out), "--template", template, *common(args),
+def grpo(args, out: Path, template: str = "question", model: Path = SMOLLM2) -> list[list[str]]:
+    return [BELLMAN + ["llm", "grpo", "--out", str(out), "--template", template, *common(args, model),
                        "--steps", str(args.steps), "--lr", str(args.lr), "--prompts-per-step", str(args.prompts),
                        "--generations", str(args.generations), "--max-new-tokens", str(args.new_tokens),
                        "--beta", str(args.beta), "--temperature", "1.0"]]
@@ -68,7 +69,18 @@ def ppo(args, out: Path) -> list[list[str]]:
                        "--max-new-tokens", str(args.new_tokens)]]
 
 
-KINDS = {"grpo": grpo, "r1": lambda a, o: grpo(a, o, "r1-chat"), "dpo": dpo, "ppo": ppo}
+def r1_cold(args, out: Path) -> list[list[str]]:
+    """DeepSeek-R1's cold start, then R1-Zero's GRPO: a few SFT steps on r1-chat's tagged replies
+    ("16 + 22 = 38</think> <answer>38</answer>", ``r1_zero.cold_start``), then GRPO with the format and
+    accuracy rewards from that model."""
+    sft = out / "sft"
+    return [BELLMAN + ["llm", "sft", "--out", str(sft), "--template", "r1-chat", *common(args),
+                       "--steps", str(args.cold_steps), "--lr", "1e-5", "--batch-size", "8"],
+            *grpo(args, out / "grpo", "r1-chat", sft / "model")]
+
+
+KINDS = {"grpo": grpo, "r1": lambda a, o: grpo(a, o, "r1-chat"), "r1-cold": r1_cold, "dpo": dpo, "ppo": ppo}
+FINAL = {"ppo": "ppo", "r1-cold": "grpo"}  # the stage whose eval.json and metrics.csv are reported
 
 
 def per_tenth(path: Path) -> str:
@@ -94,7 +106,10 @@ def run(kind: str, args) -> dict:
         print("$ " + shlex.join(["bellman", *cmd[len(BELLMAN):]]), flush=True)
         subprocess.run(cmd, check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
-    final = out / "ppo" if kind == "ppo" else out
+    final = out / FINAL.get(kind, "")
+    if final != out:  # the first stage's held-out figures too (r1-cold: the model before the cold start)
+        for stage in sorted(p for p in out.iterdir() if p.is_dir() and p != final):
+            print(f"{stage.name}: {(stage / 'eval.json').read_text().strip()}", flush=True)
     result = {"kind": kind, "digits": list(args.digits), **json.loads((final / "eval.json").read_text()),
               "wall_s": round(wall), "load": os.getloadavg()}
     print(json.dumps(result), flush=True)
@@ -115,6 +130,7 @@ def main() -> None:
     ap.add_argument("--eval-rows", type=int, default=100)
     ap.add_argument("--pair-prompts", type=int, default=64, help="DPO / reward model: prompts sampled for pairs")
     ap.add_argument("--rm-steps", type=int, default=30)
+    ap.add_argument("--cold-steps", type=int, default=6, help="r1-cold: SFT steps of 8 tagged replies")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     if not (SMOLLM2 / "model.safetensors").is_file():
