@@ -80,7 +80,6 @@ def r1_cold(args, out: Path) -> list[list[str]]:
 
 
 KINDS = {"grpo": grpo, "r1": lambda a, o: grpo(a, o, "r1-chat"), "r1-cold": r1_cold, "dpo": dpo, "ppo": ppo}
-FINAL = {"ppo": "ppo", "r1-cold": "grpo"}  # the stage whose eval.json and metrics.csv are reported
 
 
 def per_tenth(path: Path) -> str:
@@ -102,14 +101,16 @@ def run(kind: str, args) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT / "src")}
     t0 = time.perf_counter()
-    for cmd in KINDS[kind](args, out):
+    cmds = KINDS[kind](args, out)
+    for cmd in cmds:
         print("$ " + shlex.join(["bellman", *cmd[len(BELLMAN):]]), flush=True)
         subprocess.run(cmd, check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
-    final = out / FINAL.get(kind, "")
-    if final != out:  # the first stage's held-out figures too (r1-cold: the model before the cold start)
-        for stage in sorted(p for p in out.iterdir() if p.is_dir() and p != final):
-            print(f"{stage.name}: {(stage / 'eval.json').read_text().strip()}", flush=True)
+    # each command's --out is one stage; the last one's eval.json and metrics.csv are the run's result, the
+    # earlier stages' held-out figures are printed beside it (r1-cold: before and after the cold start)
+    *stages, final = (Path(cmd[cmd.index("--out") + 1]) for cmd in cmds)
+    for stage in stages:
+        print(f"{stage.name}: {(stage / 'eval.json').read_text().strip()}", flush=True)
     result = {"kind": kind, "digits": list(args.digits), **json.loads((final / "eval.json").read_text()),
               "wall_s": round(wall), "load": os.getloadavg()}
     print(json.dumps(result), flush=True)
