@@ -10,6 +10,11 @@ DPO with B pairs per step, beta 0.1, sigmoid loss. Gradient checkpointing off an
 The timed part is the training loop (TRL's ``trainer.train()``, bellman's ``trainer.train()`` with
 evaluation reduced to one greedy token on one row); construction (dataset tokenisation, model copies)
 is excluded on both sides. Each side runs ``--repeats`` times, alternating, and the best time is kept.
+Each GRPO run also reports its time per step after its first ``--warmup`` steps (default 1), from the end
+of every optimiser step (TRL: a ``TrainerCallback``; bellman: around ``train_step``): a process's first
+steps also pay for touching memory for the first time, which the steps after reuse, so the whole-run
+figure of a short run mixes the two. bellman's run also prints the largest difference between its sampler's
+log-probs and its training pass's over the run's tokens.
 ``--phases`` adds one more GRPO run per side that times its parts (sampling, log-prob forwards, backward,
 AdamW step) by wrapping the functions that do them, and prints their median cost per step.
 ``--kernels`` times, alone and interleaved (min and median of 25 calls), bellman's decoding of one GRPO
@@ -44,6 +49,7 @@ import os
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -98,16 +104,25 @@ def bellman_grpo(path: Path, rows: list[dict], a) -> tuple[float, float]:
                      prompts_per_step=a.prompts, beta=a.beta, loss_type="grpo", temperature=1.0,
                      max_new_tokens=a.max_new_tokens, eval_rows=1, eval_max_new_tokens=1, progress=False)
     trainer = GRPOTrainer(model, tok, task, cfg, prompt_fn=lambda r: question(r, a))
+    ends, train_step = [], trainer.train_step
+
+    def timed_step(step):
+        out = train_step(step)
+        ends.append(time.perf_counter())
+        return out
+
+    trainer.train_step = timed_step
     t = time.perf_counter()
     trainer.train()
     dt = time.perf_counter() - t
     length = sum(h["completion_length"] for h in trainer.history) / len(trainer.history)
-    return dt, length
+    gap = max(h["sampler_logprob_gap"] for h in trainer.history)
+    return Run(dt, length, steady(ends, a), gap)
 
 
 def trl_grpo(path: Path, rows: list[dict], a) -> tuple[float, float]:
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
     batch = a.prompts * a.generations
     args = GRPOConfig(output_dir=str(path.parent / "trl_grpo"), max_steps=a.steps, learning_rate=1e-5,
@@ -122,11 +137,39 @@ def trl_grpo(path: Path, rows: list[dict], a) -> tuple[float, float]:
                                                           for r in rows]),
                           processing_class=AutoTokenizer.from_pretrained(path))
     trainer.remove_callback(PrinterCallback)
+    ends = []
+
+    class StepEnds(TrainerCallback):
+        def on_step_end(self, *_, **__):
+            ends.append(time.perf_counter())
+
+    trainer.add_callback(StepEnds())
     t = time.perf_counter()
     trainer.train()
     dt = time.perf_counter() - t
     lengths = [h["completions/mean_length"] for h in trainer.state.log_history if "completions/mean_length" in h]
-    return dt, sum(lengths) / len(lengths)
+    return Run(dt, sum(lengths) / len(lengths), steady(ends, a))
+
+
+@dataclass(order=True)
+class Run:
+    """One side's GRPO run: the whole loop's seconds, the mean completion length, the seconds per step after
+    ``--warmup`` steps (None when the run has no more steps than that) and, for bellman, the largest
+    |sampler log-prob - training-pass log-prob| over its tokens."""
+
+    seconds: float
+    length: float
+    steady_step: float | None = None
+    gap: float | None = None
+
+
+def steady(ends: list[float], a) -> float | None:
+    """Seconds per step from the end of step ``a.warmup`` to the end of the last: a process's first steps
+    also pay for the memory it touches for the first time (on this machine's virtual memory several seconds
+    a step at a 135M model's batch), which later steps reuse."""
+    if len(ends) <= a.warmup or not a.warmup:
+        return None
+    return (ends[-1] - ends[a.warmup - 1]) / (len(ends) - a.warmup)
 
 
 def matmul_throughput(d: int, repeats: int = 10) -> float:
@@ -163,15 +206,18 @@ def step_flops(model, tok, rows: list[dict], a, completion_length: float) -> dic
             "log-prob forward (reference)": forward if a.beta > 0 else 0.0}
 
 
-def print_bound(path: Path, rows: list[dict], a, side: str, seconds: float, length: float) -> None:
-    """A GRPO step's time beside its compute bound at this machine's measured matrix-multiply rate."""
+def print_bound(path: Path, rows: list[dict], a, side: str, seconds: float, length: float,
+                steady_step: float | None = None) -> None:
+    """A GRPO step's time (the mean over the run and, if measured, after the warm-up) beside its compute bound
+    at this machine's measured matrix-multiply rate."""
     from bellman.llm.model import load_model
     model, tok = load_model(path)
     rate = matmul_throughput(model.config.hidden_size)
     flops = step_flops(model, tok, rows, a, length)
     bound = sum(flops.values()) / rate
     parts = ", ".join(f"{k} {1000 * v / rate:.0f} ms" for k, v in flops.items() if v)
-    print(f"  {side:8s} step {seconds:6.2f} s, compute bound {bound:6.2f} s ({seconds / bound:.2f}x the bound; "
+    after = f", after the warm-up {steady_step:6.2f} s = {steady_step / bound:.2f}x" if steady_step else ""
+    print(f"  {side:8s} step {seconds:6.2f} s, compute bound {bound:6.2f} s ({seconds / bound:.2f}x the bound{after}; "
           f"{sum(flops.values()) / 1e12:.2f} TFLOP at {rate / 1e9:.0f} GFLOP/s: {parts})")
 
 
@@ -349,6 +395,8 @@ def main() -> None:
     p.add_argument("--beta", type=float, default=0.04, help="GRPO KL weight (DeepSeekMath); > 0 keeps a reference")
     p.add_argument("--pairs", type=int, default=32, help="DPO pairs per step")
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=1,
+                   help="GRPO steps left out of the per-step time after warm-up (0: not printed)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--only", choices=["grpo", "dpo"], default=None)
     p.add_argument("--phases", action="store_true", help="also time the parts of a GRPO step on both sides")
@@ -383,15 +431,22 @@ def main() -> None:
             for _ in range(a.repeats):
                 times["trl"].append(trl_grpo(path, rows, a))
                 times["bellman"].append(bellman_grpo(path, rows, a))
-            (t_trl, l_trl), (t_bel, l_bel) = min(times["trl"]), min(times["bellman"])
+            trl, bel = min(times["trl"]), min(times["bellman"])
             print(f"GRPO  {a.prompts} prompts x {a.generations} generations, max_new_tokens {a.max_new_tokens}, "
                   f"beta {a.beta}")
-            print(f"  TRL      {n / t_trl:8.1f} completions/s  ({t_trl:6.1f} s, mean length {l_trl:.1f})")
-            print(f"  bellman  {n / t_bel:8.1f} completions/s  ({t_bel:6.1f} s, mean length {l_bel:.1f})")
-            print(f"  ratio bellman / TRL: {t_trl / t_bel:.2f}x")
+            print(f"  TRL      {n / trl.seconds:8.2f} completions/s  ({trl.seconds:6.1f} s, mean length {trl.length:.1f})")
+            print(f"  bellman  {n / bel.seconds:8.2f} completions/s  ({bel.seconds:6.1f} s, mean length {bel.length:.1f})")
+            print(f"  ratio bellman / TRL: {trl.seconds / bel.seconds:.2f}x")
+            if trl.steady_step and bel.steady_step:
+                per = a.prompts * a.generations
+                print(f"  after {a.warmup} warm-up step(s): TRL {trl.steady_step:6.1f} s / step "
+                      f"({per / trl.steady_step:.2f} completions/s), bellman {bel.steady_step:6.1f} s / step "
+                      f"({per / bel.steady_step:.2f} completions/s), ratio {trl.steady_step / bel.steady_step:.2f}x")
+            print(f"  bellman's sampler vs its training pass, largest |log-prob difference| over the tokens: "
+                  f"{bel.gap:.1e} (pi_old in the loss is the training pass's own)")
             if a.bound:
-                print_bound(path, rows, a, "TRL", t_trl / a.steps, l_trl)
-                print_bound(path, rows, a, "bellman", t_bel / a.steps, l_bel)
+                print_bound(path, rows, a, "TRL", trl.seconds / a.steps, trl.length, trl.steady_step)
+                print_bound(path, rows, a, "bellman", bel.seconds / a.steps, bel.length, bel.steady_step)
             if a.phases:
                 grpo_phases(path, rows, a)
         if a.steps and a.only in (None, "dpo"):

@@ -150,6 +150,30 @@ def test_log_probs_run_each_group_prompt_once_with_the_numbers_of_the_plain_forw
         torch.testing.assert_close(ro.logprobs[sl], plain, atol=1e-5, rtol=0)
 
 
+def test_on_policy_pi_old_is_the_training_pass_so_sampler_rounding_never_enters_the_loss():
+    """The ratio's pi_old is the training pass's own log-probs of the batch (TRL #3867 and verl #2953 are a
+    sampler / trainer mismatch in it): the sampler's log-probs shifted by 0.5 nat give the same update, with
+    no clipped token, over two iterations per batch; the logged gap is the shift."""
+    runs = []
+    for shift in (0.0, 0.5):
+        model, tok = tiny_model(SMALL, seed=0)
+        tr = GRPOTrainer(model, tok, _task(), _cfg(total_steps=1, num_iterations=2, beta=0.04))
+        generate = tr.engine.generate_scored
+
+        def shifted(*a, _generate=generate, _shift=shift, **k):
+            ro, scores = _generate(*a, **k)
+            ro.logprobs = ro.logprobs + _shift * ro.completion_mask
+            return ro, scores
+
+        tr.engine.generate_scored = shifted
+        m = tr.train_step(0)
+        runs.append((m, [p.detach().clone() for p in model.parameters()]))
+    (m0, w0), (m1, w1) = runs
+    assert m0["sampler_logprob_gap"] < 1e-5 and abs(m1["sampler_logprob_gap"] - 0.5) < 1e-5
+    assert m1["clip_ratio"] == m0["clip_ratio"] and m1["loss"] == m0["loss"]
+    assert all(torch.equal(a, b) for a, b in zip(w0, w1))
+
+
 def test_fused_adamw_gives_the_numbers_of_the_foreach_loop():
     model, tok = tiny_model(SMALL, seed=0)
     tr = GRPOTrainer(model, tok, _task(), _cfg(weight_decay=0.1))

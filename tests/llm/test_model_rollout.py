@@ -280,3 +280,40 @@ def test_planted_weights_file_is_refused_without_running(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="hold something other than tensors and were refused"):
         load_model(tmp_path / "m")
     assert not (tmp_path / "planted").exists()
+
+
+def test_decode_drops_finished_rows_without_changing_any_rows_draws():
+    """An engine that can drop finished rows (``keep_rows``) runs later steps on the rows still decoding only;
+    every row's tokens and log-probs are those of the loop that runs all rows to the end."""
+    from bellman.llm.rollout import decode
+    v, eos, pad, b = 6, 5, 0, 16
+
+    def logits_for(rows, t):  # row r favours EOS from step r // 2 on: rows end at different steps
+        z = torch.arange(v, dtype=torch.float).repeat(len(rows), 1, 1) * 0.3
+        z[:, 0, eos] = torch.where(rows // 2 <= t, 6.0, -6.0)
+        return z
+
+    def run(drop):
+        rows, sizes = torch.arange(b), []
+
+        def step(t, nxt):
+            sizes.append(len(nxt))
+            assert len(nxt) == len(rows)
+            return logits_for(rows, t + 1)
+
+        def keep_rows(index):
+            nonlocal rows
+            rows = rows[index]
+
+        ids = torch.ones(b, 2, dtype=torch.long)
+        ro = decode(ids, torch.ones_like(ids), SamplingConfig(temperature=1.0, max_new_tokens=12),
+                    torch.Generator().manual_seed(0), eos, pad, logits_for(rows, 0), step,
+                    keep_rows if drop else None)
+        return ro, sizes
+
+    (full, all_rows), (dropped, fewer) = run(False), run(True)
+    assert set(all_rows) == {b} and fewer[-1] < fewer[0] <= b and sum(fewer) < sum(all_rows)
+    lengths = full.completion_mask.sum(1)
+    assert len(set(lengths.tolist())) > 4   # rows did end at different steps
+    for name in ("completion_ids", "completion_mask", "logprobs", "truncated"):
+        assert torch.equal(getattr(full, name), getattr(dropped, name)), name

@@ -11,6 +11,13 @@ then minimise, per completion token t,
     rho_it = pi(o_it | q, o_<t) / pi_old(o_it | q, o_<t),
     KL_k3  = exp(ref - logp) - (ref - logp) - 1      (Schulman 2020, "Approximating KL divergence"; >= 0).
 
+pi_old is the policy that sampled the batch. Sampled by the current weights, its log-probs are the training
+pass's own, taken (detached) in the batch's first pass, before any update: rho = 1 in value there, with
+gradient grad log pi, and later iterations of ``num_iterations`` reuse them. The sampler's log-probs of the
+same tokens differ from them by float32 rounding (decoding runs other kernel shapes than the scoring pass);
+that gap never enters the loss, and each step logs its largest value over the batch as
+``sampler_logprob_gap``.
+
 Loss aggregation ``loss_type``:
   "grpo"     mean over completions of the per-completion token mean   (DeepSeekMath),
   "dapo"     sum over all tokens / number of completion tokens in the batch   (Yu et al. 2025, "DAPO"),
@@ -254,13 +261,21 @@ class GRPOTrainer(Trainer):
         mb = c.micro_batch_size or b
         n_tokens = ro.completion_mask.sum().clamp(min=1).float()
         refs = [self._ref_logprobs(ro, slice(i, i + mb)) for i in range(0, b, mb)]
-        for _ in range(c.num_iterations):
+        # pi_old: the training pass's own log-probs before this batch's first update where these weights sampled
+        # it, else (a stale batch from rollout workers) the behaviour policy's, as the sampler returned them
+        behaviour = bool(c.num_workers) and self.engine.sampled_version != self.engine.version
+        old: list[torch.Tensor] = []
+        sampler_gap = torch.zeros(())
+        for it in range(c.num_iterations):
             stats = {"loss": 0.0, "kl": 0.0, "clip_ratio": 0.0}
             for j, i in enumerate(range(0, b, mb)):
                 sl = slice(i, i + mb)
                 batch, shared = self.logprob_batch(ro, sl)
                 logp = self.engine.logprobs(*batch, temperature=c.temperature, shared_prompt=shared)
-                loss, s = grpo_loss(logp, ro.logprobs[sl], adv[sl], ro.completion_mask[sl], refs[j], c.beta,
+                if it == 0:
+                    old.append(ro.logprobs[sl] if behaviour else logp.detach())
+                    sampler_gap = torch.maximum(sampler_gap, (logp.detach() - ro.logprobs[sl]).abs().max())
+                loss, s = grpo_loss(logp, old[j], adv[sl], ro.completion_mask[sl], refs[j], c.beta,
                                     c.eps_low, c.eps_high, c.loss_type, c.max_new_tokens, b, n_tokens)
                 loss.backward()
                 w = ro.completion_mask[sl].sum().item() / n_tokens.item()
@@ -268,7 +283,7 @@ class GRPOTrainer(Trainer):
                 stats["kl"] += s["kl"].item() * w
                 stats["clip_ratio"] += s["clip_ratio"].item() * w
             stats["grad_norm"] = self.optimizer_step(step, torch.tensor(stats["loss"]))
-        return m | stats
+        return m | stats | {"sampler_logprob_gap": sampler_gap.item()}
 
 
 @dataclass

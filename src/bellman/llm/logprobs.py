@@ -34,8 +34,43 @@ PLAIN_HEAD = ("LlamaForCausalLM", "Qwen2ForCausalLM")  # logits = lm_head(decode
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """log softmax(logits / temperature) at ``tokens``: logits (..., V) in float32, tokens (...) -> (...)."""
-    return torch.log_softmax(logits.float() / temperature, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    """log softmax(logits / temperature) at ``tokens``: logits (..., V) in float32, tokens (...) -> (...).
+
+    Computed as z_t - logsumexp(z), z = logits / temperature (no division at temperature 1), with the
+    gradient onehot(t) - softmax(z) written in one pass (``_TokenLogProb``) rather than through a (..., V)
+    log-softmax, its saved output and a scattered one-hot: the same numbers at a third of the memory traffic.
+    torch's float32 ``log_softmax`` on the CPU is also less exact at a real vocabulary (against float64,
+    errors up to 8e-6 with a mean bias of 1e-6 at V = 49,152, where ``logsumexp`` stays within 2e-6, mean
+    2e-8)."""
+    z = logits.float()
+    if temperature != 1:
+        z = z / temperature
+    if torch.is_grad_enabled() and z.requires_grad:
+        return _TokenLogProb.apply(z, tokens)
+    return _token_logprobs(z, tokens)[0]
+
+
+def _token_logprobs(z: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    lse = torch.logsumexp(z, -1)
+    return z.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - lse, lse
+
+
+class _TokenLogProb(torch.autograd.Function):
+    """z_t - logsumexp(z) and its gradient g (onehot(t) - softmax(z)), softmax recomputed from the saved z and
+    logsumexp."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        out, lse = _token_logprobs(z, tokens)
+        ctx.save_for_backward(z, tokens, lse)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor, None]:
+        z, tokens, lse = ctx.saved_tensors
+        grad = torch.sub(z, lse.unsqueeze(-1)).exp_().mul_(-g.unsqueeze(-1))
+        return grad.scatter_add_(-1, tokens.unsqueeze(-1), g.unsqueeze(-1)), None
 
 
 def plain_head(model: PreTrainedModel) -> tuple[torch.nn.Module, torch.nn.Module] | None:

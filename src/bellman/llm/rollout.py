@@ -83,50 +83,64 @@ def _filter(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     return logits
 
 
-def sample(logits: torch.Tensor, s: SamplingConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample(logits: torch.Tensor, s: SamplingConfig, generator: torch.Generator | None = None,
+           u: torch.Tensor | None = None) -> torch.Tensor:
     """One token per row of ``logits`` (B, V): the argmax at temperature 0, else a draw from
     softmax(logits / T) after top-k / top-p filtering, by inverse CDF (the first token whose cumulative
-    probability exceeds u ~ U[0, total); one uniform per row, cheaper than ``torch.multinomial``)."""
+    probability exceeds u ~ U[0, total); one uniform per row, cheaper than ``torch.multinomial``). ``u``
+    (B, 1) are the uniforms to use (default: drawn from ``generator``)."""
     if s.temperature == 0:
         return logits.argmax(-1)
     return draw(_filter(logits / s.temperature if s.temperature != 1 else logits, s.top_k, s.top_p).softmax(-1),
-                generator)
+                generator, u)
 
 
-def draw(p: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def draw(p: torch.Tensor, generator: torch.Generator | None = None, u: torch.Tensor | None = None) -> torch.Tensor:
     """One token per row of the (unnormalised) distributions p (..., V) by inverse CDF: the first token whose
-    cumulative weight exceeds u ~ U[0, total), one uniform per row."""
+    cumulative weight exceeds u ~ U[0, total), one uniform per row (``u`` (rows, 1) in [0, 1), or drawn from
+    ``generator``)."""
     flat = p.reshape(-1, p.shape[-1])
     cdf = flat.cumsum(-1)
-    u = torch.rand(flat.shape[0], 1, generator=generator, device=p.device) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True).clamp_(max=p.shape[-1] - 1).reshape(p.shape[:-1])
+    if u is None:
+        u = torch.rand(flat.shape[0], 1, generator=generator, device=p.device)
+    return torch.searchsorted(cdf, u * cdf[:, -1:], right=True).clamp_(max=p.shape[-1] - 1).reshape(p.shape[:-1])
 
 
 def decode(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, s: SamplingConfig, generator: torch.Generator,
-           eos: int, pad: int, logits: torch.Tensor,
-           step: Callable[[int, torch.Tensor], torch.Tensor]) -> Rollout:
+           eos: int, pad: int, logits: torch.Tensor, step: Callable[[int, torch.Tensor], torch.Tensor],
+           keep_rows: Callable[[torch.Tensor], None] | None = None) -> Rollout:
     """Sample up to ``s.max_new_tokens`` tokens per row; a row stops at EOS (then pads).
 
-    ``logits`` (B, 1, V) are the model's after the prompts; ``step(t, tokens)`` feeds the (B,) tokens drawn
-    at step t and returns the logits (B, 1, V) after them. The engine behind ``step`` decides how (a KV
-    cache, a hand-written forward, a full forward per step); this loop only samples and records the drawn
-    tokens and their log-probs, so its memory grows with B x steps, not with the vocabulary.
+    ``logits`` (B, 1, V) are the model's after the prompts; ``step(t, tokens)`` feeds the tokens drawn at
+    step t (one per row still decoding) and returns the logits (rows, 1, V) after them. The engine behind
+    ``step`` decides how (a KV cache, a hand-written forward, a full forward per step); this loop only
+    samples and records the drawn tokens and their log-probs, so its memory grows with B x steps, not with
+    the vocabulary. ``keep_rows(index)``, if the engine gives it, drops the finished rows from its state
+    (keeps those at ``index``, in order), and later steps run only the rows still decoding: this happens
+    whenever an eighth of them have finished. Each row's draws are the same either way (one uniform per
+    prompt row and step, as without dropping).
     """
-    b, n = prompt_ids.shape[0], s.max_new_tokens
-    tokens, step_logprobs = [], []
-    done = torch.zeros(b, dtype=torch.bool, device=prompt_ids.device)
+    (b, n), device = (prompt_ids.shape[0], s.max_new_tokens), prompt_ids.device
+    tokens = torch.full((b, n), pad, dtype=torch.long, device=device)
+    step_logprobs = torch.zeros(b, n, device=device)
+    rows = torch.arange(b, device=device)  # the prompt rows the engine's state holds, in its order
+    done = torch.zeros(b, dtype=torch.bool, device=device)
     for t in range(n):
         logits = logits[:, -1].float()
-        nxt = sample(logits, s, generator)
+        u = None if s.temperature == 0 else torch.rand(b, 1, generator=generator, device=device)[rows]
+        nxt = sample(logits, s, generator, u)
         nxt.masked_fill_(done, pad)
         # only the drawn token's log-prob is kept: no (B, V) logits outlive their step
-        step_logprobs.append(token_logprobs(logits, nxt, s.temperature or 1.0))
-        tokens.append(nxt)
+        tokens[rows, t], step_logprobs[rows, t] = nxt, token_logprobs(logits, nxt, s.temperature or 1.0)
         done |= nxt == eos
         if t == n - 1 or bool(done.all()):  # no logits needed after the last token
             break
+        if keep_rows is not None and int(done.sum()) * 8 >= done.numel():
+            running = (~done).nonzero().squeeze(1)
+            keep_rows(running)
+            rows, done, nxt = rows[running], done[running], nxt[running]
         logits = step(t, nxt)
-    return finish(prompt_ids, prompt_mask, torch.stack(tokens, dim=1), torch.stack(step_logprobs, dim=1), eos, pad)
+    return finish(prompt_ids, prompt_mask, tokens[:, :t + 1], step_logprobs[:, :t + 1], eos, pad)
 
 
 def finish(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,

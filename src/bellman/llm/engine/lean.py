@@ -11,7 +11,8 @@ caller.
 
 ``LeanEngine`` decodes through it into a preallocated ``KVCache`` (keys and values of earlier tokens kept,
 each step runs only the new token: Pope et al. 2022, arXiv:2211.05102), with the RoPE rotations and
-attention mask of all steps built once and a prompt repeated for a group prefilled once; and it scores a
+attention mask of all steps built once, a prompt repeated for a group prefilled once and finished rows
+dropped from the batch as they accumulate (``rollout.decode``); and it scores a
 shared prompt's completions with one ``lean_layers`` call over a ``PromptTree`` (the tokens flat, attention
 per completion). It falls back to ``HFEngine`` (the model's own forward) for anything ``lean_supported``
 rejects (other architectures, peft wrappers, gradient checkpointing), for ``use_cache=False`` and for
@@ -312,7 +313,13 @@ class LeanEngine(HFEngine):
         def step(t: int, nxt: torch.Tensor) -> torch.Tensor:
             return lean_layers(model, nxt[:, None], rot[:, :, t:t + 1], bias[..., :p + t + 1], cache, weights=weights)
 
-        return decode(prompt_ids, prompt_mask, s, g, self.tok.eos_token_id, self.tok.pad_token_id, logits, step)
+        def keep_rows(rows: torch.Tensor) -> None:  # finished rows leave the batch: their cache, mask, rotations
+            nonlocal rot, bias
+            cache.select(rows)
+            rot, bias = rot[rows], bias[rows]
+
+        return decode(prompt_ids, prompt_mask, s, g, self.tok.eos_token_id, self.tok.pad_token_id, logits, step,
+                      keep_rows)
 
     def logprobs(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
                  completion_mask: torch.Tensor, temperature: float = 1.0, *, shared_prompt: bool = False,
