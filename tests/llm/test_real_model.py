@@ -69,11 +69,12 @@ def test_prompt_tree_logprobs_equal_the_plain_forward(smollm2, sampled):
 
 
 def test_sampler_logprobs_equal_the_trainers_logprob_pass(smollm2, sampled):
-    """One engine samples and scores, so the rollout's "old" log-probs are the training pass's (TRL #3867,
-    verl #2953 are this mismatch between an inference engine and a trainer) up to float32 rounding: the
-    decoding step's single-query attention and the scoring pass's fused attention round differently, which
-    over 30 layers leaves differences of a few 1e-5 on the least likely tokens (mean a few 1e-6; the
-    Hugging Face forward differs from both by as much)."""
+    """One engine samples and scores, so the sampler's log-probs are the training pass's (TRL #3867, verl #2953
+    are this mismatch between an inference engine and a trainer) up to float32 rounding: decoding runs
+    matrix products of other shapes (one query per row, a few rows), which round differently, and over 30
+    layers that leaves differences of a few 1e-5 on the least likely tokens (mean a few 1e-6; the Hugging
+    Face forward differs from both by as much). GRPO's pi_old is the training pass's own numbers, so this gap
+    never reaches the loss (tests/llm/test_grpo.py)."""
     model, tok = smollm2
     ro = sampled
     train = LeanEngine(model, tok).logprobs(ro.prompt_ids[::4], ro.prompt_mask[::4], ro.completion_ids,
