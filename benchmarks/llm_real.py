@@ -66,7 +66,8 @@ def ppo(args, out: Path) -> list[list[str]]:
             BELLMAN + ["llm", "ppo", "--out", str(out / "ppo"), "--template", "question", *common(args),
                        "--reward-model", str(rm / "model"), "--steps", str(args.steps), "--lr", str(args.lr),
                        "--batch-size", str(args.prompts * args.generations),
-                       "--max-new-tokens", str(args.new_tokens)]]
+                       "--max-new-tokens", str(args.new_tokens), "--n-epochs", str(args.ppo_epochs),
+                       "--kl-coef", str(args.kl_coef), "--temperature", "1.0"]]
 
 
 def r1_cold(args, out: Path) -> list[list[str]]:
@@ -131,6 +132,8 @@ def main() -> None:
     ap.add_argument("--eval-rows", type=int, default=100)
     ap.add_argument("--pair-prompts", type=int, default=64, help="DPO / reward model: prompts sampled for pairs")
     ap.add_argument("--rm-steps", type=int, default=30)
+    ap.add_argument("--ppo-epochs", type=int, default=4, help="ppo: passes over each rollout (TRL's 4)")
+    ap.add_argument("--kl-coef", type=float, default=0.05, help="ppo: the KL penalty's weight (TRL's 0.05)")
     ap.add_argument("--cold-steps", type=int, default=6, help="r1-cold: SFT steps of 8 tagged replies")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()

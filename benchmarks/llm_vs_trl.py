@@ -24,6 +24,7 @@ the repeated prompts.
 
     .venv/bin/python benchmarks/llm_vs_trl.py --steps 10 --repeats 3
     .venv/bin/python benchmarks/llm_vs_trl.py --only grpo --steps 20 --repeats 1 --phases
+    .venv/bin/python benchmarks/llm_vs_trl.py --only grpo --steps 3 --repeats 0 --phases   # the parts only
     .venv/bin/python benchmarks/llm_vs_trl.py --kernels --steps 0
     .venv/bin/python benchmarks/llm_vs_trl.py --model models/smollm2-135m-instruct --prompts 8 --generations 8 \
         --max-new-tokens 64 --steps 3 --repeats 1 --bound
@@ -425,7 +426,7 @@ def main() -> None:
               f"{' | both sides keep freed memory' if a.same_allocator else ''}")
         if a.kernels:
             kernels(path, rows, a)
-        if a.steps and a.only in (None, "grpo"):
+        if a.steps and a.only in (None, "grpo") and a.repeats:
             n = a.steps * a.prompts * a.generations
             times = {"trl": [], "bellman": []}
             for _ in range(a.repeats):
@@ -447,9 +448,9 @@ def main() -> None:
             if a.bound:
                 print_bound(path, rows, a, "TRL", trl.seconds / a.steps, trl.length, trl.steady_step)
                 print_bound(path, rows, a, "bellman", bel.seconds / a.steps, bel.length, bel.steady_step)
-            if a.phases:
-                grpo_phases(path, rows, a)
-        if a.steps and a.only in (None, "dpo"):
+        if a.steps and a.only in (None, "grpo") and a.phases:
+            grpo_phases(path, rows, a)
+        if a.steps and a.only in (None, "dpo") and a.repeats:
             pairs = preference_pairs(rows, a)
             n = a.steps * a.pairs * 2
             times = {"trl": [], "bellman": []}
