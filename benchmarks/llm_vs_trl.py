@@ -95,7 +95,7 @@ def arithmetic_reward(prompts, completions, answer, **_):
     return reward(prompts, [text_of(c) for c in completions], answer)
 
 
-def bellman_grpo(path: Path, rows: list[dict], a) -> tuple[float, float]:
+def bellman_grpo(path: Path, rows: list[dict], a) -> Run:
     from bellman.llm.grpo import GRPOConfig, GRPOTrainer
     from bellman.llm.model import load_model
     from bellman.llm.tasks import Task, arithmetic_reward
@@ -121,7 +121,7 @@ def bellman_grpo(path: Path, rows: list[dict], a) -> tuple[float, float]:
     return Run(dt, length, steady(ends, a), gap)
 
 
-def trl_grpo(path: Path, rows: list[dict], a) -> tuple[float, float]:
+def trl_grpo(path: Path, rows: list[dict], a) -> Run:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -427,7 +427,8 @@ def main() -> None:
         if a.kernels:
             kernels(path, rows, a)
         if a.steps and a.only in (None, "grpo") and a.repeats:
-            n = a.steps * a.prompts * a.generations
+            per = a.prompts * a.generations  # completions per step
+            n = a.steps * per
             times = {"trl": [], "bellman": []}
             for _ in range(a.repeats):
                 times["trl"].append(trl_grpo(path, rows, a))
@@ -439,7 +440,6 @@ def main() -> None:
             print(f"  bellman  {n / bel.seconds:8.2f} completions/s  ({bel.seconds:6.1f} s, mean length {bel.length:.1f})")
             print(f"  ratio bellman / TRL: {trl.seconds / bel.seconds:.2f}x")
             if trl.steady_step and bel.steady_step:
-                per = a.prompts * a.generations
                 print(f"  after {a.warmup} warm-up step(s): TRL {trl.steady_step:6.1f} s / step "
                       f"({per / trl.steady_step:.2f} completions/s), bellman {bel.steady_step:6.1f} s / step "
                       f"({per / bel.steady_step:.2f} completions/s), ratio {trl.steady_step / bel.steady_step:.2f}x")

@@ -106,7 +106,7 @@ def test_token_logprobs_and_their_gradient_match_float64_log_softmax(temperature
     small = torch.randn(3, 4, 7, dtype=torch.float64, generator=g).requires_grad_()
     picks = torch.randint(0, 7, (3, 4), generator=g)
 
-    def f(z):   # token_logprobs keeps float64 input in float64 only through .float(): check the Function itself
+    def f(z):   # token_logprobs computes in float32 (.float()); gradcheck needs float64: the Function itself
         return lp._TokenLogProb.apply(z / temperature, picks)
 
     assert torch.autograd.gradcheck(f, (small,))
