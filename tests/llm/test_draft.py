@@ -7,7 +7,8 @@ import torch
 from scipy.stats import chi2
 
 from bellman.llm.config import DraftConfig
-from bellman.llm.draft import DraftTrainer, distill_loss, draft_heads, load_heads, save_heads
+from bellman.llm.draft import (DraftTrainer, distill_loss, draft_heads, load_heads, save_heads, teacher, trunk,
+                                vocab_by_mass)
 from bellman.llm.engine import LeanEngine
 from bellman.llm.engine.speculative import SpeculativeEngine
 from bellman.llm.model import TinyConfig, load_model, tiny_model
@@ -102,17 +103,32 @@ def chi_square_p(counts: torch.Tensor, p: torch.Tensor) -> float:
     return float(chi2.sf(stat, int(keep.sum()) - 1))
 
 
-@pytest.mark.parametrize("s", [SamplingConfig(temperature=1.0, max_new_tokens=3),
-                               SamplingConfig(temperature=1.0, top_p=0.8, max_new_tokens=3)], ids=["t1", "top_p"])
-def test_speculative_samples_have_the_policys_distribution(s):
+def part_vocab(model, keep: int = 2, seed: int = 0) -> torch.Tensor:
+    """A draft vocabulary of (keep - 1) / keep of the token ids (keep = 2: every other id of a random order),
+    without some of the policy's likely tokens."""
+    order = torch.randperm(model.config.vocab_size, generator=torch.Generator().manual_seed(seed))
+    return order[torch.arange(len(order)) % keep != 0] if keep > 2 else order[::2]
+
+
+@pytest.mark.parametrize("s, vocab", [(SamplingConfig(temperature=1.0, max_new_tokens=3), False),
+                                      (SamplingConfig(temperature=1.0, top_p=0.8, max_new_tokens=3), False),
+                                      (SamplingConfig(temperature=1.0, top_p=0.8, max_new_tokens=3), True)],
+                         ids=["t1", "top_p", "top_p_draft_vocab"])
+def test_speculative_samples_have_the_policys_distribution(s, vocab):
     """Tokens 2 and 3 (the first two drafted, verified positions) of 30,000 speculative samples against plain
-    sampling's exact distribution; a 1% shift of it is rejected."""
+    sampling's exact distribution; a 1% shift of it is rejected. With a draft vocabulary of three quarters of the tokens
+    (q = 0 on the other quarter) the samples are still the policy's."""
     model, tok = peaked()
     n, v = 30_000, model.config.vocab_size
     m2, m3 = exact_marginals(model, tok, "1+2=", s)
-    engine = SpeculativeEngine(model, tok, noisy_heads(model, "mtp", 2), k=2)
+    heads = noisy_heads(model, "mtp", 2)
+    if vocab:
+        heads.set_vocab(part_vocab(model, keep=4))
+    engine = SpeculativeEngine(model, tok, heads, k=2)
     ro = engine.generate(["1+2="] * n, s, seed=8)
     assert 0.1 < engine.acceptance()[0] < 0.9  # the rule both accepts and rejects often
+    if vocab:  # every draft came from the draft vocabulary
+        assert torch.isin(ro.completion_ids[:, 1][ro.completion_mask[:, 1] == 1], heads.vocab).float().mean() < 1
     for j, exact in ((1, m2), (2, m3)):
         cells = torch.where(ro.completion_mask[:, j] == 1, ro.completion_ids[:, j], v)
         counts = torch.bincount(cells, minlength=v + 1)
@@ -131,9 +147,10 @@ def test_distillation_trains_the_heads_with_the_trunk_frozen(tmp_path):
     held_out = LeanEngine(model, tok).generate(prompts[:32], SamplingConfig(max_new_tokens=16), seed=99)
     ids = torch.cat([held_out.prompt_ids, held_out.completion_ids], 1)
     mask = torch.cat([held_out.prompt_mask, held_out.completion_mask], 1)
-    before, agree_before = distill_loss(model, heads, ids, mask)
-    DraftTrainer(model, tok, heads, DraftConfig(total_steps=60, learning_rate=3e-3, max_new_tokens=16)).train(prompts)
-    after, agree_after = distill_loss(model, heads, ids, mask)
+    start = held_out.prompt_ids.shape[1] - 1  # the completions: what the heads learn to draft
+    before, agree_before = distill_loss(model, heads, ids, mask, start)
+    DraftTrainer(model, tok, heads, DraftConfig(total_steps=150, learning_rate=3e-3, max_new_tokens=16)).train(prompts)
+    after, agree_after = distill_loss(model, heads, ids, mask, start)
     assert float(after) < 0.8 * float(before)
     assert all(b + 0.2 < a for a, b in zip(agree_after, agree_before))
     assert all(torch.equal(w, trunk[k]) for k, w in model.state_dict().items())
@@ -192,3 +209,65 @@ def test_auto_draft_length_maximises_tokens_per_second_and_falls_back_to_plain_d
     ro = engine.generate(["1+2="] * 4, SamplingConfig(temperature=0, max_new_tokens=6))
     plain = LeanEngine(model, tok).generate(["1+2="] * 4, SamplingConfig(temperature=0, max_new_tokens=6))
     assert torch.equal(ro.completion_ids, plain.completion_ids) and engine.steps == 10  # decoded plainly
+
+
+@pytest.mark.parametrize("kind", ["medusa", "mtp"])
+def test_a_draft_vocabulary_drafts_only_its_tokens_and_keeps_greedy_decoding_and_logprobs(kind, tmp_path):
+    model, tok = peaked()
+    heads = noisy_heads(model, kind, 2, scale=0.02)
+    heads.set_vocab(part_vocab(model))
+    h, y = torch.randn(64, SMALL.hidden_size), torch.randint(model.config.vocab_size, (64,))
+    with torch.no_grad():
+        drafts, logits = heads.draft(model, h, y, 2, SamplingConfig(temperature=1.0), torch.Generator().manual_seed(0))
+    assert torch.isin(drafts, heads.vocab).all()
+    outside = torch.ones(model.config.vocab_size, dtype=torch.bool)
+    outside[heads.vocab] = False
+    assert torch.isinf(logits[..., outside]).all() and torch.isfinite(logits[..., heads.vocab]).all()
+    # the vocabulary's logits are the full head's rows of it
+    w = model.lm_head.weight
+    if kind == "medusa":
+        with torch.no_grad():
+            full = torch.nn.functional.linear(heads._block(0, h), w)
+        torch.testing.assert_close(logits[:, 0, heads.vocab], full[:, heads.vocab])
+    s = SamplingConfig(temperature=0, max_new_tokens=16)
+    plain = LeanEngine(model, tok).generate(PROMPTS, s)
+    engine = SpeculativeEngine(model, tok, heads, k=2)
+    ro = engine.generate(PROMPTS, s)
+    assert torch.equal(ro.completion_ids, plain.completion_ids)
+    torch.testing.assert_close(ro.logprobs, plain.logprobs, atol=1e-5, rtol=0)
+    assert 0 < engine.acceptance()[0] < 1
+    # the head's rows are taken again after an in-place update of the head (as an optimiser step makes)
+    with torch.no_grad():
+        w.mul_(1.5)
+        torch.testing.assert_close(heads.output(model)[0], w[heads.vocab])
+        w.div_(1.5)
+    save_heads(heads, tmp_path)
+    assert torch.equal(load_heads(tmp_path, model).vocab, heads.vocab)
+    with pytest.raises(ValueError, match="repeats a token id"):
+        heads.set_vocab(torch.tensor([3, 1, 3]))
+
+
+def test_teacher_and_the_vocabulary_by_probability_mass():
+    model, tok = peaked()
+    h = torch.randn(5, 7, SMALL.hidden_size)
+    vocab = torch.tensor([0, 4, 9])
+    p, top, mass = teacher(model, h, vocab, rows=3)
+    with torch.no_grad():
+        full = model.lm_head(h).double().softmax(-1)
+    torch.testing.assert_close(p.double(), full[..., vocab], atol=1e-6, rtol=1e-5)
+    assert torch.equal(top, full.argmax(-1))
+    torch.testing.assert_close(mass.double(), full.sum((0, 1)), atol=1e-5, rtol=1e-5)
+    assert torch.equal(vocab_by_mass(torch.tensor([0.1, 3.0, 0.1, 2.0, 0.5]), 3), torch.tensor([1, 3, 4]))
+    assert torch.equal(vocab_by_mass(torch.tensor([0.1, 3.0, 0.1, 2.0]), 3), torch.tensor([1, 3, 0]))  # tie: lower id
+
+
+def test_distillation_chooses_the_draft_vocabulary_from_the_policys_samples():
+    model, tok = peaked()
+    prompts = [r["prompt"] for r in arithmetic(n_train=32, n_test=8, seed=0).train]
+    heads = draft_heads(model, "medusa", 1)
+    trainer = DraftTrainer(model, tok, heads, DraftConfig(total_steps=2, vocab=12, samples=16, max_new_tokens=8))
+    blocks = trainer.sample(prompts)
+    trainer.fit(blocks)
+    ids, mask, start = blocks[0]
+    _, _, mass = teacher(model, trunk(model, ids, mask)[:, start:][mask[:, start:].bool()], torch.empty(0, dtype=torch.long))
+    assert torch.equal(heads.vocab, mass.topk(12).indices.sort().values)

@@ -270,7 +270,11 @@ class DraftConfig(Config):
     heads: int = field(2, "K: draft heads (tokens drafted per step at most)")
     total_steps: int = field(200, "distillation updates")
     learning_rate: float = field(1e-3, "AdamW step size of the heads")
-    batch_size: int = field(16, "prompts sampled per update")
+    batch_size: int = field(16, "sampled sequences per update")
+    samples: int = field(256, "prompts the policy completes once (cycled if fewer): the sequences the heads "
+                              "learn on, the trunk run over them once")
+    vocab: int = field(4096, "draft vocabulary: the tokens of largest probability under the policy on its "
+                             "samples (FR-Spec); 0: the whole vocabulary")
     max_new_tokens: int = field(32, "tokens the policy samples per prompt")
     temperature: float = field(1.0, "temperature of the policy's samples the heads learn on")
     seed: int = field(0, "seed of the prompts drawn and the samples")
@@ -278,8 +282,9 @@ class DraftConfig(Config):
     presets = {"tiny": dict(total_steps=300, learning_rate=3e-3)}
 
     def check(self) -> None:
-        for name in ("heads", "total_steps", "batch_size", "max_new_tokens"):
+        for name in ("heads", "total_steps", "batch_size", "samples", "max_new_tokens"):
             self.require(getattr(self, name) >= 1, name, "an int >= 1")
+        self.require(self.vocab >= 0, "vocab", "an int >= 0 (0: the whole vocabulary)")
         self.require(self.learning_rate > 0, "learning_rate", "a float > 0")
         self.require(self.temperature > 0, "temperature", "a float > 0")
 
