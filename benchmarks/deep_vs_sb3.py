@@ -2,6 +2,7 @@
 one process, seeds interleaved so both sides see the same load.
 
     python benchmarks/deep_vs_sb3.py --algo ppo --seeds 3 [--sides sb3 same own]
+    python benchmarks/deep_vs_sb3.py --algo dqn --env Acrobot-v1 --seeds 3      # any env with a zoo entry
 
 Prints, per seed and in total, the training wall-clock and CPU time (process time: steadier than wall-clock
 on a shared machine) of each side, the deterministic evaluation return
@@ -93,16 +94,17 @@ def sb3_ddpg(env_id: str, steps: int, seed: int):
     return model.learn(steps)
 
 
-def zoo_sb3_kwargs(algo: str, env_id: str, n_actions: int) -> tuple[int, dict]:
+def zoo_sb3_kwargs(algo: str, env_id: str, n_actions: int) -> tuple[int, bool, dict]:
     """SB3 keyword arguments from rl-baselines3-zoo's own entry (rl_zoo3/hyperparams/<algo>.yml), as the zoo's
     ExpManager builds them: noise_type / noise_std become a NormalActionNoise, policy_kwargs is evaluated with
-    torch.nn in scope, lin_X a linear schedule; returns (n_envs, kwargs)."""
+    torch.nn in scope, lin_X a linear schedule; returns (n_envs, normalize, kwargs)."""
     import numpy as np
     from stable_baselines3.common.noise import NormalActionNoise
 
-    from bellman.deep import SACConfig, TD3Config
+    from bellman.deep import DDPGConfig, DQNConfig, PPOConfig, SACConfig, TD3Config
     from bellman.deep.zoo import zoo_entries, zoo_preset
-    entry = zoo_entries(algo)[zoo_preset({"td3": TD3Config, "sac": SACConfig}[algo], env_id).entry]
+    classes = {"ppo": PPOConfig, "dqn": DQNConfig, "ddpg": DDPGConfig, "td3": TD3Config, "sac": SACConfig}
+    entry = zoo_entries(algo)[zoo_preset(classes[algo], env_id).entry]
     kwargs = {k: v for k, v in entry.items() if k not in ("n_timesteps", "policy", "n_envs", "normalize")}
     if "noise_type" in kwargs:
         assert kwargs.pop("noise_type") == "normal"
@@ -110,11 +112,13 @@ def zoo_sb3_kwargs(algo: str, env_id: str, n_actions: int) -> tuple[int, dict]:
         kwargs["action_noise"] = NormalActionNoise(np.zeros(n_actions), std * np.ones(n_actions))
     if "policy_kwargs" in kwargs:
         kwargs["policy_kwargs"] = eval(kwargs["policy_kwargs"], {"nn": torch.nn, "dict": dict})  # the zoo's own way
-    for key in ("learning_rate",):
+    for key in ("learning_rate", "clip_range"):
         if isinstance(kwargs.get(key), str) and kwargs[key].startswith("lin_"):
             x = float(kwargs[key][4:])
             kwargs[key] = lambda f, x=x: x * f
-    return int(entry.get("n_envs", 1)), kwargs
+    normalize = entry.get("normalize", False)
+    assert normalize in (True, False), f"normalize {normalize!r}: only true / false entries are run here"
+    return int(entry.get("n_envs", 1)), normalize, kwargs
 
 
 def bellman_zoo(cls_name: str):
@@ -130,12 +134,18 @@ def sb3_zoo(algo: str):
     def run(env_id: str, steps: int, seed: int):
         import stable_baselines3
         from stable_baselines3.common.env_util import make_vec_env
-        n_actions = int(gym.make(env_id).action_space.shape[0])
-        n_envs, kwargs = zoo_sb3_kwargs(algo, env_id, n_actions)
-        model = getattr(stable_baselines3, algo.upper())("MlpPolicy", make_vec_env(env_id, n_envs=n_envs, seed=seed),
-                                                          seed=seed, device="cpu", **kwargs)
+        from stable_baselines3.common.vec_env import VecNormalize
+        space = gym.make(env_id).action_space
+        n_envs, normalize, kwargs = zoo_sb3_kwargs(algo, env_id, int(space.shape[0]) if space.shape else 1)
+        env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+        if normalize:  # the zoo's VecNormalize: observations and rewards, discounted at the algorithm's gamma
+            env = VecNormalize(env, gamma=kwargs.get("gamma", 0.99))
+        model = getattr(stable_baselines3, algo.upper())("MlpPolicy", env, seed=seed, device="cpu", **kwargs)
         return model.learn(steps)
     return run
+
+
+ZOO_ALGOS = {"ppo": "PPO", "dqn": "DQN", "ddpg": "DDPG", "td3": "TD3", "sac": "SAC"}
 
 
 CASES: dict[str, Case] = {
@@ -154,9 +164,18 @@ CASES: dict[str, Case] = {
 
 
 def evaluate_sb3(model, env_id: str, seed: int) -> tuple[float, float]:
+    """Deterministic return over EVAL_EPISODES; through the training run's VecNormalize statistics, frozen
+    and with raw rewards, where it had one (as the zoo evaluates)."""
     from stable_baselines3.common.evaluation import evaluate_policy
-    env = gym.make(env_id)
-    env.reset(seed=seed + 1_000_003)
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+    trained = model.get_vec_normalize_env()
+    if trained is None:
+        env = gym.make(env_id)
+        env.reset(seed=seed + 1_000_003)
+    else:
+        env = VecNormalize(DummyVecEnv([lambda: gym.make(env_id)]), training=False, norm_reward=False)
+        env.obs_rms = trained.obs_rms
+        env.seed(seed + 1_000_003)
     mean, std = evaluate_policy(model, env, n_eval_episodes=EVAL_EPISODES, deterministic=True)
     return float(mean), float(std)
 
@@ -166,6 +185,8 @@ def main() -> None:
     parser.add_argument("--algo", choices=sorted(CASES), default="ppo")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=None, help="override the case's step budget")
+    parser.add_argument("--env", default=None, help="any env with an rl-baselines3-zoo entry for the algorithm: both "
+                                                    "sides run that entry (budget: --steps, else the zoo's)")
     parser.add_argument("--sides", nargs="+", choices=("sb3", "same", "own"), default=["sb3", "same", "own"],
                         help="which runs to make (sb3 is always made: the ratios need it)")
     args = parser.parse_args()
@@ -174,6 +195,12 @@ def main() -> None:
     import bellman.deep  # noqa: F401      outside the timings of whichever side runs first
     torch.manual_seed(0)
     case = CASES[args.algo]
+    if args.env:
+        from bellman.deep.zoo import zoo_preset
+        import bellman.deep as deep
+        cls = getattr(deep, ZOO_ALGOS[args.algo])
+        budget = zoo_preset(cls.config_class, args.env, strict=False).n_timesteps
+        case = Case(args.env, int(budget), bellman_zoo(ZOO_ALGOS[args.algo]), sb3_zoo(args.algo))
     steps = args.steps or case.steps
     print(f"{args.algo} on {case.env_id}, {steps} steps, {args.seeds} seeds, torch threads 1")
     def sb3(seed: int) -> object:

@@ -59,10 +59,12 @@ def real_policy(path: str, seed: int):
     return model.eval(), tok, *prompts
 
 
-def timed(engine, prompts, s, seed) -> tuple[float, int]:
-    t0 = time.perf_counter()
-    ro = engine.generate(prompts, s, seed=seed)
-    return time.perf_counter() - t0, int(ro.completion_mask.sum())
+def timed(engine, prompts, b, s, seed) -> tuple[float, int]:
+    """Seconds and completion tokens of decoding ``prompts`` in ``generate`` calls of ``b``."""
+    t0, n = time.perf_counter(), 0
+    for i in range(0, len(prompts), b):
+        n += int(engine.generate(prompts[i:i + b], s, seed=seed + i).completion_mask.sum())
+    return time.perf_counter() - t0, n
 
 
 def grpo(a) -> None:
@@ -102,9 +104,12 @@ def main() -> None:
     ap.add_argument("--sft-steps", type=int, default=600)
     ap.add_argument("--distill-batch", type=int, default=None, help="prompts per distillation step (16 tiny, 8 else)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--prompts", type=int, default=16, help="held-out prompts decoded at each batch size (at least one batch)")
+    ap.add_argument("--vocab", type=int, default=0, help="draft vocabulary of trained heads (DraftConfig.vocab; 0: all)")
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(a.threads)
     print(f"# load before: {load()}", flush=True)
     if a.grpo:
         grpo(a)
@@ -124,7 +129,7 @@ def main() -> None:
             t0 = time.perf_counter()
             DraftTrainer(model, tok, heads, DraftConfig(kind=kind, heads=a.heads, total_steps=a.distill_steps,
                                                         learning_rate=3e-3 if a.model == "tiny" else 1e-3,
-                                                        batch_size=a.distill_batch or (16 if a.model == "tiny" else 8),
+                                                        batch_size=a.distill_batch or 16, vocab=a.vocab,
                                                         max_new_tokens=a.max_new_tokens, seed=a.seed)).train(train)
             print(f"# {kind}: {a.distill_steps} distillation steps in {time.perf_counter() - t0:.0f} s", flush=True)
         fixed, auto = SpeculativeEngine(model, tok, heads, k=heads.heads), SpeculativeEngine(model, tok, heads)
@@ -133,12 +138,13 @@ def main() -> None:
             auto.reset_stats()
             auto.generate(test[:16], s, seed=a.seed)  # measure acceptance before choosing k
             for b in (int(x) for x in a.batches.split(",")):
-                prompts = (test * (b // len(test) + 1))[:b]
+                m = max(b, a.prompts)  # the same held-out prompts at every batch size, in calls of b
+                prompts = (test * (m // len(test) + 1))[:m]
                 fixed.reset_stats()
                 best = {"plain": (1e9, 0), "spec": (1e9, 0), "auto": (1e9, 0)}
                 for r in range(a.repeats):
                     for name, engine in (("plain", plain), ("spec", fixed), ("auto", auto)):
-                        dt, n = timed(engine, prompts, s, a.seed + r)
+                        dt, n = timed(engine, prompts, b, s, a.seed + 1000 * r)
                         if dt / max(n, 1) < best[name][0] / max(best[name][1], 1):
                             best[name] = (dt, n)
                 tps = {k: n / dt for k, (dt, n) in best.items()}
