@@ -217,3 +217,26 @@ def test_trainer_bad_inputs(seven_rm):
     rows = [{"prompt": "a", "question": "a", "numbers": [1], "target": 1}] * 2
     with pytest.raises(ValueError, match="answer"):
         PPORLHFTrainer(model, tok, Task("t", rows, rows, accuracy=arithmetic_reward), PPORLHFConfig(ptx_coef=1.0), seven_rm)
+
+
+def test_pi_old_is_a_training_pass_so_sampler_rounding_enters_neither_ratio_nor_kl(seven_rm, digit_policy):
+    """pi_old (in the ratio and the KL penalty) is the policy's own pass before the updates: the sampler's
+    log-probs shifted by 0.5 nat give the same update; the logged gap is the shift."""
+    runs = []
+    for shift in (0.0, 0.5):
+        model, tok = copy.deepcopy(digit_policy[0]), digit_policy[1]
+        tr = PPORLHFTrainer(model, tok, seven_task(), ppo_config(total_steps=1), seven_rm)
+        generate = tr.engine.generate
+
+        def shifted(*a, _generate=generate, _shift=shift, **k):
+            ro = _generate(*a, **k)
+            ro.logprobs = ro.logprobs + _shift * ro.completion_mask
+            return ro
+
+        tr.engine.generate = shifted
+        m = tr.train_step(0)
+        runs.append((m, [p.detach().clone() for p in list(model.parameters()) + list(tr.critic.parameters())]))
+    (m0, w0), (m1, w1) = runs
+    assert m0["sampler_logprob_gap"] < 1e-5 and abs(m1["sampler_logprob_gap"] - 0.5) < 1e-5
+    assert m1["kl"] == m0["kl"] and m1["clip_frac"] == m0["clip_frac"] and m1["policy_loss"] == m0["policy_loss"]
+    assert all(torch.equal(a, b) for a, b in zip(w0, w1))

@@ -4,6 +4,7 @@ One iteration (Ouyang et al. 2022, "Training language models to follow instructi
 feedback", sec. 3.5; Zheng et al. 2023, "Secrets of RLHF in Large Language Models Part I: PPO", sec. 5):
 
     sample completions y ~ pi(.|x); score s = r_phi(x, y) with the reward model
+    log pi_old(y_t): one pass of the policy before the updates (not the sampler's numbers)
     s <- clip((s - mean) / std, -reward_clip, reward_clip)           running moments (reward normalisation)
     r_t = -kl_coef (log pi(y_t) - log pi_ref(y_t))  (+ s at the last completion token)
     delta_t = r_t + gamma V(t+1) - V(t);  A_t = delta_t + gamma lam A_{t+1};  R_t = A_t + V(t)   (GAE)
@@ -155,7 +156,11 @@ class PPORLHFTrainer(Trainer):
         batch = (ro.prompt_ids, ro.prompt_mask, ro.completion_ids, ro.completion_mask)
         ids, mask = torch.cat([ro.prompt_ids, ro.completion_ids], 1), torch.cat([ro.prompt_mask, ro.completion_mask], 1)
         cm, c_len = ro.completion_mask.float(), ro.completion_ids.shape[1]   # V(t) is read where token t is predicted
-        old_logp = ro.logprobs
+        # pi_old: the policy's own log-probs from a training pass before any update (TRL's "old_logprobs"), so
+        # the sampler's rounding (other matmul shapes while decoding) enters neither the ratio nor the KL
+        with torch.no_grad():
+            old_logp = self.engine.logprobs(*batch, temperature=c.temperature, grad=False)
+        sampler_gap = ((old_logp - ro.logprobs).abs() * cm).max()
         ref_logp = reference_logprobs(self.engine, self.ref, *batch, temperature=c.temperature)
         with torch.no_grad():
             old_values = completion_outputs(self.critic.token_values(ids, mask), c_len) * cm
@@ -194,4 +199,5 @@ class PPORLHFTrainer(Trainer):
         return {k: sum(v) / len(v) for k, v in stats.items()} | {
             "reward": score.mean().item(), "accuracy": sum(acc) / len(acc),
             "kl": ((old_logp - ref_logp) * cm).sum(1).mean().item(), "completion_length": cm.sum(1).mean().item(),
+            "sampler_logprob_gap": sampler_gap.item(),
             "reward_mean": self.reward_moments.mean, "reward_std": self.reward_moments.std}
