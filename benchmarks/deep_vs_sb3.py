@@ -101,10 +101,9 @@ def zoo_sb3_kwargs(algo: str, env_id: str, n_actions: int) -> tuple[int, bool, d
     import numpy as np
     from stable_baselines3.common.noise import NormalActionNoise
 
-    from bellman.deep import DDPGConfig, DQNConfig, PPOConfig, SACConfig, TD3Config
+    import bellman.deep as deep
     from bellman.deep.zoo import zoo_entries, zoo_preset
-    classes = {"ppo": PPOConfig, "dqn": DQNConfig, "ddpg": DDPGConfig, "td3": TD3Config, "sac": SACConfig}
-    entry = zoo_entries(algo)[zoo_preset(classes[algo], env_id).entry]
+    entry = zoo_entries(algo)[zoo_preset(getattr(deep, ZOO_ALGOS[algo]).config_class, env_id).entry]
     kwargs = {k: v for k, v in entry.items() if k not in ("n_timesteps", "policy", "n_envs", "normalize")}
     if "noise_type" in kwargs:
         assert kwargs.pop("noise_type") == "normal"

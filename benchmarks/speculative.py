@@ -102,7 +102,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--distill-steps", type=int, default=300)
     ap.add_argument("--sft-steps", type=int, default=600)
-    ap.add_argument("--distill-batch", type=int, default=None, help="prompts per distillation step (16 tiny, 8 else)")
+    ap.add_argument("--distill-batch", type=int, default=None, help="sampled sequences per distillation update (default 16)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--prompts", type=int, default=16, help="held-out prompts decoded at each batch size (at least one batch)")
     ap.add_argument("--vocab", type=int, default=0, help="draft vocabulary of trained heads (DraftConfig.vocab; 0: all)")

@@ -246,11 +246,12 @@ def trunk(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor) -> torc
                        ).last_hidden_state
 
 
-def teacher(model: PreTrainedModel, h: torch.Tensor, vocab: torch.Tensor, rows: int = 1024,
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def teacher(model: PreTrainedModel, h: torch.Tensor, vocab: torch.Tensor | None, rows: int = 1024,
+            ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """The policy's next-token distribution at hidden states h (..., d), in blocks of ``rows`` positions (the
     (rows, V) logits are the largest tensor): its probabilities of the tokens ``vocab`` (..., |vocab|) (all V
-    where ``vocab`` is empty), its argmax (...) and its probabilities summed over the positions (V,)."""
+    where ``vocab`` is empty; None where ``vocab`` is None: not kept), its argmax (...) and its probabilities
+    summed over the positions (V,)."""
     _, head, _ = _parts(model)
     flat = h.reshape(-1, h.shape[-1])
     p, top, mass = [], [], torch.zeros(head.weight.shape[0], device=h.device)
@@ -258,10 +259,11 @@ def teacher(model: PreTrainedModel, h: torch.Tensor, vocab: torch.Tensor, rows: 
         for x in flat.split(rows):
             z = F.linear(x, head.weight, head.bias).float()
             q = (z - z.logsumexp(-1, keepdim=True)).exp_()
-            p.append(q[:, vocab] if vocab.numel() else q)
+            if vocab is not None:
+                p.append(q[:, vocab] if vocab.numel() else q)
             top.append(z.argmax(-1))
             mass += q.sum(0)
-    return torch.cat(p).view(*h.shape[:-1], -1), torch.cat(top).view(h.shape[:-1]), mass
+    return torch.cat(p).view(*h.shape[:-1], -1) if p else None, torch.cat(top).view(h.shape[:-1]), mass
 
 
 def vocab_by_mass(mass: torch.Tensor, size: int) -> torch.Tensor:
@@ -341,7 +343,7 @@ class DraftTrainer:
         mask = torch.cat([F.pad(x, (0, t - x.shape[1])) for x in masks])
         v = _parts(model)[1].weight.shape[0]
         if c.vocab and c.vocab < v and not heads.vocab.numel():
-            _, _, mass = teacher(model, h[mask.bool()], heads.vocab)
+            _, _, mass = teacher(model, h[mask.bool()], None)  # the mass only: no (positions, V) copy kept
             heads.set_vocab(vocab_by_mass(mass, c.vocab))
         p, top, _ = teacher(model, h, heads.vocab)
         g = torch.Generator().manual_seed(c.seed)

@@ -158,8 +158,7 @@ class PPORLHFTrainer(Trainer):
         cm, c_len = ro.completion_mask.float(), ro.completion_ids.shape[1]   # V(t) is read where token t is predicted
         # pi_old: the policy's own log-probs from a training pass before any update (TRL's "old_logprobs"), so
         # the sampler's rounding (other matmul shapes while decoding) enters neither the ratio nor the KL
-        with torch.no_grad():
-            old_logp = self.engine.logprobs(*batch, temperature=c.temperature, grad=False)
+        old_logp = self.engine.logprobs(*batch, temperature=c.temperature, grad=False)
         sampler_gap = ((old_logp - ro.logprobs).abs() * cm).max()
         ref_logp = reference_logprobs(self.engine, self.ref, *batch, temperature=c.temperature)
         with torch.no_grad():
