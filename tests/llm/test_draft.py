@@ -241,6 +241,12 @@ def test_a_draft_vocabulary_drafts_only_its_tokens_and_keeps_greedy_decoding_and
         w.mul_(1.5)
         torch.testing.assert_close(heads.output(model)[0], w[heads.vocab])
         w.div_(1.5)
+    # a fused AdamW step bumps no version counter: its owner says so (GRPO's optimiser hook)
+    opt = torch.optim.AdamW([w], lr=0.1, fused=True)
+    w.grad = torch.ones_like(w)
+    opt.step()
+    heads.weights_changed()
+    torch.testing.assert_close(heads.output(model)[0], w.detach()[heads.vocab])
     save_heads(heads, tmp_path)
     assert torch.equal(load_heads(tmp_path, model).vocab, heads.vocab)
     with pytest.raises(ValueError, match="repeats a token id"):
@@ -262,6 +268,7 @@ def test_teacher_and_the_vocabulary_by_probability_mass():
 
 
 def test_distillation_chooses_the_draft_vocabulary_from_the_policys_samples():
+    """fit and a single step_on pick the top-N tokens by the policy's summed probability on its samples, once."""
     model, tok = peaked()
     prompts = [r["prompt"] for r in arithmetic(n_train=32, n_test=8, seed=0).train]
     heads = draft_heads(model, "medusa", 1)
@@ -271,3 +278,10 @@ def test_distillation_chooses_the_draft_vocabulary_from_the_policys_samples():
     ids, mask, start = blocks[0]
     _, _, mass = teacher(model, trunk(model, ids, mask)[:, start:][mask[:, start:].bool()], torch.empty(0, dtype=torch.long))
     assert torch.equal(heads.vocab, mass.topk(12).indices.sort().values)
+    # one update on a batch (GRPO's refresh) chooses the same vocabulary, and later updates keep it
+    fresh = draft_heads(model, "mtp", 1)
+    online = DraftTrainer(model, tok, fresh, DraftConfig(vocab=12))
+    online.step_on(ids, mask, start)
+    assert torch.equal(fresh.vocab, heads.vocab)
+    online.step_on(*blocks[0][:2], 0)
+    assert torch.equal(fresh.vocab, heads.vocab)

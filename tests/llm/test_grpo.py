@@ -231,7 +231,8 @@ def test_trainer_input_errors():
 
 def test_speculative_grpo_learns_logs_acceptance_and_resumes_identically(tmp_path):
     """speculative=True: the samples come from the draft heads' exact speculative sampling; the run still
-    learns, logs the acceptance per head and the heads' refresh loss, and its checkpoint holds the heads."""
+    learns, logs the acceptance per head and the heads' refresh loss, and its checkpoint holds the heads and
+    the draft vocabulary they chose at the first refresh."""
     model, tok = tiny_model(SMALL, seed=0)
     tr = GRPOTrainer(model, tok, _task(), _cfg(loss_type="dapo", eps_high=0.28, dynamic_sampling=True,
                                                speculative=True))
@@ -241,13 +242,15 @@ def test_speculative_grpo_learns_logs_acceptance_and_resumes_identically(tmp_pat
     assert first < 0.1 and last > 0.5
     assert all(0 <= h["acceptance_1"] <= 1 and h["draft_loss"] > 0 for h in tr.history)
     m1, _ = tiny_model(SMALL, seed=0)
-    a = GRPOTrainer(m1, tok, _task(), _cfg(tmp_path / "a", total_steps=4, speculative=True))
+    a = GRPOTrainer(m1, tok, _task(), _cfg(tmp_path / "a", total_steps=4, speculative=True, draft_vocab=40))
     a.train()
+    assert a.drafter.heads.vocab.numel() == 40 < tok.vocab_size
     m2, _ = tiny_model(SMALL, seed=0)
-    GRPOTrainer(m2, tok, _task(), _cfg(tmp_path / "b", total_steps=4, speculative=True)).train(steps=2)
+    GRPOTrainer(m2, tok, _task(), _cfg(tmp_path / "b", total_steps=4, speculative=True, draft_vocab=40)).train(steps=2)
     m3, _ = tiny_model(SMALL, seed=0)
-    b = GRPOTrainer(m3, tok, _task(), _cfg(tmp_path / "b", total_steps=4, speculative=True))
+    b = GRPOTrainer(m3, tok, _task(), _cfg(tmp_path / "b", total_steps=4, speculative=True, draft_vocab=40))
     b.train(resume=True)
+    assert torch.equal(a.drafter.heads.vocab, b.drafter.heads.vocab)
     assert all(torch.equal(p, q) for p, q in zip(m1.parameters(), m3.parameters()))
     assert all(torch.equal(p, q) for p, q in zip(a.drafter.heads.parameters(), b.drafter.heads.parameters()))
     with pytest.raises(ValueError, match="speculative"):

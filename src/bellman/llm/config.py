@@ -122,6 +122,8 @@ class GRPOConfig(TrainerConfig):
                                         "(they follow the drifting policy)")
     draft_refresh_steps: int = field(2, "distillation steps per refresh")
     draft_lr: float = field(1e-3, "AdamW step size of the draft heads")
+    draft_vocab: int = field(4096, "draft vocabulary of heads without one, chosen at the first refresh from the "
+                                   "policy's probabilities on that rollout (FR-Spec); 0: the whole vocabulary")
 
     presets = {"tiny": dict(learning_rate=1e-4, max_new_tokens=32)}
 
@@ -151,6 +153,7 @@ class GRPOConfig(TrainerConfig):
         for name in ("draft_refresh_every", "draft_refresh_steps"):
             self.require(getattr(self, name) >= 1, name, "an int >= 1")
         self.require(self.draft_lr > 0, "draft_lr", "a float > 0")
+        self.require(self.draft_vocab >= 0, "draft_vocab", "an int >= 0 (0: the whole vocabulary)")
 
 
 @dataclasses.dataclass

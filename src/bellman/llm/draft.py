@@ -91,19 +91,31 @@ class DraftHeads(nn.Module):
         self.vocab = ids.to(self.vocab.device)
         self._rows = None
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        """A saved vocabulary of another size than the current one (e.g. heads that chose one after the
+        checkpoint's model was built) replaces it before the tensors are copied."""
+        if prefix + "vocab" in state_dict:
+            self.set_vocab(state_dict[prefix + "vocab"])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def output(self, model: PreTrainedModel) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The output head's rows (and bias) of the draft vocabulary, outside autograd (the trunk stays frozen),
-        kept while the head's weights are unchanged (GRPO updates them in place)."""
+        kept while the head's weights are unchanged: until an in-place edit bumps their version counter or
+        ``weights_changed`` is called (a fused optimiser step bumps no counter; GRPO calls it after each)."""
         _, head, _ = _parts(model)
         w, b = head.weight, head.bias
         if not self.vocab.numel():
             return w.detach(), None if b is None else b.detach()
         key = (w.data_ptr(), w._version, None if b is None else b._version)
-        if self._rows is None or self._rows[0] != key:
-            with torch.no_grad():
+        if self._rows is None or self._rows[0] != key:  # normal tensors even when taken while decoding, so the
+            with torch.inference_mode(False), torch.no_grad():  # distillation's autograd may keep them
                 rows = (w[self.vocab].contiguous(), None if b is None else b[self.vocab].contiguous())
             self._rows = (key, rows)
         return self._rows[1]
+
+    def weights_changed(self) -> None:
+        """The model's weights were updated: take the output head's rows afresh."""
+        self._rows = None
 
     def to_vocab(self, idx: torch.Tensor) -> torch.Tensor:
         """Token ids of indices into the draft vocabulary."""
@@ -314,10 +326,22 @@ class DraftTrainer:
         self.optimizer.step()
         return {"loss": float(loss.detach()), **{f"agree_{k + 1}": a for k, a in enumerate(agree)}}
 
+    def choose_vocab(self, h: torch.Tensor) -> None:
+        """Where ``config.vocab`` asks for a draft vocabulary smaller than the model's and the heads have none:
+        the ``config.vocab`` tokens of largest summed probability under the policy at the hidden states h
+        (positions, d) of its own samples (``vocab_by_mass``)."""
+        c, heads = self.config, self.heads
+        if c.vocab and c.vocab < _parts(self.model)[1].weight.shape[0] and not heads.vocab.numel():
+            _, _, mass = teacher(self.model, h, None)  # the mass only: no (positions, V) copy kept
+            heads.set_vocab(vocab_by_mass(mass, c.vocab))
+
     def step_on(self, ids: torch.Tensor, mask: torch.Tensor, start: int = 0) -> dict[str, float]:
         """One update on sequences (B, T) (a rollout's prompt + completion, or SFT data), from column
-        ``start`` on."""
-        return self._update(*distill_loss(self.model, self.heads, ids, mask, start))
+        ``start`` on; the first one chooses the draft vocabulary (``choose_vocab``)."""
+        h, ids, mask = trunk(self.model, ids, mask)[:, start:], ids[:, start:], mask[:, start:]
+        self.choose_vocab(h[mask.bool()])
+        p, top, _ = teacher(self.model, h, self.heads.vocab)
+        return self._update(*_loss(self.model, self.heads, h, ids, mask, p, top))
 
     def step_on_rollout(self, ro) -> dict[str, float]:
         """One update on the completions of a ``Rollout`` the policy sampled (as GRPO's, to refresh the heads),
@@ -341,10 +365,7 @@ class DraftTrainer:
         h = torch.cat([F.pad(x, (0, 0, 0, t - x.shape[1])) for x in hs])
         tokens = torch.cat([F.pad(x, (0, t - x.shape[1])) for x in toks])
         mask = torch.cat([F.pad(x, (0, t - x.shape[1])) for x in masks])
-        v = _parts(model)[1].weight.shape[0]
-        if c.vocab and c.vocab < v and not heads.vocab.numel():
-            _, _, mass = teacher(model, h[mask.bool()], None)  # the mass only: no (positions, V) copy kept
-            heads.set_vocab(vocab_by_mass(mass, c.vocab))
+        self.choose_vocab(h[mask.bool()])
         p, top, _ = teacher(model, h, heads.vocab)
         g = torch.Generator().manual_seed(c.seed)
         history = []
@@ -397,6 +418,5 @@ def load_heads(path: str | Path, model: PreTrainedModel) -> DraftHeads:
     if vocab.numel() and int(vocab.max()) >= model.config.vocab_size:
         raise ValueError(f"the heads at {path} draft token id {int(vocab.max())}, beyond the model's vocabulary "
                          f"of {model.config.vocab_size}")
-    heads.set_vocab(vocab)
-    heads.load_state_dict({**state["state"], "vocab": heads.vocab})
+    heads.load_state_dict(state["state"])
     return heads

@@ -156,8 +156,10 @@ class GRPOTrainer(Trainer):
                                                                                       config.draft_heads)
             k = "auto" if config.draft_auto else heads.heads if config.draft_length is None else config.draft_length
             self.engine = SpeculativeEngine(model, tok, heads, k)
+            self.optimizer.register_step_post_hook(lambda *_: heads.weights_changed())
             self.drafter = DraftTrainer(model, tok, heads, DraftConfig(kind=heads.kind, heads=heads.heads,
-                                                                       learning_rate=config.draft_lr))
+                                                                       learning_rate=config.draft_lr,
+                                                                       vocab=config.draft_vocab))
         # beta 0 keeps no reference; a LoRA model's reference is itself with adapters off (ref None)
         self.ref = frozen_reference(self.engine, None) if config.beta > 0 else None
 
