@@ -81,7 +81,7 @@ class SpeculativeEngine(LeanEngine):
         key = (batch, positions)
         if key not in self._costs:
             model, device = self.model, next(self.model.parameters()).device
-            weights, ctx = lean_weights(model), 64
+            weights, ctx = lean_weights(model, decoding=True), 64
             ids = torch.zeros(batch, ctx, dtype=torch.long, device=device)
             best = float("inf")
             with torch.inference_mode():
@@ -129,7 +129,7 @@ class SpeculativeEngine(LeanEngine):
         rows, cols = torch.arange(b, device=device), torch.arange(t, device=device)
         slots = p + t * n  # every step writes t cache slots; at most n - 1 steps follow the first token
         check_decoding_memory(model, b, slots)
-        cache, weights = KVCache(max_len=slots), lean_weights(model)
+        cache, weights = KVCache(max_len=slots), lean_weights(model, decoding=True)
         # additive attention bias of every cache slot (0: attended, -inf: padding, a rejected draft, unwritten)
         kv_bias = additive_mask(model, torch.zeros(b, slots, dtype=torch.bool, device=device))
         kv_bias[:, :p] = additive_mask(model, prompt_mask.bool())
