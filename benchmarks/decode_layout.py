@@ -38,9 +38,9 @@ def shapes() -> None:
     for k, n in [(576, 1536), (1536, 576), (576, 576), (576, 192), (576, 49152)]:
         w = torch.randn(n, k)
         wt = w.t().contiguous()
-        for m in (8, 32, 64, 2048):
+        for m in (1, 2, 3, 4, 8, 32, 64, 2048):
             x = torch.randn(m, k)
-            calls = 5 if m == 2048 or n > 10_000 else 50
+            calls = 5 if m == 2048 or n > 10_000 else 50 if m > 4 else 200
             a, b = best(lambda: F.linear(x, w), calls), best(lambda: x @ wt, calls)
             g = 2 * m * k * n / 1e9
             print(f"{m:5d} | ({k}, {n}) | {g / a:6.1f} GFLOP/s | {g / b:6.1f} GFLOP/s | {a / b:.2f}x", flush=True)

@@ -108,18 +108,20 @@ def _pairs(w: torch.Tensor, heads: int) -> torch.Tensor:
 
 
 class Proj(NamedTuple):
-    """A linear map's weight and bias; ``transposed``: ``weight`` is stored as W^T (in, out), contiguous."""
+    """A linear map's weight (out, in) and bias, and optionally a contiguous copy of W^T (in, out)."""
 
     weight: torch.Tensor
     bias: torch.Tensor | None
-    transposed: bool = False
+    transposed: torch.Tensor | None = None
 
 
 def _linear(x: torch.Tensor, w: Proj) -> torch.Tensor:
-    """x W^T + b for either layout of ``Proj``."""
-    if not w.transposed:
+    """x W^T + b: through the (in, out) copy where there is one and x has 4 rows or more, else ``F.linear``
+    (torch's CPU products of 1-3 rows are faster in the (out, in) layout, of 4-64 rows in the other:
+    ``benchmarks/decode_layout.py``)."""
+    if w.transposed is None or x.numel() < 4 * x.shape[-1]:
         return F.linear(x, w.weight, w.bias)
-    y = x @ w.weight
+    y = x @ w.transposed
     return y if w.bias is None else y + w.bias
 
 
@@ -129,18 +131,19 @@ def lean_weights(model: PreTrainedModel, decoding: bool = False) -> list[tuple]:
     Separate projections rather than one stacked q/k/v (gate/up) product: the stacking's weight copies and
     its backward's concatenations cost more than the extra small products.
 
-    ``decoding`` (outside autograd, weights on the CPU): the projections' weights as contiguous copies of
-    W^T, for the products of a few rows (one token per row) that decoding makes: torch's CPU matrix multiply
-    runs x @ W^T with W^T stored (in, out) 1.0-1.5x (64 rows) to 1.4-2.3x (8 rows) faster than
-    ``F.linear``'s (out, in) layout on SmolLM2's projection shapes, one thread, and at the same rate for
-    thousands of rows; a whole ``generate`` of 64 completions of 64 tokens is 1.07-1.15x faster
-    (``benchmarks/decode_layout.py``). The price is one copy of the decoder's weights for the call."""
+    ``decoding`` (outside autograd, weights on the CPU): the projections also get contiguous copies of W^T
+    for the products of a few rows (one token per row) that decoding makes: torch's CPU matrix multiply runs
+    x @ W^T with W^T stored (in, out) 1.0-1.5x (64 rows) to 1.4-2.3x (8 rows) faster than ``F.linear``'s
+    (out, in) layout on SmolLM2's projection shapes, one thread, at the same rate for thousands of rows,
+    and slower for 1-3 rows, which keep ``F.linear`` (``_linear``); a whole ``generate`` of 64 completions
+    of 64 tokens is 1.07-1.15x faster (``benchmarks/decode_layout.py``). The price is one copy of the
+    decoder's weights for the call."""
     cfg, out = model.config, []
     t = decoding and model.device.type == "cpu" and not torch.is_grad_enabled()
 
     def one(lin, heads=0):
         w, b = (x if x is None or not heads else _pairs(x, heads) for x in (lin.weight, lin.bias))
-        return Proj(w.t().contiguous(), b, True) if t else Proj(w, b)
+        return Proj(w, b, w.t().contiguous() if t else None)
 
     for layer in model.model.layers:
         a, mlp = layer.self_attn, layer.mlp
