@@ -54,6 +54,28 @@ def test_actor_critic_equals_two_networks():
     assert ac.weights[-1][1, :, 1:].abs().sum() == 0  # the value head reads output 0 only
 
 
+def test_actor_critic_initialisations():
+    """ortho_init: orthogonal layers (W W^T = gain^2 I; policy head 0.01, value head 1), zero biases; False:
+    nn.Linear's own draws (the same numbers as Linear layers made in the same order from the same seed)."""
+    space = gym.spaces.Box(-1.0, 1.0, (2,))
+    ortho = ActorCritic(BOX_OBS, space, hidden=(16, 8), activation="relu")
+    w0 = ortho.weights[0][0].T  # (16, 3): orthonormal columns, scaled
+    torch.testing.assert_close(w0.T @ w0, 2.0 * torch.eye(3), atol=1e-5, rtol=0)
+    head = ortho.weights[-1]
+    torch.testing.assert_close(head[0].T @ head[0], 1e-4 * torch.eye(2), atol=1e-7, rtol=0)  # (8, 2) pi head
+    assert torch.isclose(head[1][:, 0].norm(), torch.tensor(1.0)) and head[1][:, 1:].abs().sum() == 0
+    assert all(b.abs().sum() == 0 for b in ortho.biases)
+    torch.manual_seed(3)
+    plain = ActorCritic(BOX_OBS, space, hidden=(16, 8), activation="relu", ortho_init=False)
+    torch.manual_seed(3)
+    for k, (n_in, n_out) in enumerate([(3, 16), (16, 8), (8, 2)]):
+        pi, v = torch.nn.Linear(n_in, n_out), torch.nn.Linear(n_in, 1 if k == 2 else n_out)
+        assert torch.equal(plain.weights[k][0], pi.weight.T) and torch.equal(plain.biases[k][0, 0], pi.bias)
+        assert torch.equal(plain.weights[k][1, :, :v.out_features], v.weight.T)
+        assert torch.equal(plain.biases[k][1, 0, :v.out_features], v.bias)
+    assert plain.weights[-1][1, :, 1:].abs().sum() == 0
+
+
 def test_mlp_and_obs_encoding():
     net = mlp(3, (5,), 2)
     assert [type(m).__name__ for m in net] == ["Linear", "Tanh", "Linear"]

@@ -52,11 +52,13 @@ def test_schedules_normalisation_gradient_steps_and_net_arch():
 def test_mujoco_v5_reads_the_v4_entry_and_untranslatable_keys_are_errors():
     td3 = zoo_preset(TD3Config, "HalfCheetah-v5")
     assert td3.entry == "HalfCheetah-v4" and td3.changes["learning_starts"] == 10_000
-    with pytest.raises(ValueError, match=r"ppo.yml HalfCheetah-v4: policy_kwargs.ortho_init=False has no PPOConfig"):
-        zoo_preset(PPOConfig, "HalfCheetah-v5")
-    lenient = zoo_preset(PPOConfig, "HalfCheetah-v5", strict=False)
-    assert lenient.ignored == {"policy_kwargs.ortho_init": False}
-    assert lenient.changes["log_std_init"] == -2 and lenient.changes["activation"] == "relu"
+    ppo = zoo_preset(PPOConfig, "HalfCheetah-v5")  # policy_kwargs: log_std_init, ortho_init, activation, net_arch
+    assert ppo.changes["log_std_init"] == -2 and ppo.changes["ortho_init"] is False
+    assert ppo.changes["activation"] == "relu" and ppo.changes["hidden"] == (256, 256)
+    with pytest.raises(ValueError, match=r"ppo.yml MiniGrid-Unlock-v0: env_wrapper=.* has no PPOConfig"):
+        zoo_preset(PPOConfig, "MiniGrid-Unlock-v0")
+    lenient = zoo_preset(PPOConfig, "MiniGrid-Unlock-v0", strict=False)
+    assert lenient.ignored == {"env_wrapper": "minigrid.wrappers.FlatObsWrapper"}
     with pytest.raises(ValueError, match="use_sde=True"):
         PPOConfig.for_env("Pendulum-v1", zoo=True)
     with pytest.raises(ValueError, match="has no entry for 'Pendulum-v9'; did you mean Pendulum-v1"):

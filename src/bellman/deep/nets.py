@@ -147,10 +147,12 @@ class Policy(ActionDistribution):
 class ActorCritic(ActionDistribution):
     """pi(a|s) and v(s) as two separate MLPs of the same shape, evaluated together: each layer of both is one
     batched matrix product (torch.baddbmm over a leading axis of 2), half the kernels of two networks.
-    No weights are shared; the initialisation is that of `mlp` (value head gain 1, policy head 0.01)."""
+    No weights are shared; the initialisation is that of `mlp` (value head gain 1, policy head 0.01), or with
+    `ortho_init=False` PyTorch's default for every layer of both (Stable-Baselines3's `ortho_init=False`)."""
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space,
-                 hidden: tuple[int, ...] = (64, 64), activation: str = "tanh", log_std_init: float = 0.0):
+                 hidden: tuple[int, ...] = (64, 64), activation: str = "tanh", log_std_init: float = 0.0,
+                 ortho_init: bool = True):
         super().__init__(action_space, log_std_init)
         self.activation = activation_class(activation)()
         self.tanh = activation == "tanh"  # torch.tanh directly: no nn.Module call on the hot path
@@ -160,10 +162,17 @@ class ActorCritic(ActionDistribution):
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             last = i == len(sizes) - 2
             w_pi, w_v = torch.empty(n_out, n_in), torch.zeros(n_out, n_in)  # nn.Linear's (out, in) layout
-            nn.init.orthogonal_(w_pi, 0.01 if last else math.sqrt(2))
-            nn.init.orthogonal_(w_v[:1] if last else w_v, 1.0 if last else math.sqrt(2))  # v is output 0
+            b = torch.zeros(2, 1, n_out)
+            if ortho_init:
+                nn.init.orthogonal_(w_pi, 0.01 if last else math.sqrt(2))
+                nn.init.orthogonal_(w_v[:1] if last else w_v, 1.0 if last else math.sqrt(2))  # v is output 0
+            else:  # nn.Linear's own initialisation, the value head a Linear(n_in, 1)
+                pi, v = nn.Linear(n_in, n_out), nn.Linear(n_in, 1 if last else n_out)
+                w_pi.copy_(pi.weight.detach())
+                w_v[:v.out_features] = v.weight.detach()
+                b[0, 0], b[1, 0, :v.out_features] = pi.bias.detach(), v.bias.detach()
             self.weights.append(nn.Parameter(torch.stack([w_pi.T, w_v.T])))
-            self.biases.append(nn.Parameter(torch.zeros(2, 1, n_out)))
+            self.biases.append(nn.Parameter(b))
         # plain (w, b) pairs: iterating a ParameterList costs more than the small layers themselves
         self.layers = list(zip(self.weights, self.biases))
 

@@ -56,6 +56,8 @@ class PPOConfig(AgentConfig):
     target_kl: float | None = field(None, "stop the epochs of an iteration once the approximate KL exceeds "
                                           "1.5 target_kl (None: never)")
     log_std_init: float = field(0.0, "initial log sigma of Gaussian policies")
+    ortho_init: bool = field(True, "orthogonal initialisation (gains sqrt 2, policy head 0.01, value head 1); "
+                                   "False: PyTorch's default (Stable-Baselines3's ortho_init)")
 
     presets = {
         # rl-baselines3-zoo hyperparams/ppo.yml, CartPole-v1 (lin_1e-3 learning rate, lin_0.2 clip range)
@@ -96,7 +98,8 @@ class PPO(Agent):
 
     def setup(self) -> None:
         c = self.config
-        self.ac = ActorCritic(self.observation_space, self.action_space, c.hidden, c.activation, c.log_std_init)
+        self.ac = ActorCritic(self.observation_space, self.action_space, c.hidden, c.activation, c.log_std_init,
+                              c.ortho_init)
         self.optimizer = torch.optim.Adam(self.ac.parameters(), lr=c.learning_rate, eps=1e-5, fused=True)
         self.buffer = RolloutBuffer.for_spaces(c.n_steps, self.envs.num_envs, self.observation_space, self.action_space)
 

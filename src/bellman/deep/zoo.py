@@ -9,10 +9,11 @@ read them, and the package is never imported: its folder is found with importlib
 Translation (SB3 name -> bellman field): the fields of the same name (gamma, batch_size, n_steps, tau, ...);
 learning_rate / clip_range "lin_X" -> X with anneal_lr / anneal_clip; normalize -> normalize_obs /
 normalize_reward (VecNormalize's norm_obs / norm_reward); noise_type normal / ornstein-uhlenbeck -> noise;
-policy_kwargs net_arch (one list, or pi and vf alike) -> hidden, activation_fn -> activation, log_std_init;
+policy_kwargs net_arch (one list, or pi and vf alike) -> hidden, activation_fn -> activation, log_std_init,
+ortho_init;
 train_freq (vector steps in SB3) -> train_freq x n_envs env steps; gradient_steps -1 -> as many as env steps;
 n_timesteps is returned as the budget; use_sde False and policy MlpPolicy change nothing. A key with no
-bellman equivalent (gSDE exploration, ortho_init=False, env wrappers, ...) is an error naming it, unless
+bellman equivalent (gSDE exploration, env wrappers, ...) is an error naming it, unless
 `strict=False`, which drops it and lists it in `ZooPreset.ignored`. MuJoCo -v5 ids use the zoo's -v4 entry
 when it has no -v5 one (`ZooPreset.entry` says which).
 """
@@ -148,6 +149,8 @@ def _policy_kwargs(text: str, fields: set[str], changes: dict[str, Any]) -> dict
             changes["activation"] = _ACTIVATIONS[value]
         elif key == "log_std_init" and key in fields:
             changes[key] = float(value)
+        elif key == "ortho_init" and key in fields and isinstance(value, bool):
+            changes[key] = value
         else:
             untranslated[f"policy_kwargs.{key}"] = value
     return untranslated
