@@ -5,8 +5,10 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from bellman.llm.engine import Engine, HFEngine, LeanEngine, get_engine
+from bellman.llm.engine.lean import Proj, lean_weights, linear
 from bellman.llm.grpo import GRPOConfig, GRPOTrainer
 from bellman.llm.logprobs import completion_logprobs
 from bellman.llm.model import LoraSpec, TinyConfig, load_model, tiny_model
@@ -45,6 +47,25 @@ def test_hf_and_lean_engines_give_the_same_greedy_completions_and_logprobs():
     # sampled with one seed, both engines draw the same tokens
     s = SamplingConfig(temperature=1.0, max_new_tokens=12)
     assert torch.equal(hf.generate(prompts, s, seed=4).completion_ids, lean.generate(prompts, s, seed=4).completion_ids)
+
+
+def test_decodings_transposed_weights_give_the_linear_maps_numbers(tiny):
+    """lean_weights(decoding=True) keeps W^T copies only outside autograd; ``linear`` uses a copy for the rows
+    in its range and gives F.linear's numbers either way."""
+    model, _ = tiny
+    with torch.inference_mode():
+        w = lean_weights(model, decoding=True)
+    assert all(torch.equal(p.transposed, p.weight.t()) for p in (*w.layers[0][:7], w.head))
+    assert w.head.rows == (4, 32) and w.layers[0][0].rows[0] == 4
+    assert all(p.transposed is None for p in (*lean_weights(model, decoding=True).layers[0][:7],
+                                               lean_weights(model).head))
+    g = torch.Generator().manual_seed(0)
+    weight, bias = torch.randn(48, 32, generator=g), torch.randn(48, generator=g)
+    p = Proj(weight, bias, weight.t().contiguous(), (4, 32))
+    for rows in (1, 3, 4, 31, 32, 40):
+        x = torch.randn(rows, 32, generator=g)
+        torch.testing.assert_close(linear(x, p), F.linear(x, weight, bias), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(linear(x[None], p), F.linear(x, weight, bias)[None], atol=1e-5, rtol=1e-5)
 
 
 def test_get_engine_picks_lean_where_supported_and_falls_back_to_hf():

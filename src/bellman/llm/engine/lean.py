@@ -108,54 +108,64 @@ def _pairs(w: torch.Tensor, heads: int) -> torch.Tensor:
 
 
 class Proj(NamedTuple):
-    """A linear map's weight (out, in) and bias, and optionally a contiguous copy of W^T (in, out)."""
+    """A linear map's weight (out, in) and bias, and optionally a contiguous copy of W^T (in, out), used for
+    inputs of ``rows[0] <= rows < rows[1]`` rows."""
 
     weight: torch.Tensor
     bias: torch.Tensor | None
     transposed: torch.Tensor | None = None
+    rows: tuple[int, int] = (4, 1 << 62)
 
 
-def _linear(x: torch.Tensor, w: Proj) -> torch.Tensor:
-    """x W^T + b: through the (in, out) copy where there is one and x has 4 rows or more, else ``F.linear``
-    (torch's CPU products of 1-3 rows are faster in the (out, in) layout, of 4-64 rows in the other:
-    ``benchmarks/decode_layout.py``)."""
-    if w.transposed is None or x.numel() < 4 * x.shape[-1]:
+def linear(x: torch.Tensor, w: Proj) -> torch.Tensor:
+    """x W^T + b: through the (in, out) copy where there is one and x's rows are in its range, else
+    ``F.linear``."""
+    if w.transposed is None or not w.rows[0] * x.shape[-1] <= x.numel() < w.rows[1] * x.shape[-1]:
         return F.linear(x, w.weight, w.bias)
     y = x @ w.transposed
     return y if w.bias is None else y + w.bias
 
 
-def lean_weights(model: PreTrainedModel, decoding: bool = False) -> list[tuple]:
-    """Per layer: the q, k, v, o, gate, up and down projections as ``Proj``, q and k in ``_pairs`` order, and
-    the two norms. Built once per ``generate`` call; inside autograd the reordering is differentiable.
-    Separate projections rather than one stacked q/k/v (gate/up) product: the stacking's weight copies and
-    its backward's concatenations cost more than the extra small products.
+class LeanWeights(NamedTuple):
+    """``lean_layers``' weights: per layer the q, k, v, o, gate, up and down ``Proj`` and the two norms; the
+    output head's ``Proj``."""
 
-    ``decoding`` (outside autograd, weights on the CPU): the projections also get contiguous copies of W^T
-    for the products of a few rows (one token per row) that decoding makes: torch's CPU matrix multiply runs
-    x @ W^T with W^T stored (in, out) 1.0-1.5x (64 rows) to 1.4-2.3x (8 rows) faster than ``F.linear``'s
-    (out, in) layout on SmolLM2's projection shapes, one thread, at the same rate for thousands of rows,
-    and slower for 1-3 rows, which keep ``F.linear`` (``_linear``); a whole ``generate`` of 64 completions
+    layers: list[tuple]
+    head: Proj
+
+
+def lean_weights(model: PreTrainedModel, decoding: bool = False) -> LeanWeights:
+    """The model's weights for ``lean_layers``, q and k in ``_pairs`` order. Built once per ``generate`` call;
+    inside autograd the reordering is differentiable. Separate projections rather than one stacked q/k/v
+    (gate/up) product: the stacking's weight copies and its backward's concatenations cost more than the
+    extra small products.
+
+    ``decoding`` (outside autograd, weights on the CPU): the maps also get contiguous copies of W^T for the
+    products of a few rows (one token per row, or a few drafts) that decoding makes. torch's CPU matrix
+    multiply runs x @ W^T with W^T stored (in, out) 1.1-1.4x (64 rows) to 1.2-2.3x (4-8 rows) faster than
+    ``F.linear``'s (out, in) layout on SmolLM2's projection shapes, one thread, and no faster for 1-3 rows or
+    thousands, so the copies serve 4 rows or more; the output head's (576 x 49,152) copy is 1.25-1.6x
+    faster for 4-8 rows and slower from 32, so it serves 4-31 rows. A whole ``generate`` of 64 completions
     of 64 tokens is 1.07-1.15x faster (``benchmarks/decode_layout.py``). The price is one copy of the
-    decoder's weights for the call."""
-    cfg, out = model.config, []
+    weights for the call."""
+    cfg, layers = model.config, []
     t = decoding and model.device.type == "cpu" and not torch.is_grad_enabled()
 
-    def one(lin, heads=0):
+    def one(lin, heads=0, rows=Proj._field_defaults["rows"]):
         w, b = (x if x is None or not heads else _pairs(x, heads) for x in (lin.weight, lin.bias))
-        return Proj(w, b, w.t().contiguous() if t else None)
+        return Proj(w, b, w.t().contiguous() if t else None, rows)
 
     for layer in model.model.layers:
         a, mlp = layer.self_attn, layer.mlp
-        out.append((one(a.q_proj, cfg.num_attention_heads), one(a.k_proj, cfg.num_key_value_heads), one(a.v_proj),
-                    one(a.o_proj), one(mlp.gate_proj), one(mlp.up_proj), one(mlp.down_proj),
-                    layer.input_layernorm, layer.post_attention_layernorm))
-    return out
+        layers.append((one(a.q_proj, cfg.num_attention_heads), one(a.k_proj, cfg.num_key_value_heads),
+                       one(a.v_proj), one(a.o_proj), one(mlp.gate_proj), one(mlp.up_proj), one(mlp.down_proj),
+                       layer.input_layernorm, layer.post_attention_layernorm))
+    return LeanWeights(layers, one(model.lm_head, rows=(4, 32)))
 
 
 def lean_forward(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                  position_ids: torch.Tensor, cache: KVCache | None = None, logits_to_keep: int = 0,
-                 weights: list[tuple] | None = None, segments: torch.Tensor | None = None,
+                 weights: LeanWeights | None = None, segments: torch.Tensor | None = None,
                  hidden: bool = False) -> torch.Tensor:
     """Logits (B, T or logits_to_keep, V) of a Llama / Qwen2 model (``lean_supported``) in plain torch over its
     own weights: the Hugging Face forward without its per-call machinery (mask builders,
@@ -200,7 +210,7 @@ def additive_mask(model: PreTrainedModel, allowed: torch.Tensor) -> torch.Tensor
 
 def lean_layers(model: PreTrainedModel, input_ids: torch.Tensor, rot: torch.Tensor,
                 bias: torch.Tensor | None = None, cache: KVCache | None = None,
-                logits_to_keep: int | torch.Tensor = 0, weights: list[tuple] | None = None,
+                logits_to_keep: int | torch.Tensor = 0, weights: LeanWeights | None = None,
                 attend: Callable[..., torch.Tensor] | None = None, hidden: bool = False) -> torch.Tensor:
     """``lean_forward`` given its RoPE rotations ``rope(model, position_ids)`` and additive attention mask
     ``bias`` (B, 1, T, K), without input checks: a decoding loop builds both once and slices them per step.
@@ -212,11 +222,11 @@ def lean_layers(model: PreTrainedModel, input_ids: torch.Tensor, rot: torch.Tens
     d = 2 * rot.shape[-1]
     x = F.embedding(input_ids, m.embed_tokens.weight, m.embed_tokens.padding_idx)
     weights = weights or lean_weights(model)
-    for i, (w_q, w_k, w_v, w_o, w_gate, w_up, w_down, ln1, ln2) in enumerate(weights):
+    for i, (w_q, w_k, w_v, w_o, w_gate, w_up, w_down, ln1, ln2) in enumerate(weights.layers):
         h = _rms_norm(x, ln1.weight, ln1.variance_epsilon)
-        q = _rotate(_linear(h, w_q).view(b, t, n_q, d).transpose(1, 2), rot)
-        k = _rotate(_linear(h, w_k).view(b, t, n_kv, d).transpose(1, 2), rot)
-        v = _linear(h, w_v).view(b, t, n_kv, d).transpose(1, 2)
+        q = _rotate(linear(h, w_q).view(b, t, n_q, d).transpose(1, 2), rot)
+        k = _rotate(linear(h, w_k).view(b, t, n_kv, d).transpose(1, 2), rot)
+        v = linear(h, w_v).view(b, t, n_kv, d).transpose(1, 2)
         if cache is not None:
             k, v = cache.update(i, k, v)
         # grouped-query attention (Ainslie et al. 2023): query head j reads key / value head j // (n_q / n_kv),
@@ -230,9 +240,9 @@ def lean_layers(model: PreTrainedModel, input_ids: torch.Tensor, rot: torch.Tens
                  ).view(b, n_q, 1, d)
         else:  # SDPA's fused kernels: no (T, K) score matrix kept for long prompts on GPUs
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=d ** -0.5, enable_gqa=n_kv != n_q)
-        x = x + _linear(o.transpose(1, 2).reshape(b, t, n_q * d), w_o)
+        x = x + linear(o.transpose(1, 2).reshape(b, t, n_q * d), w_o)
         h = _rms_norm(x, ln2.weight, ln2.variance_epsilon)
-        x = x + _linear(F.silu(_linear(h, w_gate)) * _linear(h, w_up), w_down)
+        x = x + linear(F.silu(linear(h, w_gate)) * linear(h, w_up), w_down)
     if cache is not None:
         cache.length += t
     if isinstance(logits_to_keep, torch.Tensor):
@@ -240,7 +250,7 @@ def lean_layers(model: PreTrainedModel, input_ids: torch.Tensor, rot: torch.Tens
     elif logits_to_keep:
         x = x[:, -logits_to_keep:]
     x = _rms_norm(x, m.norm.weight, m.norm.variance_epsilon)
-    return x if hidden else F.linear(x, model.lm_head.weight, model.lm_head.bias)
+    return x if hidden else linear(x, weights.head)
 
 
 class PromptTree:

@@ -27,13 +27,13 @@ from __future__ import annotations
 import time
 
 import torch
-import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from bellman.llm.batching import position_ids
 from bellman.llm.draft import DraftHeads
 from bellman.llm.engine.base import check_decoding_memory
 from bellman.llm.engine.lean import (KVCache, LeanEngine, additive_mask, lean_forward, lean_layers, lean_supported,
+                                     linear,
                                      lean_weights, rope)
 from bellman.llm.logprobs import token_logprobs
 from bellman.llm.rollout import Rollout, SamplingConfig, finish, sample
@@ -98,7 +98,7 @@ class SpeculativeEngine(LeanEngine):
                         drafts, draft_logits = self.heads.draft(model, h, x[:, 0], positions - 1, s)
                     out = lean_layers(model, x, rope(model, pos), additive_mask(model, allowed[:, None]), cache,
                                       weights=weights, hidden=True)
-                    logits = F.linear(out, model.lm_head.weight, model.lm_head.bias)
+                    logits = linear(out, weights.head)
                     if positions > 1:
                         speculative_step(logits, draft_logits, drafts, s)
                     else:
@@ -137,7 +137,7 @@ class SpeculativeEngine(LeanEngine):
         rot = rope(model, torch.arange(slots + t, device=device)[None])[0, 0]  # every position a row reaches
         h = lean_forward(model, prompt_ids, prompt_mask, position_ids(prompt_mask), cache, logits_to_keep=1,
                          weights=weights, hidden=True)[:, -1]
-        logits = F.linear(h, model.lm_head.weight, model.lm_head.bias).float()
+        logits = linear(h, weights.head).float()
         y = sample(logits, s, g)  # the pending token: decided, not yet in the cache
         out = torch.full((b, n + t), pad, dtype=torch.long, device=device)
         out_logp = torch.zeros(b, n + t, device=device)
@@ -151,7 +151,7 @@ class SpeculativeEngine(LeanEngine):
             bias = torch.cat([kv_bias[:, None, None, :start].expand(b, 1, t, start), causal.expand(b, 1, t, t)], -1)
             hs = lean_layers(model, torch.cat([y[:, None], drafts], 1), rot[length[:, None] + cols][:, None], bias,
                              cache, weights=weights, hidden=True)
-            target = F.linear(hs, model.lm_head.weight, model.lm_head.bias)
+            target = linear(hs, weights.head)
             tokens, accepted, logp = speculative_step(target, draft_logits, drafts, s, g)
             kept = cols <= accepted[:, None]  # the pending token and the accepted drafts; the rest masked for good
             kv_bias[:, start:start + t] = additive_mask(model, kept)
