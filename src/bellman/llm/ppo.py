@@ -192,7 +192,7 @@ class PPORLHFTrainer(Trainer):
                 loss.backward()
                 norm = self.optimizer_step(step, loss)  # the global clip spans self.params: policy + critic
                 for k, v in zip(stats, (pl, vl, clip_frac, v_clip_frac, norm)):
-                    stats[k].append(float(v))
+                    stats[k].append(float(v.detach()) if isinstance(v, torch.Tensor) else float(v))
         comps = ro.completions(self.tok)
         acc = call_reward(self.accuracy, prompts, comps, columns(rows))
         return {k: sum(v) / len(v) for k, v in stats.items()} | {
