@@ -37,7 +37,7 @@ def common(args, model: Path = SMOLLM2) -> list[str]:
     """The options every run shares: the model, the task, the held-out evaluation, no progress bar."""
     lo, hi = args.digits
     return ["--model", str(model), "--task", f"arithmetic:{lo}-{hi}", "--eval-rows", str(args.eval_rows),
-            "--eval-max-new-tokens", str(args.new_tokens), "--checkpoint-every", "100000", "--seed", "0",
+            "--eval-max-new-tokens", str(args.new_tokens), "--checkpoint-every", "100000", "--seed", str(args.seed),
             "--no-progress"]
 
 
@@ -98,7 +98,7 @@ def per_tenth(path: Path) -> str:
 
 
 def run(kind: str, args) -> dict:
-    out = ROOT / "runs" / f"real_{kind}"
+    out = ROOT / "runs" / (f"real_{kind}" if args.seed == 0 else f"real_{kind}_seed{args.seed}")
     shutil.rmtree(out, ignore_errors=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT / "src")}
     t0 = time.perf_counter()
@@ -136,6 +136,8 @@ def main() -> None:
     ap.add_argument("--kl-coef", type=float, default=0.05, help="ppo: the KL penalty's weight (TRL's 0.05)")
     ap.add_argument("--cold-steps", type=int, default=6, help="r1-cold: SFT steps of 8 tagged replies")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0, help="every stage's seed: the task's train / held-out "
+                                                         "split, the samples, the data order")
     args = ap.parse_args()
     if not (SMOLLM2 / "model.safetensors").is_file():
         sys.exit(f"SmolLM2-135M-Instruct is not at {SMOLLM2}; install it with `make smollm2`")
