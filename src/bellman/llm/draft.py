@@ -299,13 +299,13 @@ def _loss(model: PreTrainedModel, heads: DraftHeads, h: torch.Tensor, tokens: to
 
 
 def distill_loss(model: PreTrainedModel, heads: DraftHeads, ids: torch.Tensor, mask: torch.Tensor, start: int = 0,
-                 ) -> tuple[torch.Tensor, list[float]]:
+                 h: torch.Tensor | None = None) -> tuple[torch.Tensor, list[float]]:
     """Self-distillation loss of the heads on sequences (B, T) with attention mask (B, T), from column
     ``start`` on (e.g. the prompts' last column: the completions only): the mean over heads of the
     cross-entropy of head k at position i to the policy's softmax(z_{i+k}) (its probabilities of the draft
     vocabulary), over positions where tokens i .. i + k are all real; and each head's top-1 agreement with
-    the policy's argmax there."""
-    h = trunk(model, ids, mask)[:, start:]
+    the policy's argmax there. ``h``: the trunk's states from column ``start`` on, where already computed."""
+    h = trunk(model, ids, mask)[:, start:] if h is None else h
     p, top, _ = teacher(model, h, heads.vocab)
     return _loss(model, heads, h, ids[:, start:], mask[:, start:], p, top)
 
@@ -338,10 +338,9 @@ class DraftTrainer:
     def step_on(self, ids: torch.Tensor, mask: torch.Tensor, start: int = 0) -> dict[str, float]:
         """One update on sequences (B, T) (a rollout's prompt + completion, or SFT data), from column
         ``start`` on; the first one chooses the draft vocabulary (``choose_vocab``)."""
-        h, ids, mask = trunk(self.model, ids, mask)[:, start:], ids[:, start:], mask[:, start:]
-        self.choose_vocab(h[mask.bool()])
-        p, top, _ = teacher(self.model, h, self.heads.vocab)
-        return self._update(*_loss(self.model, self.heads, h, ids, mask, p, top))
+        h = trunk(self.model, ids, mask)[:, start:]
+        self.choose_vocab(h[mask[:, start:].bool()])
+        return self._update(*distill_loss(self.model, self.heads, ids, mask, start, h))
 
     def step_on_rollout(self, ro) -> dict[str, float]:
         """One update on the completions of a ``Rollout`` the policy sampled (as GRPO's, to refresh the heads),

@@ -120,7 +120,8 @@ class Proj(NamedTuple):
 def linear(x: torch.Tensor, w: Proj) -> torch.Tensor:
     """x W^T + b: through the (in, out) copy where there is one and x's rows are in its range, else
     ``F.linear``."""
-    if w.transposed is None or not w.rows[0] * x.shape[-1] <= x.numel() < w.rows[1] * x.shape[-1]:
+    rows = x.numel() // x.shape[-1]
+    if w.transposed is None or not w.rows[0] <= rows < w.rows[1]:
         return F.linear(x, w.weight, w.bias)
     y = x @ w.transposed
     return y if w.bias is None else y + w.bias

@@ -33,8 +33,7 @@ from bellman.llm.batching import position_ids
 from bellman.llm.draft import DraftHeads
 from bellman.llm.engine.base import check_decoding_memory
 from bellman.llm.engine.lean import (KVCache, LeanEngine, additive_mask, lean_forward, lean_layers, lean_supported,
-                                     linear,
-                                     lean_weights, rope)
+                                     lean_weights, linear, rope)
 from bellman.llm.logprobs import token_logprobs
 from bellman.llm.rollout import Rollout, SamplingConfig, finish, sample
 from bellman.llm.speculative import speculative_step
