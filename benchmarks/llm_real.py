@@ -5,6 +5,7 @@ answer or final number).
     python benchmarks/llm_real.py grpo              # 2-digit sums: held-out greedy accuracy before -> after
     python benchmarks/llm_real.py grpo --digits 2 3
     python benchmarks/llm_real.py r1                # R1-Zero tags asked in the chat message: format reward
+    python benchmarks/llm_real.py r1 --add-reward tag_count   # with Open-R1's partial credit for the tags
     python benchmarks/llm_real.py r1-cold           # the same after a cold start of 6 SFT steps on tagged replies
     python benchmarks/llm_real.py dpo               # DPO on the model's own correct-vs-wrong samples
     python benchmarks/llm_real.py ppo               # a reward model on those pairs, then PPO-RLHF against it
@@ -45,7 +46,8 @@ def grpo(args, out: Path, template: str = "question", model: Path = SMOLLM2) -> 
     return [BELLMAN + ["llm", "grpo", "--out", str(out), "--template", template, *common(args, model),
                        "--steps", str(args.steps), "--lr", str(args.lr), "--prompts-per-step", str(args.prompts),
                        "--generations", str(args.generations), "--max-new-tokens", str(args.new_tokens),
-                       "--beta", str(args.beta), "--temperature", "1.0"]]
+                       "--beta", str(args.beta), "--temperature", "1.0",
+                       *[o for r in args.add_reward for o in ("--add-reward", r)]]]
 
 
 def pairs_options(args) -> list[str]:
@@ -98,7 +100,8 @@ def per_tenth(path: Path) -> str:
 
 
 def run(kind: str, args) -> dict:
-    out = ROOT / "runs" / (f"real_{kind}" if args.seed == 0 else f"real_{kind}_seed{args.seed}")
+    name = f"real_{kind}" + "".join(f"_{r}" for r in args.add_reward)
+    out = ROOT / "runs" / (name if args.seed == 0 else f"{name}_seed{args.seed}")
     shutil.rmtree(out, ignore_errors=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT / "src")}
     t0 = time.perf_counter()
@@ -135,6 +138,8 @@ def main() -> None:
     ap.add_argument("--ppo-epochs", type=int, default=4, help="ppo: passes over each rollout (TRL's 4)")
     ap.add_argument("--kl-coef", type=float, default=0.05, help="ppo: the KL penalty's weight (TRL's 0.05)")
     ap.add_argument("--cold-steps", type=int, default=6, help="r1-cold: SFT steps of 8 tagged replies")
+    ap.add_argument("--add-reward", nargs="*", default=[], help="GRPO: built-in rewards added to the template's "
+                                                                "(e.g. tag_count)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0, help="every stage's seed: the task's train / held-out "
                                                          "split, the samples, the data order")

@@ -26,9 +26,30 @@ def test_statistics_are_those_of_the_observations_and_returns_stay_raw():
     np.testing.assert_allclose(stats["mean"], seen.mean(0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(stats["var"], seen.var(0), rtol=1e-4)
     # the buffer holds normalised observations and rewards; the return statistics use gamma
-    assert np.abs(normed.buffer.obs[:400]).max() < 10 and normed.envs.env.gamma == normed.config.gamma
+    assert np.abs(normed.buffer.obs[:400]).max() <= 10 and normed.return_rms.wrapper.gamma == normed.config.gamma
     scale = raw.buffer.rewards[:400] / normed.buffer.rewards[:400]
     assert (scale > 0).all() and scale[-1] == pytest.approx(np.sqrt(normed.return_rms.rms.var + 1e-8), rel=1e-5)
+
+
+def test_normalised_observations_and_rewards_are_clipped_as_vecnormalize_clips_them():
+    """VecNormalize's clip_obs / clip_reward (10 by default): the same random actions, with clipping and
+    without, give the same statistics and the clipped values of the same normalised data; frozen
+    normalisation (evaluate / predict) clips as training does."""
+    free = TD3("Pendulum-v1", TD3Config(**RANDOM, **BOTH, clip_obs=np.inf, clip_reward=np.inf), seed=0)
+    clipped = TD3("Pendulum-v1", TD3Config(**RANDOM, **BOTH, clip_obs=0.5, clip_reward=0.2), seed=0)
+    free.learn(400, progress=False), clipped.learn(400, progress=False)
+    for name in ("obs_rms", "return_rms"):
+        for k, v in free.__dict__[name].state_dict().items():
+            np.testing.assert_array_equal(clipped.__dict__[name].state_dict()[k], v)
+    a, b = free.buffer, clipped.buffer
+    assert np.abs(a.obs[:400]).max() > 0.5 and np.abs(a.rewards[:400]).max() > 0.2   # clipping did something
+    np.testing.assert_array_equal(b.obs[:400], np.clip(a.obs[:400], -0.5, 0.5))
+    np.testing.assert_array_equal(b.next_obs[:400], np.clip(a.next_obs[:400], -0.5, 0.5))
+    np.testing.assert_allclose(b.rewards[:400], np.clip(a.rewards[:400], -0.2, 0.2), rtol=1e-6)
+    obs = np.array([[1.0, 0.0, 8.0], [-1.0, 0.1, -8.0]], dtype=np.float32)
+    np.testing.assert_array_equal(clipped.obs_rms.normalize(obs), np.clip(free.obs_rms.normalize(obs), -0.5, 0.5))
+    with pytest.raises(ValueError, match="clip_obs"):
+        TD3Config(clip_obs=0.0)
 
 
 def test_statistics_round_trip_through_save_and_load_and_resume_exactly(tmp_path):
@@ -42,7 +63,7 @@ def test_statistics_round_trip_through_save_and_load_and_resume_exactly(tmp_path
         assert back["count"] == saved["count"] > 300
         np.testing.assert_array_equal(back["mean"], saved["mean"])
         np.testing.assert_array_equal(back["var"], saved["var"])
-    np.testing.assert_array_equal(loaded.envs.env.accumulated_reward, half.envs.env.accumulated_reward)
+    np.testing.assert_array_equal(loaded.return_rms.wrapper.accumulated_reward, half.return_rms.wrapper.accumulated_reward)
     obs = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
     np.testing.assert_array_equal(loaded.predict(obs), half.predict(obs))
     loaded.learn(500, progress=False)
@@ -57,7 +78,7 @@ def test_evaluate_and_predict_use_the_frozen_statistics():
                                          normalize_obs=True), seed=0).learn(128, progress=False)
     before = agent.obs_rms.state_dict()
     obs = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
-    by_hand = (obs - before["mean"]) / np.sqrt(before["var"] + 1e-8)
+    by_hand = np.clip((obs - before["mean"]) / np.sqrt(before["var"] + 1e-8), -10, 10)
     with torch.inference_mode():
         expected = agent.act(agent.encode(by_hand.astype(np.float32)), True).numpy()
     np.testing.assert_array_equal(agent.predict(obs), expected)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from bellman.cli import app
 from bellman.deep import DQNConfig, PPOConfig, SACConfig, TD3Config
-from bellman.deep.zoo import hyperparams_dir, zoo_preset
+from bellman.deep.zoo import hyperparams_dir, translate, zoo_preset
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("rl_zoo3") is None,
                                 reason="needs the rl_zoo3 package (the zoo extra)")
@@ -41,6 +41,9 @@ def test_schedules_normalisation_gradient_steps_and_net_arch():
     assert cartpole.n_envs == entry("ppo", "CartPole-v1")["n_envs"] == 8
     acrobot = PPOConfig.for_env("Acrobot-v1", zoo=True)  # normalize: true -> VecNormalize(obs, reward)
     assert acrobot.normalize_obs and acrobot.normalize_reward and acrobot.n_envs == 16
+    assert (acrobot.clip_obs, acrobot.clip_reward) == (10.0, 10.0)   # VecNormalize's defaults
+    changes, _, _ = translate({"normalize": "{'norm_obs': True, 'norm_reward': False, 'clip_obs': 5.0}"}, PPOConfig)
+    assert changes == {"normalize_obs": True, "normalize_reward": False, "clip_obs": 5.0}
     dqn = zoo_preset(DQNConfig, "Acrobot-v1")  # gradient_steps -1: one per env step of the phase
     assert entry("dqn", "Acrobot-v1")["gradient_steps"] == -1 and dqn.changes["gradient_steps"] == 4
     assert dqn.changes["hidden"] == (256, 256) and dqn.n_timesteps == 100_000

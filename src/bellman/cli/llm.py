@@ -54,6 +54,10 @@ GRADIENT_CHECKPOINTING = typer.Option(False, help="recompute activations in the 
 PAIRS = typer.Option(None, help="JSONL with prompt, chosen, rejected; default: correct vs wrong samples of --model")
 PROMPTS = typer.Option(512, help="training prompts whose samples make the preference pairs (without --pairs)")
 GENERATIONS = typer.Option(8, help="samples per prompt for the preference pairs (without --pairs)")
+ADD_REWARD = typer.Option([], "--add-reward", help="a built-in reward GRPO adds to the template's while training "
+                                                   "(repeatable): tag_count (Open-R1's partial credit for the "
+                                                   "R1-Zero tags) or format (the R1-Zero format)")
+EXTRA_REWARDS = {"tag_count": "tag_count_reward", "format": "format_reward"}
 
 
 def preset_for(preset: str, model: str) -> str:
@@ -128,13 +132,21 @@ def sft(changes: Changes, task: str = TASK, model: str = MODEL, out: Path = OUT,
 @options_from(GRPOConfig, shown="tiny", aliases={**ALIASES, "num_generations": ["--generations"]})
 def grpo(changes: Changes, task: str = TASK, model: str = MODEL, out: Path = OUT, template: str = TEMPLATE,
          preset: str = PRESET, resume: bool = RESUME, lora: bool = LORA, bf16: bool = BF16,
-         gradient_checkpointing: bool = GRADIENT_CHECKPOINTING) -> None:
-    """GRPO with the task's verifiable rewards (plus the format reward with --template r1)."""
+         gradient_checkpointing: bool = GRADIENT_CHECKPOINTING, add_reward: list[str] = ADD_REWARD) -> None:
+    """GRPO with the task's verifiable rewards (plus the format reward with --template r1 / r1-chat, and the
+    rewards of --add-reward; --reward-weights weighs the added ones first, then the template's)."""
+    from bellman.llm import tasks
     from bellman.llm.grpo import GRPOTrainer
+    unknown = [r for r in add_reward if r not in EXTRA_REWARDS]
+    if unknown:
+        raise ValueError(f"--add-reward must be one of {', '.join(EXTRA_REWARDS)}, got {', '.join(unknown)}")
     cfg, m, tok, t, tpl = start(changes, preset, model, out, task, template, lora, bf16,
                                 gradient_checkpointing)
     acc, fmt = tpl.accuracy_for(t), tpl.format_reward
-    report(GRPOTrainer(m, tok, t, cfg, rewards=[fmt, acc] if fmt else None, prompt_fn=tpl.prompt, accuracy=acc,
+    base = [fmt, acc] if fmt else list(t.rewards)
+    extra = [getattr(tasks, EXTRA_REWARDS[r]) for r in dict.fromkeys(add_reward)]
+    rewards = [f for f in extra if f not in base] + base
+    report(GRPOTrainer(m, tok, t, cfg, rewards=rewards, prompt_fn=tpl.prompt, accuracy=acc,
                        format_fn=fmt).train(resume=resume), out)
 
 

@@ -128,6 +128,10 @@ class AgentConfig(Config):
                                        "evaluate and predict)")
     normalize_reward: bool = field(False, "divide rewards by the running std of the discounted return "
                                           "(gymnasium.wrappers.vector.NormalizeReward with gamma; checkpointed)")
+    clip_obs: float = field(10.0, "clip normalised observations to [-clip_obs, clip_obs] (VecNormalize's 10; "
+                                  "inf: off)")
+    clip_reward: float = field(10.0, "clip normalised rewards to [-clip_reward, clip_reward] (VecNormalize's 10; "
+                                     "inf: off)")
 
     fast_presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
@@ -139,6 +143,8 @@ class AgentConfig(Config):
                      "a non-empty tuple of ints >= 1")
         self.require(self.activation in ACTIVATIONS, "activation", f"one of {sorted(ACTIVATIONS)}")
         self.require(self.torch_threads >= 1, "torch_threads", "an int >= 1")
+        self.require(self.clip_obs > 0, "clip_obs", "a float > 0 (inf: no clipping)")
+        self.require(self.clip_reward > 0, "clip_reward", "a float > 0 (inf: no clipping)")
         self.require(self.num_workers >= 0, "num_workers", "an int >= 0 (0: sample in this process)")
         self.require(self.envs_per_worker >= 0, "envs_per_worker", "an int >= 0 (0: n_envs / num_workers)")
         if self.num_workers and self.envs_per_worker:
@@ -288,7 +294,8 @@ class Agent:
         self.env_source = env
         n_envs = config.n_envs if worker is None else config.n_envs // config.num_workers
         self.envs, self.obs_rms, self.return_rms, self._raw_reward = normalize.wrap(
-            make_vec_env(env, n_envs, config.vectorized), config.normalize_obs, config.normalize_reward, config.gamma)
+            make_vec_env(env, n_envs, config.vectorized), config.normalize_obs, config.normalize_reward, config.gamma,
+            config.clip_obs, config.clip_reward)
         self.observation_space = self.envs.single_observation_space
         self.action_space = self.envs.single_action_space
         if not isinstance(self.action_space, self.action_spaces):

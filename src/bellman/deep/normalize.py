@@ -3,7 +3,9 @@ VecNormalize does): `gymnasium.wrappers.vector.NormalizeObservation` maps each o
 (o - mean) / sqrt(var + eps) with the running mean and variance of all observations seen;
 `gymnasium.wrappers.vector.NormalizeReward` divides each reward by the running standard deviation of the
 discounted return R_t = gamma (1 - terminated) R_{t-1} + r_t (Engstrom et al. 2020, "Implementation Matters
-in Deep RL", sec. 3).
+in Deep RL", sec. 3). As VecNormalize, the normalised observations and rewards are then clipped to
+[-clip_obs, clip_obs] and [-clip_reward, clip_reward] (10 each by default; inf: no clipping), with
+`gymnasium.wrappers.vector.TransformObservation` and `ClipReward`.
 
 The agent trains on the wrapped vector env and keeps the running statistics as `RunningStats` (state_dict /
 load_state_dict, so its checkpoint holds them). `evaluate` and `predict` normalise raw observations with the
@@ -18,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.wrappers.utils import RunningMeanStd
-from gymnasium.wrappers.vector import NormalizeObservation, NormalizeReward
+from gymnasium.wrappers.vector import ClipReward, NormalizeObservation, NormalizeReward, TransformObservation
 
 
 class RawReward(gym.vector.VectorWrapper):
@@ -38,12 +40,14 @@ class RunningStats:
     """The running mean, variance and count of a normalisation wrapper (its `RunningMeanStd`), with
     state_dict / load_state_dict for checkpoints and `normalize` with the statistics frozen."""
 
-    def __init__(self, wrapper: NormalizeObservation | NormalizeReward, rms: RunningMeanStd):
-        self.wrapper, self.rms = wrapper, rms
+    def __init__(self, wrapper: NormalizeObservation | NormalizeReward, rms: RunningMeanStd,
+                 clip: float = np.inf):
+        self.wrapper, self.rms, self.clip = wrapper, rms, clip
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
-        """(obs - mean) / sqrt(var + eps), the wrapper's formula, without updating the statistics."""
-        return ((obs - self.rms.mean) / np.sqrt(self.rms.var + self.wrapper.epsilon)).astype(np.float32)
+        """clip((obs - mean) / sqrt(var + eps)), the wrappers' formula, without updating the statistics."""
+        z = (obs - self.rms.mean) / np.sqrt(self.rms.var + self.wrapper.epsilon)
+        return np.clip(z, -self.clip, self.clip).astype(np.float32)
 
     def state_dict(self) -> dict[str, Any]:
         return {"mean": np.array(self.rms.mean), "var": np.array(self.rms.var), "count": float(self.rms.count)}
@@ -54,18 +58,24 @@ class RunningStats:
         self.rms.count = float(state["count"])
 
 
-def wrap(envs: gym.vector.VectorEnv, normalize_obs: bool, normalize_reward: bool, gamma: float
+def wrap(envs: gym.vector.VectorEnv, normalize_obs: bool, normalize_reward: bool, gamma: float,
+         clip_obs: float = np.inf, clip_reward: float = np.inf
          ) -> tuple[gym.vector.VectorEnv, RunningStats | None, RunningStats | None, RawReward | None]:
     """`envs` with the normalisations asked for, the observation and return statistics (None where off) and
     the wrapper that keeps the raw reward (None without reward normalisation)."""
     obs_stats = return_stats = raw = None
     if normalize_reward:
         raw = RawReward(envs)
-        envs = NormalizeReward(raw, gamma=gamma)
-        return_stats = RunningStats(envs, envs.return_rms)
+        envs = norm = NormalizeReward(raw, gamma=gamma)
+        if np.isfinite(clip_reward):
+            envs = ClipReward(envs, -clip_reward, clip_reward)
+        return_stats = RunningStats(norm, norm.return_rms)
     if normalize_obs:
         if not isinstance(envs.single_observation_space, spaces.Box):
             raise TypeError(f"normalize_obs needs a Box observation space, got {envs.single_observation_space}")
-        envs = NormalizeObservation(envs)
-        obs_stats = RunningStats(envs, envs.obs_rms)
+        envs = norm = NormalizeObservation(envs)
+        if np.isfinite(clip_obs):
+            envs = TransformObservation(envs, lambda o: np.clip(o, -clip_obs, clip_obs),
+                                        envs.observation_space)
+        obs_stats = RunningStats(norm, norm.obs_rms, clip_obs)
     return envs, obs_stats, return_stats, raw

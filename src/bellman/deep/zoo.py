@@ -8,7 +8,7 @@ read them, and the package is never imported: its folder is found with importlib
 
 Translation (SB3 name -> bellman field): the fields of the same name (gamma, batch_size, n_steps, tau, ...);
 learning_rate / clip_range "lin_X" -> X with anneal_lr / anneal_clip; normalize -> normalize_obs /
-normalize_reward (VecNormalize's norm_obs / norm_reward); noise_type normal / ornstein-uhlenbeck -> noise;
+normalize_reward / clip_obs / clip_reward (VecNormalize's norm_obs / norm_reward / clip_obs / clip_reward); noise_type normal / ornstein-uhlenbeck -> noise;
 policy_kwargs net_arch (one list, or pi and vf alike) -> hidden, activation_fn -> activation, log_std_init,
 ortho_init;
 train_freq (vector steps in SB3) -> train_freq x n_envs env steps; gradient_steps -1 -> as many as env steps;
@@ -120,6 +120,7 @@ def translate(raw: dict[str, Any], config_class: type) -> tuple[dict[str, Any], 
             norm = ast.literal_eval(value) if isinstance(value, str) else {"norm_obs": value, "norm_reward": value}
             changes["normalize_obs"] = bool(norm.get("norm_obs", True))
             changes["normalize_reward"] = bool(norm.get("norm_reward", True))
+            changes |= {k: float(norm[k]) for k in ("clip_obs", "clip_reward") if k in norm}
         elif key == "noise_type" and "noise" in fields and value in _NOISES:
             changes["noise"] = _NOISES[value]
         elif key == "train_freq" and key in fields and isinstance(value, int):

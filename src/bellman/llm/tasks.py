@@ -234,6 +234,19 @@ def format_reward(prompts: list[str], completions: list[str], **_) -> list[float
     return [float(has_format(c)) for c in completions]
 
 
+def tag_count_reward(prompts: list[str], completions: list[str], **_) -> list[float]:
+    """Partial credit towards the R1-Zero format (Open-R1's ``tag_count_reward``, Hugging Face 2025,
+    https://github.com/huggingface/open-r1): 0.25 for each of <think>, </think>, <answer>, </answer> that
+    occurs as ``has_format`` wants it (each once; <think> only at the start, or not at all when the prompt
+    opens it). Where no sampled completion has the whole format yet, ``format_reward`` is 0 for the whole
+    group and GRPO has no signal; this one still ranks completions by how many tags they get right."""
+    out = []
+    for c in completions:
+        c = c[:MAX_COMPLETION_CHARS]
+        out.append(0.25 * sum(c.count(t) == (c.startswith("<think>") if t == "<think>" else 1) for t in _TAGS))
+    return out
+
+
 class _Parser:
     """expr := term (('+'|'-') term)* ; term := factor (('*'|'/') factor)* ; factor := INT | '(' expr ')'."""
 
