@@ -156,6 +156,23 @@ def test_cli_sft_then_eval_and_errors(tmp_path):
     assert isinstance(r.exception, ValueError) and "factor must be a number >= 1" in str(r.exception)
 
 
+def test_cli_grpo_add_reward(tmp_path):
+    """--add-reward puts a built-in reward beside the template's: GRPO logs it and sums it into the reward."""
+    import csv
+    runner = CliRunner(env={"BELLMAN_DEBUG": "1"})
+    out = tmp_path / "g"
+    r = runner.invoke(app, ["llm", "grpo", "--out", str(out), "--template", "r1", "--add-reward", "tag_count",
+                            "--steps", "1", "--eval-rows", "2", "--prompts-per-step", "2", "--generations", "2",
+                            "--max-new-tokens", "8"])
+    assert r.exit_code == 0, r.output
+    row = next(csv.DictReader((out / "metrics.csv").open()))
+    parts = [float(row[f"reward_{k}_reward"]) for k in ("tag_count", "format", "accuracy")]
+    assert float(row["reward"]) == pytest.approx(sum(parts)) and parts[0] * 8 == round(parts[0] * 8)   # quarters, 2 completions
+    r = runner.invoke(app, ["llm", "grpo", "--out", str(tmp_path / "h"), "--add-reward", "length"])
+    assert isinstance(r.exception, ValueError) and "--add-reward must be one of tag_count, format, got length" \
+        in str(r.exception)
+
+
 def test_r1_chat_cold_start_replies_have_the_format_and_train_sft():
     """The r1-chat template's SFT reply: the worked sum, then the tags, exactly what its rewards ask for."""
     from bellman.llm.r1_zero import R1_CHAT, cold_start

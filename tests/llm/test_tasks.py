@@ -6,7 +6,8 @@ from fractions import Fraction
 import pytest
 
 from bellman.llm.tasks import (Task, arithmetic, arithmetic_reward, call_reward, countdown, countdown_reward,
-                               extract_answer, format_reward, from_jsonl, get_task, parse_expression)
+                               extract_answer, format_reward, from_jsonl, get_task, parse_expression,
+                               tag_count_reward)
 
 
 def test_arithmetic_task_rows_and_held_out_split():
@@ -50,6 +51,21 @@ def test_format_reward_on_adversarial_completions():
         "": 0.0,
     }
     assert format_reward([""] * len(comps), list(comps)) == list(comps.values())
+
+
+def test_tag_count_reward_gives_a_quarter_per_tag_placed_as_the_format_wants():
+    comps = {
+        "12+3=15</think><answer>15</answer>": 1.0,            # prompt ended with <think>
+        "<think>12+3</think>\n<answer>15</answer>\n": 1.0,
+        "a</think><answer>15</answer> trailing": 1.0,         # the format reward says 0: only tags count here
+        "<answer>1</answer>a</think>": 1.0,                   # wrong order: the same
+        "a</think><answer>15": 0.75,                          # truncated: no </answer>
+        "a</think>": 0.5,                                     # <think> (in the prompt) and </think>
+        "a<think>b</think></think><answer>1</answer>": 0.5,  # a second <think>, </think> twice
+        "15": 0.25,                                           # no tag but no stray <think> either
+        "x <think> y": 0.0,                                   # <think> opened mid-reply
+    }
+    assert tag_count_reward([""] * len(comps), list(comps)) == list(comps.values())
 
 
 def test_parse_expression_accepts_only_arithmetic():
