@@ -47,10 +47,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import statistics
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -105,20 +106,20 @@ def bellman_grpo(path: Path, rows: list[dict], a) -> Run:
                      prompts_per_step=a.prompts, beta=a.beta, loss_type="grpo", temperature=1.0,
                      max_new_tokens=a.max_new_tokens, eval_rows=1, eval_max_new_tokens=1, progress=False)
     trainer = GRPOTrainer(model, tok, task, cfg, prompt_fn=lambda r: question(r, a))
-    ends, train_step = [], trainer.train_step
+    clock, train_step = StepClock(model.config.hidden_size, a.bound), trainer.train_step
 
     def timed_step(step):
         out = train_step(step)
-        ends.append(time.perf_counter())
+        clock.step_ended()
         return out
 
     trainer.train_step = timed_step
-    t = time.perf_counter()
+    clock.start()
     trainer.train()
-    dt = time.perf_counter() - t
+    dt = clock.elapsed()
     length = sum(h["completion_length"] for h in trainer.history) / len(trainer.history)
     gap = max(h["sampler_logprob_gap"] for h in trainer.history)
-    return Run(dt, length, steady(ends, a), gap)
+    return Run(dt, length, steady(clock.ends, a), gap, clock.rates)
 
 
 def trl_grpo(path: Path, rows: list[dict], a) -> Run:
@@ -138,18 +139,40 @@ def trl_grpo(path: Path, rows: list[dict], a) -> Run:
                                                           for r in rows]),
                           processing_class=AutoTokenizer.from_pretrained(path))
     trainer.remove_callback(PrinterCallback)
-    ends = []
+    clock = StepClock(model.config.hidden_size, a.bound)
 
     class StepEnds(TrainerCallback):
         def on_step_end(self, *_, **__):
-            ends.append(time.perf_counter())
+            clock.step_ended()
 
     trainer.add_callback(StepEnds())
-    t = time.perf_counter()
+    clock.start()
     trainer.train()
-    dt = time.perf_counter() - t
+    dt = clock.elapsed()
     lengths = [h["completions/mean_length"] for h in trainer.state.log_history if "completions/mean_length" in h]
-    return Run(dt, sum(lengths) / len(lengths), steady(ends, a))
+    return Run(dt, sum(lengths) / len(lengths), steady(clock.ends, a), rates=clock.rates)
+
+
+class StepClock:
+    """Step end times of a training loop and, with ``measure``, this machine's ``torch.mm`` rate taken after
+    every step: the compute bound then uses the median rate of the steps it bounds, on a shared machine whose
+    one-core speed moves within minutes. The time the rate measurements take is left out of the step times."""
+
+    def __init__(self, d: int, measure: bool):
+        self.d, self.measure, self.ends, self.rates, self.paused = d, measure, [], [], 0.0
+
+    def start(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def step_ended(self) -> None:
+        end = time.perf_counter()
+        self.ends.append(end - self.paused)
+        if self.measure:
+            self.rates.append(matmul_throughput(self.d, repeats=5))
+            self.paused += time.perf_counter() - end
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0 - self.paused
 
 
 @dataclass(order=True)
@@ -162,6 +185,7 @@ class Run:
     length: float
     steady_step: float | None = None
     gap: float | None = None
+    rates: list[float] = field(default_factory=list, compare=False)
 
 
 def steady(ends: list[float], a) -> float | None:
@@ -208,12 +232,13 @@ def step_flops(model, tok, rows: list[dict], a, completion_length: float) -> dic
 
 
 def print_bound(path: Path, rows: list[dict], a, side: str, seconds: float, length: float,
-                steady_step: float | None = None) -> None:
+                steady_step: float | None = None, rates: list[float] | None = None) -> None:
     """A GRPO step's time (the mean over the run and, if measured, after the warm-up) beside its compute bound
-    at this machine's measured matrix-multiply rate."""
+    at this machine's matrix-multiply rate: the median of ``rates`` (measured between the run's steps), else
+    measured now."""
     from bellman.llm.model import load_model
     model, tok = load_model(path)
-    rate = matmul_throughput(model.config.hidden_size)
+    rate = statistics.median(rates) if rates else matmul_throughput(model.config.hidden_size)
     flops = step_flops(model, tok, rows, a, length)
     bound = sum(flops.values()) / rate
     parts = ", ".join(f"{k} {1000 * v / rate:.0f} ms" for k, v in flops.items() if v)
@@ -446,8 +471,11 @@ def main() -> None:
             print(f"  bellman's sampler vs its training pass, largest |log-prob difference| over the tokens: "
                   f"{bel.gap:.1e} (pi_old in the loss is the training pass's own)")
             if a.bound:
-                print_bound(path, rows, a, "TRL", trl.seconds / a.steps, trl.length, trl.steady_step)
-                print_bound(path, rows, a, "bellman", bel.seconds / a.steps, bel.length, bel.steady_step)
+                print_bound(path, rows, a, "TRL", trl.seconds / a.steps, trl.length, trl.steady_step, trl.rates)
+                print_bound(path, rows, a, "bellman", bel.seconds / a.steps, bel.length, bel.steady_step, bel.rates)
+                for side, run in (("TRL", trl), ("bellman", bel)):
+                    print(f"  {side:8s} torch.mm GFLOP/s after each step: "
+                          + " ".join(f"{r / 1e9:.0f}" for r in run.rates))
         if a.steps and a.only in (None, "grpo") and a.phases:
             grpo_phases(path, rows, a)
         if a.steps and a.only in (None, "dpo") and a.repeats:
