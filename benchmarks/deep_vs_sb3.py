@@ -18,8 +18,10 @@ SB3 runs with PyTorch's default float handling (denormals kept); bellman agents 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -34,7 +36,7 @@ class Case:
     env_id: str
     steps: int
     bellman: Callable[[str, int, int, dict], object]  # (env_id, steps, seed, overrides) -> trained agent
-    sb3: Callable[[str, int, int], object]  # (env_id, steps, seed) -> trained SB3 model
+    sb3: Callable[..., object]  # (env_id, steps, seed, callback) -> trained SB3 model
     own: tuple[str, dict] | None = None  # (label, bellman config overrides) of bellman's own setting, if any
 
 
@@ -46,14 +48,14 @@ def bellman_ppo(env_id: str, steps: int, seed: int, overrides: dict):
     return agent
 
 
-def sb3_ppo(env_id: str, steps: int, seed: int):
+def sb3_ppo(env_id: str, steps: int, seed: int, callback=None):
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
     # rl-baselines3-zoo hyperparams/ppo.yml, CartPole-v1
     zoo = dict(n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0,
                learning_rate=lambda f: 1e-3 * f, clip_range=lambda f: 0.2 * f)
     model = PPO("MlpPolicy", make_vec_env(env_id, n_envs=8, seed=seed), seed=seed, device="cpu", **zoo)
-    model.learn(steps)
+    model.learn(steps, callback=callback)
     return model
 
 
@@ -64,7 +66,7 @@ def bellman_dqn(env_id: str, steps: int, seed: int, overrides: dict):
     return DQN(env_id, config, seed=seed).learn(steps, progress=False)
 
 
-def sb3_dqn(env_id: str, steps: int, seed: int):
+def sb3_dqn(env_id: str, steps: int, seed: int, callback=None):
     from stable_baselines3 import DQN
     from stable_baselines3.common.env_util import make_vec_env
     # rl-baselines3-zoo hyperparams/dqn.yml, CartPole-v1
@@ -72,7 +74,7 @@ def sb3_dqn(env_id: str, steps: int, seed: int):
                target_update_interval=10, train_freq=256, gradient_steps=128, exploration_fraction=0.16,
                exploration_final_eps=0.04, policy_kwargs=dict(net_arch=[256, 256]))
     model = DQN("MlpPolicy", make_vec_env(env_id, n_envs=1, seed=seed), seed=seed, device="cpu", **zoo)
-    return model.learn(steps)
+    return model.learn(steps, callback=callback)
 
 
 def bellman_ddpg(env_id: str, steps: int, seed: int, overrides: dict):
@@ -81,7 +83,7 @@ def bellman_ddpg(env_id: str, steps: int, seed: int, overrides: dict):
     return DDPG(env_id, config, seed=seed).learn(steps, progress=False)
 
 
-def sb3_ddpg(env_id: str, steps: int, seed: int):
+def sb3_ddpg(env_id: str, steps: int, seed: int, callback=None):
     import numpy as np
     from stable_baselines3 import DDPG
     from stable_baselines3.common.env_util import make_vec_env
@@ -91,7 +93,7 @@ def sb3_ddpg(env_id: str, steps: int, seed: int):
                learning_rate=1e-3, policy_kwargs=dict(net_arch=[400, 300]),
                action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)))
     model = DDPG("MlpPolicy", make_vec_env(env_id, n_envs=1, seed=seed), seed=seed, device="cpu", **zoo)
-    return model.learn(steps)
+    return model.learn(steps, callback=callback)
 
 
 def zoo_sb3_kwargs(algo: str, env_id: str, n_actions: int) -> tuple[int, bool, dict]:
@@ -130,7 +132,7 @@ def bellman_zoo(cls_name: str):
 
 
 def sb3_zoo(algo: str):
-    def run(env_id: str, steps: int, seed: int):
+    def run(env_id: str, steps: int, seed: int, callback=None):
         import stable_baselines3
         from stable_baselines3.common.env_util import make_vec_env
         from stable_baselines3.common.vec_env import VecNormalize
@@ -140,7 +142,7 @@ def sb3_zoo(algo: str):
         if normalize:  # the zoo's VecNormalize: observations and rewards, discounted at the algorithm's gamma
             env = VecNormalize(env, gamma=kwargs.get("gamma", 0.99))
         model = getattr(stable_baselines3, algo.upper())("MlpPolicy", env, seed=seed, device="cpu", **kwargs)
-        return model.learn(steps)
+        return model.learn(steps, callback=callback)
     return run
 
 
@@ -160,6 +162,57 @@ CASES: dict[str, Case] = {
     "td3": Case("Pendulum-v1", 20_000, bellman_zoo("TD3"), sb3_zoo("td3")),
     "sac": Case("Pendulum-v1", 20_000, bellman_zoo("SAC"), sb3_zoo("sac")),
 }
+
+
+def sb3_episode_log():
+    """An SB3 callback that keeps (env steps so far, return) of every finished training episode (the Monitor's
+    raw return, below any VecNormalize), read from the step's infos as SB3's own logger reads them."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class EpisodeLog(BaseCallback):
+        def __init__(self):
+            super().__init__()
+            self.episodes: list[tuple[int, float]] = []
+
+        def _on_step(self) -> bool:
+            for info in self.locals["infos"]:
+                if "episode" in info:
+                    self.episodes.append((self.num_timesteps, float(info["episode"]["r"])))
+            return True
+
+    return EpisodeLog()
+
+
+def curve(episodes: list[tuple[int, float]], steps: int, every: int) -> list[float]:
+    """Mean return of the training episodes that end in each window of ``every`` env steps (NaN where none),
+    the statistic bellman logs as episodic_return every ``log_every`` steps."""
+    bins: list[list[float]] = [[] for _ in range(math.ceil(steps / every))]
+    for t, r in episodes:
+        bins[min(max(t - 1, 0) // every, len(bins) - 1)].append(r)
+    return [statistics.mean(b) if b else math.nan for b in bins]
+
+
+def plot_curves(curves: dict[str, list[list[float]]], every: int, title: str, path) -> None:
+    """Training return against env steps, per side: the mean over seeds (each seed's curve smoothed over 10
+    windows) and the band between the lowest and highest seed."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    warnings.simplefilter("ignore", RuntimeWarning)  # windows where no seed finished an episode stay NaN
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, per_seed in curves.items():
+        y = np.array(per_seed, dtype=float)
+        smooth = np.array([[np.nanmean(row[max(0, i - 9):i + 1]) if np.isfinite(row[max(0, i - 9):i + 1]).any()
+                            else np.nan for i in range(len(row))] for row in y])
+        x = (np.arange(y.shape[1]) + 1) * every
+        line, = ax.plot(x, np.nanmean(smooth, 0), label=f"{name} ({len(per_seed)} seeds)")
+        ax.fill_between(x, np.nanmin(smooth, 0), np.nanmax(smooth, 0), color=line.get_color(), alpha=0.2)
+    ax.set(xlabel="env steps", ylabel="training episode return", title=title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def evaluate_sb3(model, env_id: str, seed: int) -> tuple[float, float]:
@@ -186,6 +239,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="override the case's step budget")
     parser.add_argument("--env", default=None, help="any env with an rl-baselines3-zoo entry for the algorithm: both "
                                                     "sides run that entry (budget: --steps, else the zoo's)")
+    parser.add_argument("--curves", default=None, help="folder for the learning curves: ALGO_ENV.png and .json "
+                                                       "(training return per window of env steps, every seed)")
     parser.add_argument("--sides", nargs="+", choices=("sb3", "same", "own"), default=["sb3", "same", "own"],
                         help="which runs to make (sb3 is always made: the ratios need it)")
     args = parser.parse_args()
@@ -202,9 +257,15 @@ def main() -> None:
         case = Case(args.env, int(budget), bellman_zoo(ZOO_ALGOS[args.algo]), sb3_zoo(args.algo))
     steps = args.steps or case.steps
     print(f"{args.algo} on {case.env_id}, {steps} steps, {args.seeds} seeds, torch threads 1")
+    every = 1000  # bellman's log_every: its metrics rows are the windows of the curves
+    curves: dict[str, list[list[float]]] = {}
+
     def sb3(seed: int) -> object:
         torch.set_flush_denormal(False)  # PyTorch's default (a bellman agent built before may have set it)
-        return case.sb3(case.env_id, steps, seed)
+        log = sb3_episode_log()
+        model = case.sb3(case.env_id, steps, seed, log)
+        curves.setdefault("sb3", []).append(curve(log.episodes, steps, every))
+        return model
 
     runs = {"sb3": sb3}
     if "same" in args.sides:
@@ -227,9 +288,24 @@ def main() -> None:
             cpu[name].append(time.process_time() - c0)
             mean, std = evaluate_sb3(model, case.env_id, seed) if name == "sb3" else model.evaluate(EVAL_EPISODES)
             scores[name].append(mean)
+            if name != "sb3":
+                windows = [math.nan] * math.ceil(steps / every)
+                for row in model.logger_rows:
+                    windows[max(0, min(round(row["step"] / every) - 1, len(windows) - 1))] = row["episodic_return"]
+                curves.setdefault(name, []).append(windows)
             print(f"seed {seed}  {name:<14} wall {wall[name][-1]:7.1f} s  cpu {cpu[name][-1]:7.1f} s  "
                   f"eval {mean:7.1f} +- {std:5.1f}"
                   f"{ratios(name, wall[name][-1], cpu[name][-1], wall['sb3'][-1], cpu['sb3'][-1])}", flush=True)
+    if args.curves:
+        import json
+        from pathlib import Path
+        folder = Path(args.curves)
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = folder / f"{args.algo}_{case.env_id}"
+        stem.with_suffix(".json").write_text(json.dumps({"env": case.env_id, "algo": args.algo, "steps": steps,
+                                                         "every": every, "curves": curves, "eval": scores}))
+        plot_curves(curves, every, f"{args.algo.upper()} on {case.env_id} ({steps:,} steps)", stem.with_suffix(".png"))
+        print(f"wrote {stem}.png and .json")
     print("total over seeds:")
     for name in runs:
         print(f"  {name:<14} wall {sum(wall[name]):7.1f} s  cpu {sum(cpu[name]):7.1f} s  "
