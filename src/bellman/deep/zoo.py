@@ -8,7 +8,8 @@ read them, and the package is never imported: its folder is found with importlib
 
 Translation (SB3 name -> bellman field): the fields of the same name (gamma, batch_size, n_steps, tau, ...);
 learning_rate / clip_range "lin_X" -> X with anneal_lr / anneal_clip; normalize -> normalize_obs /
-normalize_reward / clip_obs / clip_reward (VecNormalize's norm_obs / norm_reward / clip_obs / clip_reward); noise_type normal / ornstein-uhlenbeck -> noise;
+normalize_reward / clip_obs / clip_reward (VecNormalize's norm_obs / norm_reward / clip_obs / clip_reward);
+noise_type normal / ornstein-uhlenbeck -> noise;
 policy_kwargs net_arch (one list, or pi and vf alike) -> hidden, activation_fn -> activation, log_std_init,
 ortho_init;
 train_freq (vector steps in SB3) -> train_freq x n_envs env steps; gradient_steps -1 -> as many as env steps;

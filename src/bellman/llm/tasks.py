@@ -216,11 +216,17 @@ def arithmetic_reward(prompts: list[str], completions: list[str], answer: list[s
     return out
 
 
+def _tags_placed(c: str) -> list[bool]:
+    """For each of ``_TAGS``: it occurs as the R1-Zero format wants, each once, <think> only at the start (or
+    not at all: the opening <think> may end the prompt)."""
+    return [c.count(t) == (c.startswith("<think>") if t == "<think>" else 1) for t in _TAGS]
+
+
 def has_format(completion: str) -> bool:
     """``[<think>]...</think> <answer>...</answer>`` with each tag exactly once, the answer non-empty and
     nothing but white space after ``</answer>`` (the opening <think> may end the prompt)."""
     c = completion[:MAX_COMPLETION_CHARS]
-    if any(c.count(t) != (c.startswith("<think>") if t == "<think>" else 1) for t in _TAGS):
+    if not all(_tags_placed(c)):
         return False
     rest = c[c.index("</think>") + len("</think>"):].lstrip()
     if not rest.startswith("<answer>"):
@@ -240,11 +246,7 @@ def tag_count_reward(prompts: list[str], completions: list[str], **_) -> list[fl
     occurs as ``has_format`` wants it (each once; <think> only at the start, or not at all when the prompt
     opens it). Where no sampled completion has the whole format yet, ``format_reward`` is 0 for the whole
     group and GRPO has no signal; this one still ranks completions by how many tags they get right."""
-    out = []
-    for c in completions:
-        c = c[:MAX_COMPLETION_CHARS]
-        out.append(0.25 * sum(c.count(t) == (c.startswith("<think>") if t == "<think>" else 1) for t in _TAGS))
-    return out
+    return [0.25 * sum(_tags_placed(c[:MAX_COMPLETION_CHARS])) for c in completions]
 
 
 class _Parser:
