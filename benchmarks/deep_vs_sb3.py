@@ -192,6 +192,15 @@ def curve(episodes: list[tuple[int, float]], steps: int, every: int) -> list[flo
     return [statistics.mean(b) if b else math.nan for b in bins]
 
 
+def logged_curve(rows: list[dict], steps: int, every: int) -> list[float]:
+    """``curve``'s windows from a bellman agent's metrics rows (logged as the step count passes each multiple
+    of ``every``): each row's episodic_return in the window it closes."""
+    windows = [math.nan] * math.ceil(steps / every)
+    for row in rows:
+        windows[max(0, min(round(row["step"] / every) - 1, len(windows) - 1))] = row["episodic_return"]
+    return windows
+
+
 def plot_curves(curves: dict[str, list[list[float]]], every: int, title: str, path) -> None:
     """Training return against env steps, per side: the mean over seeds (each seed's curve smoothed over 10
     windows) and the band between the lowest and highest seed."""
@@ -289,10 +298,7 @@ def main() -> None:
             mean, std = evaluate_sb3(model, case.env_id, seed) if name == "sb3" else model.evaluate(EVAL_EPISODES)
             scores[name].append(mean)
             if name != "sb3":
-                windows = [math.nan] * math.ceil(steps / every)
-                for row in model.logger_rows:
-                    windows[max(0, min(round(row["step"] / every) - 1, len(windows) - 1))] = row["episodic_return"]
-                curves.setdefault(name, []).append(windows)
+                curves.setdefault(name, []).append(logged_curve(model.logger_rows, steps, every))
             print(f"seed {seed}  {name:<14} wall {wall[name][-1]:7.1f} s  cpu {cpu[name][-1]:7.1f} s  "
                   f"eval {mean:7.1f} +- {std:5.1f}"
                   f"{ratios(name, wall[name][-1], cpu[name][-1], wall['sb3'][-1], cpu['sb3'][-1])}", flush=True)
